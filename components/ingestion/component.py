@@ -1,0 +1,155 @@
+"""Ingestion components: a schema-typed ExampleGen with time/hash splits, and a ValidationGate.
+
+Usage (see pipeline/pipeline.py):
+
+    schema = ImportSchemaGen(schema_file="schemas/interactions.pbtxt")
+    gen = SchemaExampleGen(input_base="data/movielens", pattern="interactions.csv",
+                           schema=schema.outputs["schema"], split_method="time",
+                           cutoff_quantile=0.8)
+    stats = StatisticsGen(examples=gen.outputs["examples"], schema=schema.outputs["schema"])
+    anomalies = ExampleValidator(statistics=stats.outputs["statistics"],
+                                 schema=schema.outputs["schema"])
+    gate = ValidationGate(statistics=stats.outputs["statistics"],
+                          anomalies=anomalies.outputs["anomalies"], dataset_name="interactions")
+
+Outputs:
+  SchemaExampleGen: `examples` (Examples) with splits `train`/`eval`, or `catalog` when
+    split_method is "none".
+  ValidationGate: `report` (DataValidationReport) holding `report.json`; the gate fails the
+    run with a readable list of problems when there are anomalies or an empty split, so no
+    component that consumes the report runs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from tfx import types
+from tfx.components.example_gen import component as example_gen_component
+from tfx.dsl.components.base import base_beam_component, base_component, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components import keys
+from components.ingestion import executor
+
+INPUT_FORMATS = ("csv", "parquet", "tfrecord")
+SPLIT_METHODS = (keys.SPLIT_TIME, keys.SPLIT_HASH, keys.SPLIT_NONE)
+NO_CUTOFF = -1
+
+
+class DataValidationReport(types.Artifact):
+    """The ValidationGate's verdict: example counts and problems per split (`report.json`)."""
+
+    TYPE_NAME = "TwoTowerDataValidationReport"
+
+
+class SchemaExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's spec plus the schema input and the split parameters."""
+
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        keys.INPUT_FORMAT_KEY: ExecutionParameter(type=str),
+        keys.SPLIT_METHOD_KEY: ExecutionParameter(type=str),
+        keys.TIME_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.CUTOFF_QUANTILE_KEY: ExecutionParameter(type=float),
+        keys.CUTOFF_TIMESTAMP_KEY: ExecutionParameter(type=int),
+        keys.EVAL_PERCENT_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {keys.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
+
+
+class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
+    """Reads CSV/Parquet/TFRecord files into Examples typed by a curated schema, then splits."""
+
+    SPEC_CLASS = SchemaExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.ExampleGenExecutor)
+
+    def __init__(self, input_base: str, pattern: str, schema: types.BaseChannel,
+                 input_format: str = "csv", split_method: str = keys.SPLIT_TIME,
+                 time_feature: str = "timestamp", cutoff_quantile: float = 0.8,
+                 cutoff_timestamp: Optional[int] = None, eval_percent: int = 20) -> None:
+        """Builds the component; checks argument combinations now, not mid-run.
+
+        Args:
+          input_base: Folder (local or gs://) holding the input files.
+          pattern: File glob relative to input_base.
+          schema: Channel of the curated Schema used to type the columns.
+          input_format: "csv", "parquet" or "tfrecord" (tf.Example records).
+          split_method: "time", "hash", or "none" (one split named "catalog").
+          time_feature: Integer event-time feature, for the time split.
+          cutoff_quantile: Quantile of event times used as the cutoff, in (0, 1).
+          cutoff_timestamp: Explicit cutoff; overrides the quantile.
+          eval_percent: Share of rows in eval for the hash split, 1-99.
+
+        Raises:
+          ValueError: naming the bad argument and the allowed values.
+        """
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        if split_method not in SPLIT_METHODS:
+            raise ValueError(f"split_method must be one of {SPLIT_METHODS}, got {split_method!r}")
+        if not 0.0 < cutoff_quantile < 1.0:
+            raise ValueError(f"cutoff_quantile must be in (0, 1), got {cutoff_quantile}")
+        if cutoff_timestamp is not None and cutoff_timestamp < 0:
+            raise ValueError(f"cutoff_timestamp must be >= 0 or None, got {cutoff_timestamp}")
+        if not 1 <= eval_percent <= 99:
+            raise ValueError(f"eval_percent must be in [1, 99], got {eval_percent}")
+        if split_method == keys.SPLIT_TIME and not time_feature:
+            raise ValueError("split_method='time' needs a time_feature")
+        input_config = example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])
+        if split_method == keys.SPLIT_NONE:
+            output_config = example_gen_pb2.Output()
+            input_config.splits[0].name = keys.CATALOG_SPLIT
+        else:
+            output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name=keys.TRAIN_SPLIT,
+                                                      hash_buckets=100 - eval_percent),
+                    example_gen_pb2.SplitConfig.Split(name=keys.EVAL_SPLIT,
+                                                      hash_buckets=eval_percent)]))
+        spec = SchemaExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=output_config,
+            custom_config=None,
+            range_config=None,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            schema=schema,
+            input_format=input_format,
+            split_method=split_method,
+            time_feature=time_feature,
+            cutoff_quantile=cutoff_quantile,
+            cutoff_timestamp=NO_CUTOFF if cutoff_timestamp is None else cutoff_timestamp,
+            eval_percent=eval_percent,
+            examples=types.Channel(type=standard_artifacts.Examples))
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
+class ValidationGateSpec(types.ComponentSpec):
+    """Inputs: statistics and anomalies of one data set. Output: the report."""
+
+    PARAMETERS = {keys.DATASET_NAME_KEY: ExecutionParameter(type=str)}
+    INPUTS = {
+        keys.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        keys.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+    }
+    OUTPUTS = {keys.REPORT_KEY: ChannelParameter(type=DataValidationReport)}
+
+
+class ValidationGate(base_component.BaseComponent):
+    """Fails the run, with a readable report, on anomalies or empty splits."""
+
+    SPEC_CLASS = ValidationGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.ValidationGateExecutor)
+
+    def __init__(self, statistics: types.BaseChannel, anomalies: types.BaseChannel,
+                 dataset_name: str) -> None:
+        if not dataset_name:
+            raise ValueError("dataset_name must name the data set (e.g. 'interactions')")
+        spec = ValidationGateSpec(statistics=statistics, anomalies=anomalies,
+                                  dataset_name=dataset_name,
+                                  report=types.Channel(type=DataValidationReport))
+        super().__init__(spec=spec)

@@ -1,0 +1,184 @@
+"""Beam transforms that read raw tables and turn rows into tf.Examples typed by the schema.
+
+Typing is schema-guided and decided per column over the whole input, in two passes:
+  1. `ColumnKinds` finds each column's widest kind over its non-empty values
+     (INT < FLOAT < BYTES);
+  2. `RowsToExamples` writes every value with the column's target type:
+     a BYTES column in the schema is always written as bytes (so ids like "196" stay
+     strings); an INT/FLOAT column is written as numbers when every value parses, and
+     otherwise as bytes, which ExampleValidator then reports as a type anomaly naming the
+     column. Columns not in the schema keep their widest kind (ExampleValidator reports
+     them as new columns).
+Empty values are omitted from the Example (the feature is missing in that row).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Iterable, Mapping, Optional
+
+import apache_beam as beam
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipeline.errors import IngestionError
+
+INT, FLOAT, BYTES = 0, 1, 2
+KIND_NAMES = {INT: "INT", FLOAT: "FLOAT", BYTES: "BYTES"}
+Row = Mapping[str, Any]
+
+
+def value_kind(value: Any) -> Optional[int]:
+    """The narrowest kind that holds `value`; None for a missing value.
+
+    >>> value_kind("12"), value_kind("1.5"), value_kind("x"), value_kind("")
+    (0, 1, 2, None)
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return INT
+    if isinstance(value, int):
+        return INT
+    if isinstance(value, float):
+        return None if value != value else FLOAT
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        int(text)
+        return INT
+    except ValueError:
+        pass
+    try:
+        float(text)
+        return FLOAT
+    except ValueError:
+        return BYTES
+
+
+def target_kinds(widest: Mapping[str, int], schema: schema_pb2.Schema) -> dict[str, int]:
+    """Chooses each column's output kind from its widest kind and the schema.
+
+    Args:
+      widest: column -> widest kind seen in the data.
+      schema: The curated schema.
+
+    Returns:
+      column -> kind to write.
+    """
+    declared = {feature.name: feature.type for feature in schema.feature}
+    kinds = {}
+    for column, kind in widest.items():
+        wanted = declared.get(column)
+        if wanted == schema_pb2.BYTES:
+            kinds[column] = BYTES
+        elif wanted == schema_pb2.INT:
+            kinds[column] = INT if kind == INT else BYTES
+        elif wanted == schema_pb2.FLOAT:
+            kinds[column] = FLOAT if kind in (INT, FLOAT) else BYTES
+        else:
+            kinds[column] = kind
+    return kinds
+
+
+def row_to_example(row: Row, kinds: Mapping[str, int]) -> tf.train.Example:
+    """Builds a tf.Example with one value per non-empty column, typed by `kinds`."""
+    example = tf.train.Example()
+    features = example.features.feature
+    for column, value in row.items():
+        if value_kind(value) is None:
+            continue
+        kind = kinds.get(column, BYTES)
+        if kind == INT:
+            features[column].int64_list.value.append(int(value))
+        elif kind == FLOAT:
+            features[column].float_list.value.append(float(value))
+        else:
+            text = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            features[column].bytes_list.value.append(text)
+    return example
+
+
+def parse_csv_line(line: str, header: list[str], source: str) -> dict[str, str]:
+    """Parses one CSV record into a column -> text mapping.
+
+    Raises:
+      IngestionError: if the record's field count differs from the header's.
+    """
+    fields = next(csv.reader(io.StringIO(line)))
+    if len(fields) != len(header):
+        raise IngestionError(
+            f"{source}: a row has {len(fields)} fields but the header has {len(header)} "
+            f"({','.join(header)}); row: {line[:200]!r}. Quote fields that contain commas "
+            "and keep one record per line.")
+    return dict(zip(header, fields))
+
+
+def read_csv_header(pattern: str) -> tuple[list[str], list[str]]:
+    """Returns the files matching `pattern` and their common header.
+
+    Raises:
+      IngestionError: if no file matches, a file is empty, or headers differ.
+    """
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise IngestionError(f"no input files match {pattern}; check data.interactions / "
+                             "data.items in the config")
+    header: Optional[list[str]] = None
+    for path in files:
+        with tf.io.gfile.GFile(path) as f:
+            first = f.readline().strip("\r\n")
+        if not first:
+            raise IngestionError(f"{path} is empty; a CSV input needs a header line")
+        columns = next(csv.reader(io.StringIO(first)))
+        if len(set(columns)) != len(columns):
+            raise IngestionError(f"{path}: duplicate column names in header {columns}")
+        if header is not None and columns != header:
+            raise IngestionError(f"{path}: header {columns} differs from {files[0]}'s {header}")
+        header = columns
+    assert header is not None
+    return files, header
+
+
+@beam.ptransform_fn
+def ReadCsvRows(pipeline: beam.Pipeline, pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Reads CSV files with a common header into dict rows of text values."""
+    files, header = read_csv_header(pattern)
+    return (pipeline
+            | "ReadLines" >> beam.io.ReadFromText(pattern, skip_header_lines=1)
+            | "DropBlank" >> beam.Filter(lambda line: bool(line.strip()))
+            | "ParseCsv" >> beam.Map(parse_csv_line, header, files[0]))
+
+
+@beam.ptransform_fn
+def ReadParquetRows(pipeline: beam.Pipeline, pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Reads Parquet files into dict rows of Python values."""
+    if not tf.io.gfile.glob(pattern):
+        raise IngestionError(f"no input files match {pattern}; check the data paths in the config")
+    return pipeline | "ReadParquet" >> beam.io.ReadFromParquet(pattern)
+
+
+def _widest(kinds: Iterable[int]) -> int:
+    return max(kinds, default=INT)
+
+
+@beam.ptransform_fn
+def ColumnKinds(rows: beam.PCollection) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Computes (column, widest kind) over all non-empty values of each column."""
+    def kinds(row: Row) -> Iterable[tuple[str, int]]:
+        for column, value in row.items():
+            kind = value_kind(value)
+            yield column, (INT if kind is None else kind)
+    return (rows
+            | "KindPerValue" >> beam.FlatMap(kinds)
+            | "WidestPerColumn" >> beam.CombinePerKey(_widest))
+
+
+@beam.ptransform_fn
+def RowsToExamples(rows: beam.PCollection, schema: schema_pb2.Schema) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Types rows by column (see module docstring) and converts them to tf.Examples."""
+    widest = rows | "ColumnKinds" >> ColumnKinds()  # pylint: disable=no-value-for-parameter
+    kinds = widest | "TargetKinds" >> beam.combiners.ToDict() | "ApplySchema" >> beam.Map(
+        target_kinds, schema)
+    return rows | "ToExample" >> beam.Map(
+        lambda row, column_kinds: row_to_example(row, column_kinds),
+        column_kinds=beam.pvalue.AsSingleton(kinds))

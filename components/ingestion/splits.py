@@ -1,0 +1,87 @@
+"""Beam transforms that split tf.Examples into train and eval.
+
+* `TimeSplit`: train holds events strictly before the cutoff, eval the events at or after
+  it; the cutoff is an explicit timestamp or a quantile of the event times (computed with
+  Beam's ApproximateQuantiles, exact for small inputs). This is how a retrieval model is
+  used: trained on the past, asked about the future.
+* `HashSplit`: a row goes to eval when a sha256 bucket of its serialised content is below
+  `eval_percent`; deterministic across runs and runners.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator, Optional
+
+from absl import logging
+import apache_beam as beam
+import tensorflow as tf
+
+from pipeline.errors import IngestionError
+
+QUANTILE_RESOLUTION = 1000
+
+
+def event_time(example: tf.train.Example, time_feature: str) -> int:
+    """Reads the integer event time of an Example.
+
+    Raises:
+      IngestionError: if the feature is missing or not an INT in this row.
+    """
+    feature = example.features.feature.get(time_feature)
+    if feature is None or not feature.int64_list.value:
+        kind = "missing" if feature is None else f"not an integer ({feature})"
+        raise IngestionError(
+            f"time split: feature '{time_feature}' is {kind.strip()} in a row; every row needs "
+            f"an integer '{time_feature}' (or set data.split: hash)")
+    return int(feature.int64_list.value[0])
+
+
+def pick_quantile(quantiles: list[int], quantile: float) -> Iterator[int]:
+    """Yields the value at `quantile` of ApproximateQuantiles' evenly spaced output.
+
+    Yields nothing for an empty input (the empty split is reported by the ValidationGate).
+    """
+    if quantiles:
+        yield int(quantiles[round(quantile * (len(quantiles) - 1))])
+
+
+def is_eval_by_time(example: tf.train.Example, time_feature: str, cutoff: int) -> bool:
+    return event_time(example, time_feature) >= cutoff
+
+
+def hash_bucket(example: tf.train.Example, buckets: int = 100) -> int:
+    """A stable bucket in [0, buckets) from the Example's deterministic serialisation."""
+    digest = hashlib.sha256(example.SerializeToString(deterministic=True)).hexdigest()
+    return int(digest, 16) % buckets
+
+
+@beam.ptransform_fn
+def TimeSplit(examples: beam.PCollection, time_feature: str, quantile: float,  # pylint: disable=invalid-name
+              cutoff_timestamp: Optional[int]) -> tuple[beam.PCollection, beam.PCollection]:
+    """Splits Examples by event time; returns (train, eval)."""
+    if cutoff_timestamp is not None:
+        cutoff = examples.pipeline | "Cutoff" >> beam.Create([cutoff_timestamp])
+    else:
+        cutoff = (examples
+                  | "EventTimes" >> beam.Map(event_time, time_feature)
+                  | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+                  | "PickCutoff" >> beam.FlatMap(pick_quantile, quantile))
+    cutoff | "LogCutoff" >> beam.Map(_log_cutoff, time_feature)  # pylint: disable=expression-not-assigned
+    train, evaluation = examples | "PartitionByTime" >> beam.Partition(
+        lambda example, _, at: int(is_eval_by_time(example, time_feature, at)), 2,
+        at=beam.pvalue.AsSingleton(cutoff))
+    return train, evaluation
+
+
+def _log_cutoff(cutoff: int, time_feature: str) -> None:
+    logging.info("Time split: train has %s < %d, eval has %s >= %d",
+                 time_feature, cutoff, time_feature, cutoff)
+
+
+@beam.ptransform_fn
+def HashSplit(examples: beam.PCollection, eval_percent: int  # pylint: disable=invalid-name
+              ) -> tuple[beam.PCollection, beam.PCollection]:
+    """Splits Examples by a content hash; returns (train, eval)."""
+    train, evaluation = examples | "PartitionByHash" >> beam.Partition(
+        lambda example, _: int(hash_bucket(example) < eval_percent), 2)
+    return train, evaluation

@@ -1,0 +1,33 @@
+"""Finds the artifacts a pipeline run produced, through ML Metadata."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import sqlite_metadata
+
+NODE_CONTEXT_TYPE = "node"
+
+
+def latest_output_uri(config: PipelineConfig, node_id: str, artifact_type: str) -> Optional[str]:
+    """URI of the newest live artifact of `artifact_type` that node `node_id` produced.
+
+    Returns:
+      The URI, or None when the node has not produced one yet.
+    """
+    with metadata.Metadata(sqlite_metadata(config)) as handle:
+        store: metadata_store.MetadataStore = handle.store
+        context = store.get_context_by_type_and_name(
+            NODE_CONTEXT_TYPE, f"{config.orchestration.pipeline_name}.{node_id}")
+        if context is None:
+            return None
+        artifacts = [artifact for artifact in store.get_artifacts_by_context(context.id)
+                     if artifact.state == metadata_store_pb2.Artifact.LIVE]
+        types = {t.id: t.name for t in store.get_artifact_types_by_id(
+            list({artifact.type_id for artifact in artifacts}))}
+        produced = [artifact for artifact in artifacts if types[artifact.type_id] == artifact_type]
+        return max(produced, key=lambda artifact: artifact.id).uri if produced else None

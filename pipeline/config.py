@@ -1,0 +1,380 @@
+"""One typed config holding every default of the twotower pipeline.
+
+Every stage reads its settings from one section of `PipelineConfig`. A YAML file
+(`twotower run --config FILE`) overrides any subset of fields; `--set a.b=v` overrides
+single fields on the command line. Every field is checked on load and a bad field
+raises `ConfigError` naming the field, the value and what is allowed.
+
+Sections for stages not built yet (pool, model, loss, training, validation, index,
+serving) carry the starting values from DESIGN.md; their issues replace them with
+measured defaults.
+
+Relative paths are resolved against the current working directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import typing
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+
+from pipeline.errors import TwoTowerError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_SCHEMA_DIR = str(REPO_ROOT / "schemas")
+
+
+class ConfigError(TwoTowerError, ValueError):
+    """A config field is unknown, of the wrong type, or out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the raw data is and how it is split.
+
+    Attributes:
+      interactions: File pattern of the interaction log (one row per positive event).
+      items: File pattern of the item catalogue (one row per item).
+      input_format: Format of both inputs.
+      split: `time` (train before a cutoff, eval from it on) or `hash` (random by row).
+      time_feature: Column holding the event time (integer seconds).
+      cutoff_quantile: For `split: time`, the quantile of event times used as the cutoff.
+      cutoff_timestamp: For `split: time`, an explicit cutoff; overrides the quantile.
+      eval_percent: For `split: hash`, the share of rows sent to eval, in percent.
+      schema_dir: Folder with the curated schemas (`interactions.pbtxt`, `items.pbtxt`).
+    """
+
+    interactions: str = "data/movielens/interactions.csv"
+    items: str = "data/movielens/items.csv"
+    input_format: Literal["csv", "parquet", "tfrecord"] = "csv"
+    split: Literal["time", "hash"] = "time"
+    time_feature: str = "timestamp"
+    cutoff_quantile: float = 0.8
+    cutoff_timestamp: Optional[int] = None
+    eval_percent: int = 20
+    schema_dir: str = DEFAULT_SCHEMA_DIR
+
+    def validate(self) -> None:
+        _check(0.0 < self.cutoff_quantile < 1.0, "data.cutoff_quantile",
+               self.cutoff_quantile, "a number strictly between 0 and 1")
+        _check(1 <= self.eval_percent <= 99, "data.eval_percent", self.eval_percent,
+               "an integer from 1 to 99")
+        _check(self.cutoff_timestamp is None or self.cutoff_timestamp >= 0,
+               "data.cutoff_timestamp", self.cutoff_timestamp, "null or seconds >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+    """Item frequencies, vocabularies and the mixed-negative pool (DESIGN §3)."""
+
+    sampler: Literal["uniform", "popularity", "unseen_boost"] = "uniform"
+    alpha: float = 0.0
+    pool_size: Optional[int] = None
+    max_pool_size: int = 1_000_000
+    smoothing: float = 1.0
+    min_count: int = 1
+    seed: int = 42
+
+    def validate(self) -> None:
+        _check(0.0 <= self.alpha <= 2.0, "pool.alpha", self.alpha, "a number in [0, 2]")
+        _check(self.pool_size is None or self.pool_size >= 1, "pool.pool_size",
+               self.pool_size, "null (whole catalogue) or an integer >= 1")
+        _check(self.max_pool_size >= 1, "pool.max_pool_size", self.max_pool_size,
+               "an integer >= 1")
+        _check(self.smoothing >= 0.0, "pool.smoothing", self.smoothing, "a number >= 0")
+        _check(self.min_count >= 1, "pool.min_count", self.min_count, "an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Tower shapes and the output normalisation (DESIGN §4)."""
+
+    embedding_dim: int = 64
+    hidden_layers: tuple[int, ...] = (128,)
+    l2_normalize: bool = True
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+
+    def validate(self) -> None:
+        _check(self.embedding_dim >= 1, "model.embedding_dim", self.embedding_dim,
+               "an integer >= 1")
+        _check(all(width >= 1 for width in self.hidden_layers), "model.hidden_layers",
+               self.hidden_layers, "a list of integers >= 1")
+        _check(0.01 <= self.temperature <= 1.0, "model.temperature", self.temperature,
+               "a number in [0.01, 1] (0.05-0.2 is the useful range)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss and negatives (DESIGN §4)."""
+
+    loss: Literal["softmax", "bce", "bpr", "hinge"] = "softmax"
+    pool_ratio: float = 0.25
+    logq_correction: bool = True
+    remove_accidental_hits: bool = True
+    num_hard_negatives: Optional[int] = None
+    margin: float = 0.5
+
+    def validate(self) -> None:
+        _check(0.0 <= self.pool_ratio <= 4.0, "loss.pool_ratio", self.pool_ratio,
+               "a number in [0, 4]")
+        _check(self.num_hard_negatives is None or self.num_hard_negatives >= 1,
+               "loss.num_hard_negatives", self.num_hard_negatives, "null or an integer >= 1")
+        _check(self.margin > 0.0, "loss.margin", self.margin, "a number > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings of the Trainer."""
+
+    batch_size: int = 1024
+    epochs: int = 10
+    train_steps: Optional[int] = None
+    optimizer: Literal["adagrad", "adam"] = "adam"
+    learning_rate: float = 0.01
+    seed: int = 42
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 2, "training.batch_size", self.batch_size,
+               "an integer >= 2 (in-batch negatives need at least two rows)")
+        _check(self.epochs >= 1, "training.epochs", self.epochs, "an integer >= 1")
+        _check(self.train_steps is None or self.train_steps >= 1, "training.train_steps",
+               self.train_steps, "null or an integer >= 1")
+        _check(self.learning_rate > 0.0, "training.learning_rate", self.learning_rate,
+               "a number > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """Model-validator gating thresholds."""
+
+    k: int = 100
+    min_recall: float = 0.0
+    max_relative_regression: float = 0.05
+    min_scann_recall: float = 0.95
+
+    def validate(self) -> None:
+        _check(self.k >= 1, "validation.k", self.k, "an integer >= 1")
+        for name in ("min_recall", "max_relative_regression", "min_scann_recall"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"validation.{name}", value, "a number in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """ScaNN index settings; null fields are derived from the catalogue size."""
+
+    k: int = 100
+    max_k: int = 1000
+    brute_force_below: int = 20_000
+    num_leaves: Optional[int] = None
+    num_leaves_to_search: Optional[int] = None
+    anisotropic_quantization_threshold: float = 0.2
+    reorder: Optional[int] = None
+
+    def validate(self) -> None:
+        _check(1 <= self.k <= self.max_k, "index.k", self.k,
+               f"an integer from 1 to index.max_k ({self.max_k})")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Where models are pushed and how the model server listens."""
+
+    base_path: str = "serving_models"
+    model_name: str = "twotower"
+    host: str = "127.0.0.1"
+    grpc_port: int = 8500
+    rest_port: int = 8501
+    poll_seconds: float = 2.0
+    max_batch_size: int = 1024
+
+    def validate(self) -> None:
+        for name in ("grpc_port", "rest_port"):
+            value = getattr(self, name)
+            _check(0 <= value <= 65535, f"serving.{name}", value, "a port from 0 to 65535")
+        _check(self.poll_seconds > 0, "serving.poll_seconds", self.poll_seconds,
+               "a number > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class OrchestrationConfig:
+    """Pipeline identity, storage and scheduling.
+
+    Attributes:
+      pipeline_name: Name in ML Metadata and in the orchestrators.
+      pipeline_root: Where artifacts go (local path or `gs://...`).
+      metadata_path: SQLite ML Metadata file for local runs; empty means
+        `<pipeline_root>/metadata.sqlite`.
+      enable_cache: Re-use outputs of components whose inputs did not change.
+      beam_pipeline_args: Passed to every Beam-based component.
+      schedule: Cron string for Airflow / recurring runs.
+      start_date: ISO date of the first scheduled run.
+      retries: Task retries in Airflow.
+      image: Container image for Kubeflow Pipelines.
+    """
+
+    pipeline_name: str = "twotower"
+    pipeline_root: str = "runs/pipeline_root"
+    metadata_path: str = ""
+    enable_cache: bool = True
+    beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",
+                                           "--direct_num_workers=1")
+    schedule: str = "0 3 * * *"
+    start_date: str = "2026-01-01"
+    retries: int = 1
+    image: str = "twotower:latest"
+
+    def validate(self) -> None:
+        _check(bool(self.pipeline_name.strip()), "orchestration.pipeline_name",
+               self.pipeline_name, "a non-empty name")
+        _check(self.retries >= 0, "orchestration.retries", self.retries, "an integer >= 0")
+
+    @property
+    def resolved_metadata_path(self) -> str:
+        return self.metadata_path or f"{self.pipeline_root.rstrip('/')}/metadata.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole pipeline's settings, one section per stage."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    pool: PoolConfig = dataclasses.field(default_factory=PoolConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    orchestration: OrchestrationConfig = dataclasses.field(default_factory=OrchestrationConfig)
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            getattr(self, field.name).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: got {value!r}; expected {allowed}")
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Checks `value` against a field annotation and converts lists to tuples."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [arg for arg in args if arg is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: got {value!r}; expected one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: got {value!r}; expected a list")
+        return tuple(_coerce(f"{name}[{i}]", item, args[0]) for i, item in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: got {value!r}; expected true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: got {value!r}; expected an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: got {value!r}; expected a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: got {value!r}; expected a string")
+        return value
+    raise TypeError(f"{name}: unsupported annotation {annotation!r}")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of fields, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown field {where}{unknown[0]}; known fields: {sorted(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, name)
+        else:
+            kwargs[key] = _coerce(name, value, hint)
+    return cls(**kwargs)
+
+
+def from_dict(values: Mapping[str, Any]) -> PipelineConfig:
+    """Builds and validates a config from nested mappings (e.g. parsed YAML).
+
+    Raises:
+      ConfigError: naming the first unknown, mistyped or out-of-range field.
+    """
+    config = _build(PipelineConfig, values or {}, "")
+    config.validate()
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parses `section.field=value` (value in YAML syntax) into a path and a value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.field=value")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) != 2 or not all(path):
+        raise ConfigError(f"override {text!r}: expected section.field=value")
+    return path, yaml.safe_load(raw)
+
+
+def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> PipelineConfig:
+    """Loads a YAML config file (or the defaults) and applies `section.field=value` overrides.
+
+    Raises:
+      ConfigError: if the file is missing or not YAML, or a field is invalid.
+    """
+    values: dict[str, Any] = {}
+    if path:
+        file = pathlib.Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {path} not found; pass an existing YAML file "
+                              "to --config (see configs/ for examples)")
+        try:
+            values = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections at top level")
+    for text in overrides:
+        (section, field), value = parse_override(text)
+        section_values = values.setdefault(section, {})
+        if not isinstance(section_values, dict):
+            raise ConfigError(f"{section}: expected a mapping of fields")
+        section_values[field] = value
+    return from_dict(values)
+
+
+def to_yaml(config: PipelineConfig) -> str:
+    """Renders a config as YAML that `load` reads back to the same config."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, tuple):
+            return [plain(item) for item in value]
+        return value
+    return yaml.safe_dump(plain(config.to_dict()), sort_keys=False)

@@ -1,0 +1,109 @@
+"""create_pipeline: the one TFX pipeline every runner (local, Airflow, Kubeflow) executes."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
+from tfx.dsl.components.base import base_node
+from tfx.orchestration import metadata
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto.orchestration import metadata_pb2
+
+from components import keys
+from components.ingestion.component import SchemaExampleGen, ValidationGate
+from pipeline.config import PipelineConfig
+from pipeline.errors import IngestionError
+
+INTERACTIONS = "interactions"
+ITEMS = "items"
+
+
+def absolute(path: str) -> str:
+    """Makes a local path absolute; leaves URIs such as gs://bucket/x unchanged."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _split_pattern(path: str) -> tuple[str, str]:
+    """Splits a file or folder path into (absolute base folder, relative glob)."""
+    full = absolute(path)
+    if "://" not in full and os.path.isdir(full):
+        return full, "*"
+    return os.path.dirname(full), os.path.basename(full)
+
+
+def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
+                    split_method: str) -> tuple[list[base_node.BaseNode], ValidationGate]:
+    """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
+
+    Args:
+      name: Data set name, used as the prefix of every node id.
+      data_path: File, glob or folder of the raw data.
+      schema_file: Curated schema (.pbtxt).
+      config: Pipeline config (data section).
+      split_method: "time", "hash" or "none".
+
+    Returns:
+      The nodes in order, and the gate (whose report downstream stages consume).
+    """
+    if not os.path.isfile(schema_file):
+        raise IngestionError(f"schema {schema_file} not found; set data.schema_dir to the "
+                             "folder with interactions.pbtxt and items.pbtxt")
+    prefix = name.capitalize()
+    schema = ImportSchemaGen(schema_file=schema_file).with_id(f"{prefix}Schema")
+    base, pattern = _split_pattern(data_path)
+    data = config.data
+    example_gen = SchemaExampleGen(
+        input_base=base, pattern=pattern, schema=schema.outputs[keys.SCHEMA_KEY],
+        input_format=data.input_format, split_method=split_method,
+        time_feature=data.time_feature, cutoff_quantile=data.cutoff_quantile,
+        cutoff_timestamp=data.cutoff_timestamp, eval_percent=data.eval_percent,
+    ).with_id(f"{prefix}ExampleGen")
+    statistics = StatisticsGen(examples=example_gen.outputs[keys.EXAMPLES_KEY],
+                               schema=schema.outputs[keys.SCHEMA_KEY]
+                               ).with_id(f"{prefix}StatisticsGen")
+    validator = ExampleValidator(statistics=statistics.outputs[keys.STATISTICS_KEY],
+                                 schema=schema.outputs[keys.SCHEMA_KEY]
+                                 ).with_id(f"{prefix}ExampleValidator")
+    gate = ValidationGate(statistics=statistics.outputs[keys.STATISTICS_KEY],
+                          anomalies=validator.outputs[keys.ANOMALIES_KEY],
+                          dataset_name=name).with_id(f"{prefix}ValidationGate")
+    return [schema, example_gen, statistics, validator, gate], gate
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None
+                    ) -> tfx_pipeline.Pipeline:
+    """Builds the twotower pipeline from a validated config.
+
+    Args:
+      config: The whole pipeline config.
+      metadata_connection_config: ML Metadata connection; None lets the orchestrator
+        choose (local runs pass SQLite at orchestration.metadata_path).
+
+    Returns:
+      A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
+      item catalogue.
+    """
+    schema_dir = config.data.schema_dir
+    interactions, _ = ingestion_nodes(
+        INTERACTIONS, config.data.interactions, os.path.join(schema_dir, "interactions.pbtxt"),
+        config, config.data.split)
+    items, _ = ingestion_nodes(ITEMS, config.data.items, os.path.join(schema_dir, "items.pbtxt"),
+                               config, keys.SPLIT_NONE)
+    orchestration = config.orchestration
+    return tfx_pipeline.Pipeline(
+        pipeline_name=orchestration.pipeline_name,
+        pipeline_root=absolute(orchestration.pipeline_root),
+        components=interactions + items,
+        enable_cache=orchestration.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(orchestration.beam_pipeline_args),
+    )
+
+
+def sqlite_metadata(config: PipelineConfig) -> metadata_pb2.ConnectionConfig:
+    """SQLite ML Metadata connection for local runs (creates the parent folder)."""
+    path = os.path.abspath(config.orchestration.resolved_metadata_path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return metadata.sqlite_metadata_connection_config(path)
