@@ -1,0 +1,83 @@
+"""The typed config: defaults, YAML loading, overrides, and errors naming the field."""
+import pytest
+
+from pipeline import config as config_lib
+from pipeline.config import ConfigError
+
+
+def test_defaults_are_valid_and_cover_every_section():
+    config = config_lib.from_dict({})
+    assert set(config.to_dict()) == {"data", "pool", "model", "loss", "training", "validation",
+                                     "index", "serving", "orchestration"}
+    assert config.data.split == "time"
+    assert 0.05 <= config.model.temperature <= 0.2
+    assert config.model.l2_normalize is True
+
+
+def test_yaml_file_overrides_only_given_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  split: hash\n  eval_percent: 10\nmodel:\n  hidden_layers: [64, 32]\n")
+    config = config_lib.load(str(path))
+    assert config.data.split == "hash"
+    assert config.data.eval_percent == 10
+    assert config.model.hidden_layers == (64, 32)
+    assert config.data.cutoff_quantile == 0.8
+
+
+def test_set_overrides_parse_yaml_values_and_win_over_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  split: hash\n")
+    config = config_lib.load(str(path), ("data.split=time", "data.cutoff_timestamp=123",
+                                         "orchestration.enable_cache=false"))
+    assert config.data.split == "time"
+    assert config.data.cutoff_timestamp == 123
+    assert config.orchestration.enable_cache is False
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"data": {"cutof_quantile": 0.5}}, "unknown field data.cutof_quantile"),
+    ({"dta": {}}, "unknown field dta"),
+    ({"data": {"split": "random"}}, "data.split: got 'random'; expected one of ['time', 'hash']"),
+    ({"data": {"cutoff_quantile": 1.5}}, "data.cutoff_quantile: got 1.5"),
+    ({"data": {"eval_percent": "20"}}, "data.eval_percent: got '20'; expected an integer"),
+    ({"model": {"temperature": 0.001}}, "model.temperature"),
+    ({"model": {"hidden_layers": [64, "x"]}}, "model.hidden_layers[1]"),
+    ({"training": {"batch_size": 1}}, "training.batch_size"),
+    ({"orchestration": {"enable_cache": "yes"}}, "orchestration.enable_cache: got 'yes'; "
+                                                 "expected true or false"),
+    ({"loss": {"loss": "softmx"}}, "loss.loss: got 'softmx'"),
+    ({"index": {"k": 5000}}, "index.k"),
+    ({"serving": {"grpc_port": 70000}}, "serving.grpc_port"),
+])
+def test_invalid_fields_are_named(values, message):
+    with pytest.raises(ConfigError) as error:
+        config_lib.from_dict(values)
+    assert message in str(error.value)
+
+
+def test_missing_file_and_bad_yaml_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config_lib.load(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config_lib.load(str(bad))
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="section.field=value"):
+        config_lib.load(None, ("data.split",))
+    with pytest.raises(ConfigError, match="section.field=value"):
+        config_lib.load(None, ("split=hash",))
+
+
+def test_yaml_round_trip(tmp_path):
+    config = config_lib.load(None, ("model.hidden_layers=[32]", "data.split=hash"))
+    path = tmp_path / "round.yaml"
+    path.write_text(config_lib.to_yaml(config))
+    assert config_lib.load(str(path)) == config
+
+
+def test_metadata_path_defaults_under_pipeline_root():
+    config = config_lib.load(None, ("orchestration.pipeline_root=/x/root",))
+    assert config.orchestration.resolved_metadata_path == "/x/root/metadata.sqlite"

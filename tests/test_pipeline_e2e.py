@@ -1,0 +1,94 @@
+"""End to end through `twotower run` (LocalDagRunner, SQLite MLMD) on small synthetic data."""
+import re
+
+import pandas as pd
+import pytest
+
+from components.ingestion.component import DataValidationReport
+from pipeline import artifacts, cli
+from pipeline import config as config_lib
+from pipeline.data import synthetic
+
+pytestmark = pytest.mark.e2e
+ROWS = 3_000
+
+
+@pytest.fixture(name="data_dir", scope="module")
+def fixture_data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    synthetic.generate(synthetic.SyntheticSpec(users=200, items=150, interactions=ROWS, seed=7),
+                       out, progress=False)
+    return out
+
+
+def _run(tmp_path, interactions, items, *overrides):
+    root = tmp_path / "root"
+    args = ["run", "--set", f"data.interactions={interactions}", "--set", f"data.items={items}",
+            "--set", f"orchestration.pipeline_root={root}"]
+    for override in overrides:
+        args += ["--set", override]
+    return cli.main(args), config_lib.load(None, tuple(args[2::2]))
+
+
+def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
+    code, config = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    sizes = re.search(r"interactions: train: (\d+) examples, eval: (\d+) examples", out)
+    assert sizes, out
+    train, evaluation = int(sizes.group(1)), int(sizes.group(2))
+    assert train + evaluation == ROWS
+    # Synthetic times are distinct and evenly spaced: the 0.8 quantile leaves ~20% in eval.
+    assert evaluation == pytest.approx(0.2 * ROWS, abs=3)
+    assert "items: catalog: 150 examples" in out
+    assert err.count(" done in ") == 10
+
+    code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv")
+    _, err = capsys.readouterr()
+    assert code == 0
+    assert err.count(" cached") == 10, err
+    assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
+                                       DataValidationReport.TYPE_NAME)
+
+
+def test_wrong_type_stops_at_example_validator_naming_the_feature(tmp_path, data_dir, capsys):
+    frame = pd.read_csv(data_dir / "interactions.csv", dtype=str)
+    frame.loc[10, "age"] = "twenty"
+    bad = tmp_path / "interactions.csv"
+    frame.to_csv(bad, index=False)
+    code, config = _run(tmp_path, bad, data_dir / "items.csv")
+    _, err = capsys.readouterr()
+    assert code == cli.EXIT_USER_ERROR
+    assert "interactions failed validation" in err
+    assert "feature 'age': Unexpected data type. Expected data of type: INT but got STRING" in err
+    assert '"twenty"' in err
+    assert "[ 9/10] InteractionsValidationGate ..." in err
+    assert "InteractionsValidationGate done" not in err
+    assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
+                                       DataValidationReport.TYPE_NAME) is None
+
+
+def test_missing_required_feature_is_named(tmp_path, data_dir, capsys):
+    frame = pd.read_csv(data_dir / "interactions.csv", dtype=str).drop(columns=["item_id"])
+    bad = tmp_path / "interactions.csv"
+    frame.to_csv(bad, index=False)
+    code, _ = _run(tmp_path, bad, data_dir / "items.csv")
+    _, err = capsys.readouterr()
+    assert code == cli.EXIT_USER_ERROR
+    assert "feature 'item_id': Column dropped" in err
+
+
+def test_parquet_input_with_hash_split(tmp_path, data_dir, capsys):
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    for table in ("interactions", "items"):
+        pd.read_csv(data_dir / f"{table}.csv", dtype={"user_id": str, "item_id": str,
+                                                       "zip": str}).to_parquet(
+            parquet / f"{table}.parquet", index=False)
+    code, _ = _run(tmp_path, parquet / "interactions.parquet", parquet / "items.parquet",
+                   "data.input_format=parquet", "data.split=hash", "data.eval_percent=30")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    sizes = re.search(r"interactions: train: (\d+) examples, eval: (\d+) examples", out)
+    assert int(sizes.group(1)) + int(sizes.group(2)) == ROWS
+    assert int(sizes.group(2)) == pytest.approx(0.3 * ROWS, abs=100)
