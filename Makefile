@@ -37,7 +37,7 @@ data/movielens/interactions.csv: $(STAMP)
 data: data/movielens/interactions.csv
 
 demo: data
-	$(VENV)/bin/twotower run
+	$(VENV)/bin/twotower run --config configs/movielens.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
