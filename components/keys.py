@@ -30,3 +30,34 @@ SPLIT_NONE = "none"
 
 # Files inside artifacts.
 VALIDATION_REPORT_FILE = "report.json"
+
+# NegativePoolBuilder channels and parameters.
+INTERACTIONS_KEY = "interactions"
+ITEMS_KEY = "items"
+INTERACTIONS_REPORT_KEY = "interactions_report"
+ITEMS_REPORT_KEY = "items_report"
+NEGATIVE_POOL_KEY = "negative_pool"
+SAMPLER_KEY = "sampler"
+ALPHA_KEY = "alpha"
+UNSEEN_WEIGHT_KEY = "unseen_weight"
+POOL_SIZE_KEY = "pool_size"
+MAX_POOL_SIZE_KEY = "max_pool_size"
+SMOOTHING_KEY = "smoothing"
+MIN_COUNT_KEY = "min_count"
+SEED_KEY = "seed"
+USER_FEATURE_KEY = "user_feature"
+ITEM_FEATURE_KEY = "item_feature"
+
+# Files inside a NegativePool artifact.
+POOL_STATS_FILE = "stats.json"
+POOL_FREQUENCIES_DIR = "item_frequencies"
+POOL_POOL_DIR = "pool"
+POOL_VOCAB_DIR = "vocab"
+POOL_RECORD_SUFFIX = ".tfrecord.gz"
+
+# Features of the frequency table and extra features of pool rows.
+POOL_ITEM_ID = "item_id"
+POOL_COUNT = "train_count"
+POOL_IN_CATALOG = "in_catalog"
+POOL_PROBABILITY = "probability"
+POOL_POOL_PROBABILITY = "pool_probability"

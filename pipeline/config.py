@@ -67,10 +67,23 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PoolConfig:
-    """Item frequencies, vocabularies and the mixed-negative pool (DESIGN §3)."""
+    """Item frequencies, vocabularies and the mixed-negative pool (DESIGN §3).
+
+    Attributes:
+      sampler: Pool sampling distribution: `uniform`, `popularity` ((count + smoothing)^alpha)
+        or `unseen_boost` (never-seen items weigh unseen_weight, seen items 1).
+      alpha: Popularity exponent; only with sampler `popularity` (0 is uniform).
+      unseen_weight: Weight of never-seen items with sampler `unseen_boost`.
+      pool_size: Items in the pool; null means the whole catalogue, capped at max_pool_size.
+      max_pool_size: Cap on the pool size.
+      smoothing: Add-k smoothing of in-batch probabilities, so never-seen items get q > 0.
+      min_count: Ids seen fewer times in training map to the OOV bucket.
+      seed: Seed of the per-key hash choosing pool members when the catalogue is capped.
+    """
 
     sampler: Literal["uniform", "popularity", "unseen_boost"] = "uniform"
     alpha: float = 0.0
+    unseen_weight: float = 5.0
     pool_size: Optional[int] = None
     max_pool_size: int = 1_000_000
     smoothing: float = 1.0
@@ -79,6 +92,13 @@ class PoolConfig:
 
     def validate(self) -> None:
         _check(0.0 <= self.alpha <= 2.0, "pool.alpha", self.alpha, "a number in [0, 2]")
+        _check(self.alpha == 0.0 or self.sampler == "popularity", "pool.alpha", self.alpha,
+               "0 unless pool.sampler is popularity")
+        _check(self.unseen_weight > 0.0, "pool.unseen_weight", self.unseen_weight,
+               "a number > 0")
+        _check(self.pool_size is None or self.pool_size <= self.max_pool_size,
+               "pool.pool_size", self.pool_size, f"at most pool.max_pool_size "
+               f"({self.max_pool_size})")
         _check(self.pool_size is None or self.pool_size >= 1, "pool.pool_size",
                self.pool_size, "null (whole catalogue) or an integer >= 1")
         _check(self.max_pool_size >= 1, "pool.max_pool_size", self.max_pool_size,

@@ -11,3 +11,7 @@ class IngestionError(TwoTowerError):
 
 class DataValidationError(TwoTowerError):
     """ExampleValidator found anomalies, or a split is empty; the run stops before training."""
+
+
+class NegativePoolError(TwoTowerError):
+    """The negative pool cannot be built (empty catalogue, empty train split, wrong splits)."""

@@ -12,12 +12,14 @@ from pipeline.data import movielens, tables
 U_DATA = "1\t10\t4\t880000002\n2\t10\t2\t880000001\n1\t11\t5\t880000003\n"
 U_USER = "1|24|M|technician|85711\n2|53|F|other|T8H1N\n"
 U_ITEM = ("10|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
-          "11|unknown||||1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n")
+          "11|unknown||||1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+          "12|Land Before Time III (1995) (V)|||http://x|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n")
 INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + U_DATA
 USER = ("user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
         "1\t24\tM\ttechnician\t85711\n2\t53\tF\tother\tT8H1N\n")
 ITEM = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-        "10\tToy Story\t1995\tAnimation Children's Comedy\n11\tunkonwn\tunkonwn\tunknown\n")
+        "10\tToy Story\t1995\tAnimation Children's Comedy\n11\tunkonwn\tunkonwn\tunknown\n"
+        "12\tLand Before Time III (1995)\tV\tAnimation\n")
 
 
 def _zip(path: pathlib.Path, files: dict) -> pathlib.Path:
@@ -53,6 +55,9 @@ def test_both_sources_convert_to_the_same_tables(reader, fixture, request):
     unknown = raw.items.set_index("item_id").loc["11"]
     assert unknown["title"] == "unknown"
     assert pd.isna(unknown["release_year"])
+    video = raw.items.set_index("item_id").loc["12"]
+    assert (video["title"], video["release_year"], video["genres"]) == (
+        "Land Before Time III", 1995, "Animation")
     assert raw.users.set_index("user_id").loc["2", "zip"] == "T8H1N"
     assert raw.users["age"].tolist() == [24, 53]
     assert raw.ratings["user_id"].tolist() == ["1", "2", "1"]
@@ -62,7 +67,7 @@ def test_both_sources_convert_to_the_same_tables(reader, fixture, request):
 def test_write_denormalises_and_sorts_by_time(tmp_path, grouplens_zip):
     raw = movielens.read_grouplens(grouplens_zip)
     counts = movielens.write(raw, tmp_path / "out", "csv")
-    assert counts == {"interactions": 3, "items": 2, "users": 2}
+    assert counts == {"interactions": 3, "items": 3, "users": 2}
     interactions = pd.read_csv(tmp_path / "out" / "interactions.csv", dtype=str)
     assert list(interactions.columns) == list(tables.INTERACTION_COLUMNS)
     assert interactions["timestamp"].tolist() == ["880000001", "880000002", "880000003"]
@@ -75,7 +80,7 @@ def test_write_denormalises_and_sorts_by_time(tmp_path, grouplens_zip):
 def test_parquet_output(tmp_path, recbole_wheel):
     movielens.write(movielens.read_recbole(recbole_wheel), tmp_path, "parquet")
     items = pd.read_parquet(tmp_path / "items.parquet")
-    assert items["item_id"].tolist() == ["10", "11"]
+    assert items["item_id"].tolist() == ["10", "11", "12"]
 
 
 def test_read_archive_rejects_wrong_row_counts(recbole_wheel):
@@ -133,4 +138,5 @@ def test_real_movielens_100k(tmp_path):
     assert set(interactions["rating"].unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
     titles = raw.items.set_index("item_id")["title"]
     assert titles["1"] == "Toy Story"
-    assert not titles.str.contains(r"\(\d{4}\)$").any()
+    assert not titles.str.contains(r"\(\d{4}\)").any()
+    assert raw.items["release_year"].isna().sum() == 1

@@ -45,7 +45,8 @@ GROUPLENS_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
     "Romance", "Sci-Fi", "Thriller", "War", "Western")
-_TITLE_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+# A trailing "(1995)" or "(1995) (V)" (video release) on a title.
+_TITLE_YEAR = re.compile(r"\s*\((\d{4})\)(\s*\(V\))?\s*$")
 
 
 class DataFetchError(RuntimeError):
@@ -142,14 +143,21 @@ def fetch(cache: Optional[pathlib.Path] = None, timeout: float = 10.0,
                          f"verified ml-100k.zip or {RECBOLE_WHEEL} in {cache}")
 
 
-def _clean_year(value: str) -> Optional[int]:
-    match = re.search(r"(\d{4})", value or "")
+def _clean_year(value: Optional[str]) -> Optional[int]:
+    match = re.search(r"(\d{4})", value) if isinstance(value, str) else None
     return int(match.group(1)) if match else None
 
 
 def _finish_items(items: pd.DataFrame) -> pd.DataFrame:
-    items["title"] = items["title"].str.strip().replace({"unkonwn": "unknown", "": "unknown"})
-    items["release_year"] = items["release_year"].astype("Int64")
+    """Moves a year left in the title to release_year (when that has none) and cleans titles.
+
+    Both sources need it: GroupLens titles end in "(1995)" and recbole's item 1412 keeps
+    "(1995)" in its title with release year "V".
+    """
+    title_year = items["title"].str.extract(_TITLE_YEAR)[0].map(_clean_year)
+    items["release_year"] = items["release_year"].fillna(title_year).astype("Int64")
+    items["title"] = (items["title"].str.replace(_TITLE_YEAR, "", regex=True).str.strip()
+                      .replace({"unkonwn": "unknown", "": "unknown"}))
     return items[list(tables.ITEM_COLUMNS)]
 
 
@@ -169,7 +177,7 @@ def read_grouplens(archive: pathlib.Path) -> RawTables:
     flags = raw_items[list(GROUPLENS_GENRES)] == "1"
     items = pd.DataFrame({
         "item_id": raw_items["item_id"],
-        "title": raw_items["title"].str.replace(_TITLE_YEAR, "", regex=True),
+        "title": raw_items["title"],
         "genres": flags.apply(lambda row: tables.GENRE_SEPARATOR.join(
             g for g, on in zip(GROUPLENS_GENRES, row) if on), axis=1),
         "release_year": raw_items["release_date"].map(_clean_year),
