@@ -74,9 +74,18 @@ def cmd_config(args: argparse.Namespace) -> None:
     print(config_lib.to_yaml(_load_config(args)), end="")
 
 
+POOL_SUMMARY = (("catalog_size", "catalogue items"), ("items_never_seen", "never seen in training"),
+                ("train_interactions", "train interactions"),
+                ("interactions_with_unknown_item", "with an item missing from the catalogue"),
+                ("users", "users"), ("user_vocab_size", "user vocabulary"),
+                ("item_vocab_size", "item vocabulary"), ("pool_size", "pool items"))
+
+
 def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) -> None:
     from components import keys  # pylint: disable=import-outside-toplevel
     from components.ingestion.component import DataValidationReport  # pylint: disable=import-outside-toplevel
+    from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
+    from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
     from pipeline import artifacts  # pylint: disable=import-outside-toplevel
 
     for gate in gates:
@@ -86,6 +95,12 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
         report = json.loads(pathlib.Path(uri, keys.VALIDATION_REPORT_FILE).read_text())
         sizes = ", ".join(f"{split}: {count} examples" for split, count in report["examples"].items())
         print(f"{report['dataset']}: {sizes} (validated, no anomalies)")
+    pool_uri = artifacts.latest_output_uri(config, "NegativePoolBuilder", NegativePool.TYPE_NAME)
+    if pool_uri is not None:
+        stats = artifact_io.read_stats(pool_uri)
+        parts = ", ".join(f"{stats[key]} {label}" for key, label in POOL_SUMMARY)
+        print(f"negative pool ({stats['settings']['sampler']} sampler): {parts}")
+        print(f"  artifact: {pool_uri}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:

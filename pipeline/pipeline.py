@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
 from tfx.dsl.components.base import base_node
@@ -12,6 +12,7 @@ from tfx.proto.orchestration import metadata_pb2
 
 from components import keys
 from components.ingestion.component import SchemaExampleGen, ValidationGate
+from components.negative_pool.component import NegativePoolBuilder
 from pipeline.config import PipelineConfig
 from pipeline.errors import IngestionError
 
@@ -32,8 +33,16 @@ def _split_pattern(path: str) -> tuple[str, str]:
     return os.path.dirname(full), os.path.basename(full)
 
 
+class Ingestion(NamedTuple):
+    """The nodes ingesting one data set, and the two outputs later stages consume."""
+
+    nodes: list[base_node.BaseNode]
+    example_gen: SchemaExampleGen
+    gate: ValidationGate
+
+
 def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
-                    split_method: str) -> tuple[list[base_node.BaseNode], ValidationGate]:
+                    split_method: str) -> Ingestion:
     """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
 
     Args:
@@ -44,7 +53,8 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
       split_method: "time", "hash" or "none".
 
     Returns:
-      The nodes in order, and the gate (whose report downstream stages consume).
+      The nodes in order, the ExampleGen and the gate (whose report downstream stages
+      consume, so they run only on validated data).
     """
     if not os.path.isfile(schema_file):
         raise IngestionError(f"schema {schema_file} not found; set data.schema_dir to the "
@@ -68,7 +78,7 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     gate = ValidationGate(statistics=statistics.outputs[keys.STATISTICS_KEY],
                           anomalies=validator.outputs[keys.ANOMALIES_KEY],
                           dataset_name=name).with_id(f"{prefix}ValidationGate")
-    return [schema, example_gen, statistics, validator, gate], gate
+    return Ingestion([schema, example_gen, statistics, validator, gate], example_gen, gate)
 
 
 def create_pipeline(config: PipelineConfig,
@@ -83,19 +93,29 @@ def create_pipeline(config: PipelineConfig,
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
-      item catalogue.
+      item catalogue, then the NegativePoolBuilder.
     """
     schema_dir = config.data.schema_dir
-    interactions, _ = ingestion_nodes(
+    interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions, os.path.join(schema_dir, "interactions.pbtxt"),
         config, config.data.split)
-    items, _ = ingestion_nodes(ITEMS, config.data.items, os.path.join(schema_dir, "items.pbtxt"),
-                               config, keys.SPLIT_NONE)
+    items = ingestion_nodes(ITEMS, config.data.items, os.path.join(schema_dir, "items.pbtxt"),
+                            config, keys.SPLIT_NONE)
+    settings = config.pool
+    negative_pool = NegativePoolBuilder(
+        interactions=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
+        items=items.example_gen.outputs[keys.EXAMPLES_KEY],
+        interactions_report=interactions.gate.outputs[keys.REPORT_KEY],
+        items_report=items.gate.outputs[keys.REPORT_KEY],
+        sampler=settings.sampler, alpha=settings.alpha, unseen_weight=settings.unseen_weight,
+        pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
+        smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
+    ).with_id("NegativePoolBuilder")
     orchestration = config.orchestration
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions + items,
+        components=interactions.nodes + items.nodes + [negative_pool],
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(orchestration.beam_pipeline_args),

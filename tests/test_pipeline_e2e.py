@@ -41,12 +41,18 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     # Synthetic times are distinct and evenly spaced: the 0.8 quantile leaves ~20% in eval.
     assert evaluation == pytest.approx(0.2 * ROWS, abs=3)
     assert "items: catalog: 150 examples" in out
-    assert err.count(" done in ") == 10
+    pool = re.search(r"negative pool \(uniform sampler\): (\d+) catalogue items, (\d+) never "
+                     r"seen in training, (\d+) train interactions, 0 with an item missing from "
+                     r"the catalogue, .* (\d+) pool items", out)
+    assert pool, out
+    assert int(pool.group(1)) == 150 and int(pool.group(4)) == 150
+    assert int(pool.group(3)) == train
+    assert err.count(" done in ") == 11
 
     code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv")
     _, err = capsys.readouterr()
     assert code == 0
-    assert err.count(" cached") == 10, err
+    assert err.count(" cached") == 11, err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME)
 
@@ -62,8 +68,9 @@ def test_wrong_type_stops_at_example_validator_naming_the_feature(tmp_path, data
     assert "interactions failed validation" in err
     assert "feature 'age': Unexpected data type. Expected data of type: INT but got STRING" in err
     assert '"twenty"' in err
-    assert "[ 9/10] InteractionsValidationGate ..." in err
+    assert "[ 9/11] InteractionsValidationGate ..." in err
     assert "InteractionsValidationGate done" not in err
+    assert "NegativePoolBuilder" not in err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME) is None
 

@@ -1,0 +1,90 @@
+"""The executor end to end on Examples artifacts written to disk, and its errors."""
+import os
+
+import pytest
+import tensorflow as tf
+from tfx import types
+from tfx.types import artifact_utils, standard_artifacts
+
+from components import keys
+from components.negative_pool import artifact_io, executor
+from components.negative_pool.component import NegativePool, NegativePoolBuilder
+from components.negative_pool.tests.test_pool import CATALOG, TRAIN
+from pipeline.errors import NegativePoolError
+
+PROPERTIES = {keys.SAMPLER_KEY: "uniform", keys.ALPHA_KEY: 0.0, keys.UNSEEN_WEIGHT_KEY: 5.0,
+              keys.POOL_SIZE_KEY: None, keys.MAX_POOL_SIZE_KEY: 1000, keys.SMOOTHING_KEY: 1.0,
+              keys.MIN_COUNT_KEY: 1, keys.SEED_KEY: 42, keys.USER_FEATURE_KEY: "user_id",
+              keys.ITEM_FEATURE_KEY: "item_id"}
+
+
+def _examples(root, splits):
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root)
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    for split, rows in splits.items():
+        folder = os.path.join(str(root), f"Split-{split}")
+        os.makedirs(folder)
+        with tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"),
+                                  options="GZIP") as writer:
+            for row in rows:
+                writer.write(row)
+    return artifact
+
+
+def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT):
+    output = NegativePool()
+    output.uri = str(tmp_path / "pool")
+    os.makedirs(output.uri)
+    inputs = {keys.INTERACTIONS_KEY: [_examples(tmp_path / "inter", {"train": train,
+                                                                     "eval": TRAIN[:1]})],
+              keys.ITEMS_KEY: [_examples(tmp_path / "items", {catalog_split: catalog})]}
+    executor.Executor().Do(inputs, {keys.NEGATIVE_POOL_KEY: [output]}, dict(PROPERTIES))
+    return output.uri
+
+
+def test_writes_every_documented_file(tmp_path):
+    uri = _run(tmp_path, TRAIN, CATALOG)
+    stats = artifact_io.read_stats(uri)
+    assert (stats["catalog_size"], stats["train_interactions"], stats["pool_size"]) == (4, 6, 4)
+    assert stats["settings"]["sampler"] == "uniform"
+    assert artifact_io.read_vocabulary(uri, "item_id") == [("a", 3), ("b", 1), ("x", 1)]
+    assert artifact_io.read_vocabulary(uri, "user_id") == [("u1", 2), ("u2", 2), ("u3", 2)]
+    table = artifact_io.read_frequencies(uri)
+    assert sorted(table) == ["a", "b", "c", "d", "x"]
+    assert sum(row[keys.POOL_PROBABILITY] for row in table.values()) == pytest.approx(1.0)
+    assert sum(row[keys.POOL_POOL_PROBABILITY] for row in table.values()) == pytest.approx(1.0)
+    pool_rows = artifact_io.read_pool(uri)
+    assert sorted(r.features.feature["item_id"].bytes_list.value[0] for r in pool_rows) == [
+        b"a", b"b", b"c", b"d"]
+    assert all(r.features.feature["title"].bytes_list.value for r in pool_rows)
+
+
+def test_same_inputs_same_outputs(tmp_path):
+    first = _run(tmp_path / "1", TRAIN, CATALOG)
+    second = _run(tmp_path / "2", TRAIN, CATALOG)
+    assert artifact_io.read_frequencies(first) == artifact_io.read_frequencies(second)
+    assert artifact_io.read_vocabulary(first, "item_id") == artifact_io.read_vocabulary(
+        second, "item_id")
+
+
+def test_empty_catalogue_fails_clearly(tmp_path):
+    with pytest.raises(NegativePoolError, match="the item catalogue is empty"):
+        _run(tmp_path, TRAIN, [])
+
+
+def test_empty_train_split_fails_clearly(tmp_path):
+    with pytest.raises(NegativePoolError, match="train split has no rows"):
+        _run(tmp_path, [], CATALOG)
+
+
+def test_wrong_split_names_the_expected_one(tmp_path):
+    with pytest.raises(NegativePoolError, match="not 'catalog'"):
+        _run(tmp_path, TRAIN, CATALOG, catalog_split="train")
+
+
+def test_component_checks_combinations_at_build_time():
+    examples = standard_artifacts.Examples
+    with pytest.raises(ValueError, match="only applies to sampler='popularity'"):
+        NegativePoolBuilder(interactions=types.Channel(type=examples),
+                            items=types.Channel(type=examples), alpha=0.5)
