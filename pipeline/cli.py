@@ -4,6 +4,7 @@
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
+    twotower bench pool                                # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -140,6 +141,22 @@ def find_user_error(error: BaseException) -> Optional[TwoTowerError]:
     return None
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    args.bench_main(args)
+
+
+def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
+    from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
+
+    bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
+    names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    pool = names.add_parser("pool", help="NegativePoolBuilder wall time and peak memory",
+                            description=pool_bench.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    pool_bench.add_arguments(pool)
+    pool.set_defaults(handler=cmd_bench, bench_main=pool_bench.main_from_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twotower", description="Two-tower candidate retrieval pipeline (TFX, TFRS, ScaNN).")
@@ -181,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(run)
     run.add_argument("--verbose", action="store_true", help="print the full log to stderr")
     run.set_defaults(handler=cmd_run)
+    _add_bench_commands(commands)
     return parser
 
 

@@ -12,7 +12,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import keys
-from components.negative_pool import artifact_io, pool
+from components.negative_pool import artifact_io, counting, pool
 from pipeline.errors import NegativePoolError
 
 
@@ -70,8 +70,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                 keys.CATALOG_SPLIT, "items")
         out = artifact_utils.get_single_uri(output_dict[keys.NEGATIVE_POOL_KEY])
         with self._make_beam_pipeline() as pipeline:
-            interactions = pipeline | "ReadTrain" >> beam.io.ReadFromTFRecord(train)
-            items = pipeline | "ReadCatalog" >> beam.io.ReadFromTFRecord(catalog)
+            interactions = pipeline | "ReadTrain" >> counting.ReadRecordBatches(train)  # pylint: disable=no-value-for-parameter
+            items = pipeline | "ReadCatalog" >> counting.ReadRecordBatches(catalog)  # pylint: disable=no-value-for-parameter
             outputs = pool.build_pool(interactions, items, settings)
             _write_records(outputs.frequencies, out, keys.POOL_FREQUENCIES_DIR, "Frequencies")
             _write_records(outputs.pool, out, keys.POOL_POOL_DIR, "Pool")

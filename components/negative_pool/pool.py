@@ -12,7 +12,7 @@ The trainer's logQ correction uses q_j = B p_freq(j) + M P_pool(j) (DESIGN §4),
 frequency-table row carries both probabilities.
 
 Interaction ids are decoded in batches by tfx_bsl's C++ Example decoder and counted with
-Arrow; every aggregate is a Beam combiner. Vocabulary files are sorted on one worker (as TFT
+Arrow (`counting.py`); every aggregate is a Beam combiner. Vocabulary files are sorted on one worker (as TFT
 does), never on the driver.
 """
 from __future__ import annotations
@@ -20,15 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import apache_beam as beam
-import pyarrow.compute as pc
 import tensorflow as tf
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx_bsl.coders import example_coder
 
 from components import keys
+from components.negative_pool import counting
 
 SAMPLERS = ("uniform", "popularity", "unseen_boost")
 SEPARATORS = ("\t", "\n", "\r")
@@ -85,6 +83,7 @@ class ItemRecord:
       count: Training interactions with this item.
       in_catalog: Whether the catalogue has the item.
       example: The catalogue row (serialised tf.Example), None when not in the catalogue.
+      key: key_hash(seed, item_id), which decides pool membership under a cap.
       duplicates: Extra catalogue rows with the same id (dropped; the smallest row is kept).
     """
 
@@ -92,6 +91,7 @@ class ItemRecord:
     count: int
     in_catalog: bool
     example: Optional[bytes]
+    key: float
     duplicates: int = 0
 
 
@@ -133,41 +133,6 @@ def vocabulary_lines(counts: list[tuple[bytes, int]], min_count: int) -> list[st
     return [f"{identifier.decode('utf-8', errors='replace')}\t{count}" for identifier, count in kept]
 
 
-class _BatchIdCounts(beam.DoFn):
-    """Decodes a batch of serialised Examples in C++ and emits (id, count) per distinct id.
-
-    Rows without the feature are emitted to the `missing` output as one count per batch.
-    """
-
-    MISSING = "missing"
-
-    def __init__(self, feature: str) -> None:
-        self._feature = feature
-        self._decoder = None
-
-    def setup(self) -> None:
-        schema = schema_pb2.Schema(feature=[schema_pb2.Feature(name=self._feature,
-                                                               type=schema_pb2.BYTES)])
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
-
-    def process(self, batch: list[bytes]) -> Iterator[Any]:
-        record_batch = self._decoder.DecodeBatch(batch)
-        column = record_batch.column(record_batch.schema.get_field_index(self._feature))
-        if column.null_count:
-            yield beam.pvalue.TaggedOutput(self.MISSING, column.null_count)
-        counts = pc.value_counts(pc.list_flatten(column))
-        yield from zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
-
-
-@beam.ptransform_fn
-def CountIds(serialized: beam.PCollection, feature: str) -> beam.pvalue.DoOutputsTuple:  # pylint: disable=invalid-name
-    """(id, count) over serialised Examples, plus a `missing` output of row counts without it."""
-    return (serialized
-            | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=8192)
-            | "DecodeAndCount" >> beam.ParDo(_BatchIdCounts(feature)).with_outputs(
-                _BatchIdCounts.MISSING, main="counts"))
-
-
 class _KeepSmallestRow(beam.CombineFn):
     """Dedupes catalogue rows per id: keeps the smallest serialisation and counts the rows."""
 
@@ -190,19 +155,13 @@ class _KeepSmallestRow(beam.CombineFn):
         return accumulator
 
 
-def _item_id(serialized: bytes, feature: str) -> Iterator[tuple[bytes, bytes]]:
-    values = tf.train.Example.FromString(serialized).features.feature[feature].bytes_list.value
-    if values:
-        yield values[0], serialized
-
-
-def _to_record(element: tuple[bytes, dict[str, list]]) -> ItemRecord:
+def _to_record(element: tuple[bytes, dict[str, list]], seed: int) -> ItemRecord:
     item_id, grouped = element
     count = sum(grouped["count"])
     if grouped["catalog"]:
         example, rows = grouped["catalog"][0]
-        return ItemRecord(item_id, count, True, example, rows - 1)
-    return ItemRecord(item_id, count, False, None)
+        return ItemRecord(item_id, count, True, example, key_hash(seed, item_id), rows - 1)
+    return ItemRecord(item_id, count, False, None, key_hash(seed, item_id))
 
 
 def _item_stats(record: ItemRecord) -> dict[str, int]:
@@ -265,9 +224,9 @@ def pool_example(record: ItemRecord, pool_probability: float) -> tf.train.Exampl
     return example
 
 
-def is_member(record: ItemRecord, seed: int, threshold: float) -> bool:
+def is_member(record: ItemRecord, threshold: float) -> bool:
     """Pool membership: a catalogue item whose key hash is within the threshold."""
-    return record.in_catalog and key_hash(seed, record.item_id) <= threshold
+    return record.in_catalog and record.key <= threshold
 
 
 def _threshold(smallest: list[float], capacity: int) -> float:
@@ -292,41 +251,41 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
     """Builds every NegativePool output from serialised train interactions and catalogue rows.
 
     Args:
-      interactions: Serialised tf.Examples of the train split (never eval).
-      catalog: Serialised tf.Examples of the item catalogue.
+      interactions: Lists of serialised tf.Examples of the train split (never eval), e.g.
+        from `counting.ReadRecordBatches`.
+      catalog: Lists of serialised tf.Examples of the item catalogue.
       settings: Validated parameters.
 
     Returns:
       The PCollections to write.
     """
-    item_counts = interactions | "CountItems" >> CountIds(settings.item_feature)  # pylint: disable=no-value-for-parameter
-    user_counts = interactions | "CountUsers" >> CountIds(settings.user_feature)  # pylint: disable=no-value-for-parameter
-    items = item_counts.counts | "SumItemCounts" >> beam.CombinePerKey(sum)
-    users = user_counts.counts | "SumUserCounts" >> beam.CombinePerKey(sum)
+    items, missing_items = interactions | "CountItems" >> counting.CountIds(  # pylint: disable=no-value-for-parameter
+        settings.item_feature)
+    users, _ = interactions | "CountUsers" >> counting.CountIds(settings.user_feature)  # pylint: disable=no-value-for-parameter
     catalog_rows = (catalog
-                    | "KeyCatalogById" >> beam.FlatMap(_item_id, settings.item_feature)
+                    | "KeyCatalog" >> counting.KeyById(settings.item_feature)  # pylint: disable=no-value-for-parameter
                     | "DedupeCatalog" >> beam.CombinePerKey(_KeepSmallestRow()))
     records = ({"count": items, "catalog": catalog_rows}
                | "JoinCountsAndCatalog" >> beam.CoGroupByKey()
-               | "ToRecord" >> beam.Map(_to_record))
+               | "ToRecord" >> beam.Map(_to_record, settings.seed))
 
     total = items | "Values" >> beam.Values() | "TotalInteractions" >> beam.CombineGlobally(sum)
     table_size = records | "CountTable" >> beam.combiners.Count.Globally()
     catalog_records = records | "CatalogOnly" >> beam.Filter(lambda record: record.in_catalog)
     threshold = (catalog_records
-                 | "MemberHash" >> beam.Map(lambda record: key_hash(settings.seed, record.item_id))
+                 | "MemberHash" >> beam.Map(lambda record: record.key)
                  | "SmallestHashes" >> beam.combiners.Top.Smallest(settings.capacity)
                  | "Threshold" >> beam.Map(_threshold, settings.capacity))
     limit = beam.pvalue.AsSingleton(threshold)
     members = catalog_records | "PoolMembers" >> beam.Filter(
-        lambda record, at_most: is_member(record, settings.seed, at_most), at_most=limit)
+        lambda record, at_most: is_member(record, at_most), at_most=limit)
     weight_total = (members
                     | "Weights" >> beam.Map(lambda record: pool_weight(record.count, settings))
                     | "TotalWeight" >> beam.CombineGlobally(sum))
     weights = beam.pvalue.AsSingleton(weight_total)
 
     def pool_probability(record: ItemRecord, at_most: float, weight_sum: float) -> float:
-        if not is_member(record, settings.seed, at_most) or weight_sum <= 0:
+        if not is_member(record, at_most) or weight_sum <= 0:
             return 0.0
         return pool_weight(record.count, settings) / weight_sum
 
@@ -352,9 +311,8 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
         (records | "ItemStats" >> beam.Map(_item_stats),
          users | "UserStats" >> beam.Map(_user_stats),
          members | "PoolStats" >> beam.Map(lambda _: {"pool_size": 1}),
-         item_counts.counts | "InteractionStats" >> beam.Map(
-             lambda pair: {"train_interactions": pair[1]}),
-         item_counts.missing | "MissingItemStats" >> beam.Map(
+         items | "InteractionStats" >> beam.Map(lambda pair: {"train_interactions": pair[1]}),
+         missing_items | "MissingItemStats" >> beam.Map(
              lambda n: {"interactions_missing_item_id": n}),
          user_vocabulary | "UserVocabStats" >> beam.Map(lambda lines: {"user_vocab_size": len(lines)}),
          item_vocabulary | "ItemVocabStats" >> beam.Map(lambda lines: {"item_vocab_size": len(lines)}))

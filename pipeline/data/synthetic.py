@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import pathlib
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -202,6 +202,35 @@ def _item_table(world: World, spec: SyntheticSpec, rng: np.random.Generator) -> 
     })
 
 
+def build(spec: SyntheticSpec) -> tuple[World, np.random.Generator, pd.DataFrame, pd.DataFrame]:
+    """Draws the latent world and the user and item tables (all from `spec.seed`).
+
+    Returns:
+      The world, the generator positioned for event draws, users and items tables.
+    """
+    rng = np.random.default_rng(spec.seed)
+    world = build_world(spec, rng)
+    users = _user_table(world, spec, rng)
+    items = _item_table(world, spec, rng)
+    return world, rng, users, items
+
+
+def interaction_chunks(world: World, spec: SyntheticSpec, rng: np.random.Generator,
+                       users: pd.DataFrame, items: pd.DataFrame,
+                       chunk_size: int = 500_000) -> Iterator[pd.DataFrame]:
+    """Yields the events as tables of INTERACTION_COLUMNS, chunk_size rows at a time."""
+    for start in range(0, spec.interactions, chunk_size):
+        n = min(chunk_size, spec.interactions - start)
+        user_index, item_index = sample_events(world, spec, rng, n)
+        own = world.item_cluster[item_index] == world.user_cluster[user_index]
+        rating = np.where(own, rng.integers(4, 6, n), rng.integers(1, 6, n)).astype(float)
+        chunk = pd.concat([users.iloc[user_index].reset_index(drop=True),
+                           items.iloc[item_index].reset_index(drop=True)], axis=1)
+        chunk["rating"] = rating
+        chunk["timestamp"] = START_TIMESTAMP + (start + np.arange(n)) * SECONDS_PER_EVENT
+        yield chunk[list(tables.INTERACTION_COLUMNS)]
+
+
 def generate(spec: SyntheticSpec, out_dir: pathlib.Path,
              output_format: tables.OutputFormat = "csv", chunk_size: int = 500_000,
              progress: bool = True) -> dict[str, object]:
@@ -219,10 +248,7 @@ def generate(spec: SyntheticSpec, out_dir: pathlib.Path,
       The contents written to `synthetic.json` (sizes, clusters, oracle hit rates).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(spec.seed)
-    world = build_world(spec, rng)
-    users = _user_table(world, spec, rng)
-    items = _item_table(world, spec, rng)
+    world, rng, users, items = build(spec)
     tables.write_table(users, tables.table_path(out_dir, "users", output_format), output_format)
     tables.write_table(items, tables.table_path(out_dir, "items", output_format), output_format)
     interactions_path = tables.table_path(out_dir, "interactions", output_format)
@@ -232,24 +258,14 @@ def generate(spec: SyntheticSpec, out_dir: pathlib.Path,
     written = 0
     with tqdm.tqdm(total=spec.interactions, unit="events", disable=not progress,
                    desc="interactions") as bar:
-        for part in range(0, spec.interactions, chunk_size):
-            n = min(chunk_size, spec.interactions - part)
-            user_index, item_index = sample_events(world, spec, rng, n)
-            own = world.item_cluster[item_index] == world.user_cluster[user_index]
-            rating = np.where(own, rng.integers(4, 6, n), rng.integers(1, 6, n)).astype(float)
-            timestamp = START_TIMESTAMP + (part + np.arange(n)) * SECONDS_PER_EVENT
-            chunk = pd.concat([users.iloc[user_index].reset_index(drop=True),
-                               items.iloc[item_index].reset_index(drop=True)], axis=1)
-            chunk["rating"] = rating
-            chunk["timestamp"] = timestamp
-            chunk = chunk[list(tables.INTERACTION_COLUMNS)]
+        chunks = interaction_chunks(world, spec, rng, users, items, chunk_size)
+        for part, chunk in enumerate(chunks):
             if output_format == "csv":
                 tables.write_table(chunk, interactions_path, "csv", append=part > 0)
             else:
-                chunk.to_parquet(interactions_path / f"part-{part // chunk_size:05d}.parquet",
-                                 index=False)
-            written += n
-            bar.update(n)
+                chunk.to_parquet(interactions_path / f"part-{part:05d}.parquet", index=False)
+            written += len(chunk)
+            bar.update(len(chunk))
     meta = {
         "spec": dataclasses.asdict(spec),
         "clusters": spec.num_clusters,

@@ -51,8 +51,10 @@ def _pool_rows(serialized):
 
 def _run(settings, check):
     with TestPipeline() as p:
-        outputs = pool.build_pool(p | "Train" >> beam.Create(TRAIN),
-                                  p | "Catalog" >> beam.Create(CATALOG), settings)
+        # Two batches each, as ReadRecordBatches would emit them.
+        outputs = pool.build_pool(p | "Train" >> beam.Create([TRAIN[:3], TRAIN[3:]]),
+                                  p | "Catalog" >> beam.Create([CATALOG[:2], CATALOG[2:]]),
+                                  settings)
         check(outputs)
 
 
@@ -109,6 +111,7 @@ def test_min_count_and_no_smoothing():
 
 def test_capped_pool_takes_the_smallest_key_hashes():
     members = sorted(["a", "b", "c", "d"], key=lambda i: pool.key_hash(7, i.encode()))[:2]
+    assert len(set(members)) == 2
 
     def check(outputs):
         assert_that(outputs.pool | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),

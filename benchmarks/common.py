@@ -1,0 +1,113 @@
+"""Shared benchmark plumbing: the report format (DESIGN §8) and process-tree memory sampling."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+import psutil
+
+REPORTS_DIR = pathlib.Path("reports")
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model and memory of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu,
+            "memory_gb": round(psutil.virtual_memory().total / 2 ** 30, 1)}
+
+
+def git_commit() -> str:
+    """HEAD's commit, with "+dirty" when the work tree has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def write_report(name: str, config: dict[str, Any], rows: Sequence[dict[str, Any]],
+                 notes: str, out: Optional[pathlib.Path] = None) -> pathlib.Path:
+    """Writes reports/<name>.json in the DESIGN §8 shape and returns its path."""
+    path = out or REPORTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": name,
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "git": git_commit(), "machine": machine(), "config": config, "rows": list(rows),
+              "notes": notes}
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+class TreeMemory:
+    """Samples the resident memory of a process and all its descendants in a thread.
+
+    Attributes:
+      peak_total_mb: Largest sum of RSS over the tree at one sample.
+      peak_process_mb: Largest RSS of a single process in the tree.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak_total_mb = 0.0
+        self.peak_process_mb = 0.0
+
+    def _sample(self) -> None:
+        try:
+            processes = [self._root, *self._root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        sizes = []
+        for process in processes:
+            try:
+                sizes.append(process.memory_info().rss / 2 ** 20)
+            except psutil.NoSuchProcess:
+                continue
+        if sizes:
+            self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
+            self.peak_process_mb = max(self.peak_process_mb, max(sizes))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            time.sleep(self._interval)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_measured(command: Sequence[str], log: pathlib.Path) -> dict[str, float]:
+    """Runs a command, returning its wall time and peak memory of its process tree.
+
+    Raises:
+      RuntimeError: if the command fails (its log is named in the message).
+    """
+    started = time.time()
+    with open(log, "w") as out:
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
+        with TreeMemory(process.pid) as memory:
+            code = process.wait()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log}")
+    return {"wall_s": round(time.time() - started, 1),
+            "peak_rss_mb": round(memory.peak_total_mb), "peak_process_rss_mb":
+            round(memory.peak_process_mb)}

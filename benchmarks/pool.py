@@ -1,0 +1,127 @@
+"""`twotower bench pool`: NegativePoolBuilder wall time and peak memory at scale.
+
+For each size, synthetic interactions (and the 1M-item catalogue) are written as
+ExampleGen-style tf.Example splits, then the NegativePoolBuilder executor runs in a fresh
+process with Beam's DirectRunner in multi-processing mode; the wall time and the peak
+resident memory of that process and all its Beam workers are recorded. Reports
+reports/pool.json (DESIGN §8): one row per size, plus the 1M -> 10M growth ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from benchmarks import common, example_files
+from pipeline.data import synthetic
+
+DEFAULT_SIZES = (1_000_000, 10_000_000)
+CHUNK = 250_000  # rows per generated chunk and per TFRecord file
+
+
+def prepare(interactions: int, users: int, items: int, seed: int,
+            workdir: pathlib.Path) -> dict[str, float]:
+    """Writes Examples folders `interactions/Split-train` and `items/Split-catalog`."""
+    started = time.time()
+    spec = synthetic.SyntheticSpec(users=users, items=items, interactions=interactions, seed=seed)
+    world, rng, user_table, item_table = synthetic.build(spec)
+    example_files.write_split([item_table], workdir / "items", "catalog")
+    chunks = synthetic.interaction_chunks(world, spec, rng, user_table, item_table, CHUNK)
+    example_files.write_split(chunks, workdir / "interactions", "train")
+    return {"prepare_s": round(time.time() - started, 1)}
+
+
+def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -> None:
+    """Runs the NegativePoolBuilder executor on prepared folders (in this process)."""
+    from tfx.dsl.components.base import base_beam_executor  # pylint: disable=import-outside-toplevel
+    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=import-outside-toplevel
+
+    from components import keys  # pylint: disable=import-outside-toplevel
+    from components.negative_pool import executor  # pylint: disable=import-outside-toplevel
+    from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
+    from pipeline.config import PoolConfig  # pylint: disable=import-outside-toplevel
+
+    def examples(uri: str, split: str) -> standard_artifacts.Examples:
+        artifact = standard_artifacts.Examples()
+        artifact.uri = uri
+        artifact.split_names = artifact_utils.encode_split_names([split])
+        return artifact
+
+    output = NegativePool()
+    output.uri = out_dir
+    pool = PoolConfig()
+    properties = {keys.SAMPLER_KEY: pool.sampler, keys.ALPHA_KEY: pool.alpha,
+                  keys.UNSEEN_WEIGHT_KEY: pool.unseen_weight, keys.POOL_SIZE_KEY: pool.pool_size,
+                  keys.MAX_POOL_SIZE_KEY: pool.max_pool_size, keys.SMOOTHING_KEY: pool.smoothing,
+                  keys.MIN_COUNT_KEY: pool.min_count, keys.SEED_KEY: pool.seed,
+                  keys.USER_FEATURE_KEY: "user_id", keys.ITEM_FEATURE_KEY: "item_id"}
+    beam_args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else ["--direct_running_mode=in_memory"])
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
+    executor.Executor(context).Do(
+        {keys.INTERACTIONS_KEY: [examples(interactions_dir, "train")],
+         keys.ITEMS_KEY: [examples(items_dir, "catalog")]},
+        {keys.NEGATIVE_POOL_KEY: [output]}, properties)
+
+
+def run(sizes: Sequence[int], users: int, items: int, workers: int, seed: int,
+        workdir: Optional[pathlib.Path], out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Measures every size and writes the report."""
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for size in sizes:
+            folder = pathlib.Path(tmp) / str(size)
+            print(f"[pool] preparing {size:,} interactions, {users:,} users, {items:,} items",
+                  file=sys.stderr)
+            prepared = prepare(size, users, items, seed, folder)
+            print(f"[pool] building the pool ({workers} Beam workers)", file=sys.stderr)
+            (folder / "pool").mkdir()
+            measured = common.run_measured(
+                [sys.executable, "-m", "benchmarks.pool", "execute",
+                 str(folder / "interactions"), str(folder / "items"), str(folder / "pool"),
+                 str(workers)], folder / "execute.log")
+            stats = json.loads((folder / "pool" / "stats.json").read_text())
+            row = {"name": "negative_pool", "interactions": size, "users": users,
+                   "items": items, **measured, **prepared,
+                   "interactions_per_s": round(size / measured["wall_s"]),
+                   "pool_size": stats["pool_size"], "catalog_size": stats["catalog_size"]}
+            print(f"[pool] {json.dumps(row)}", file=sys.stderr)
+            rows.append(row)
+    notes = ("DirectRunner multi_processing; wall_s and peak_rss_mb cover the executor process "
+             "and all Beam worker processes (peak of their summed RSS); preparing the "
+             "tf.Example input is not included.")
+    if len(rows) >= 2:
+        growth = rows[-1]["wall_s"] / rows[0]["wall_s"]
+        notes += (f" Wall time grows {growth:.2f}x from {rows[0]['interactions']:,} to "
+                  f"{rows[-1]['interactions']:,} interactions "
+                  f"({rows[-1]['interactions'] / rows[0]['interactions']:.0f}x the data).")
+    config = {"sizes": list(sizes), "users": users, "items": items, "workers": workers,
+              "seed": seed, "runner": "DirectRunner multi_processing"}
+    return common.write_report("pool", config, rows, notes, out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+                        help="interaction counts to measure")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=pathlib.Path,
+                        help="where to put temporary data (default: system temp)")
+    parser.add_argument("--out", type=pathlib.Path, help="report path (default reports/pool.json)")
+
+
+def main_from_args(args: argparse.Namespace) -> None:
+    path = run(args.sizes, args.users, args.items, args.workers, args.seed, args.workdir, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "execute":
+        execute(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        sys.exit("usage: twotower bench pool [--sizes N ...]")
