@@ -1,0 +1,165 @@
+"""The retrieval loss of DESIGN §4, one small function per trick.
+
+Layout. A batch has B queries with positives p_1..p_B and M pool items n_1..n_M. The
+candidate matrix has C = B + M columns [p_1..p_B, n_1..n_M], so row i's positive is column i
+(labels = eye(B, C), as in tfrs.tasks.Retrieval). Every function below works on
+
+  scores [B, C] float, labels [B, C] float one-hot, valid [B, C] bool,
+
+where `valid` is False for masked entries (accidental hits). Hard-negative mining keeps the
+same three tensors, with fewer columns.
+
+Why not tfrs.tasks.Retrieval as is: its logQ correction clips the sampling probability to
+[1e-6, 1], which flattens the long tail of a million-item catalogue (p ~ 1e-7) and cannot
+hold an expected count q > 1; and it has no pairwise losses averaged over the kept
+negatives. The layout and masking follow it.
+"""
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import tensorflow as tf
+
+LossName = Literal["softmax", "bce", "bpr", "hinge"]
+MASKED_LOGIT = -1e9
+
+
+class Logits(NamedTuple):
+    """Scores with their one-hot labels and validity mask, all [B, C']."""
+
+    scores: tf.Tensor
+    labels: tf.Tensor
+    valid: tf.Tensor
+
+
+def scaled_scores(queries: tf.Tensor, candidates: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
+    """s_ij = <u_i, v_j> / tau.
+
+    Args:
+      queries: [B, D] query embeddings u.
+      candidates: [C, D] candidate embeddings v.
+      temperature: scalar tau > 0.
+
+    Returns:
+      [B, C] scores.
+    """
+    return tf.matmul(queries, candidates, transpose_b=True) / temperature
+
+
+def mixture_log_q(in_batch_probability: tf.Tensor, pool_probability: tf.Tensor,
+                  batch_size: int, num_pool: int) -> tf.Tensor:
+    """log q_j with q_j = B p_freq(j) + M P_pool(j): the expected count of item j in a batch's
+    candidate set, the same for a column whichever source it came from.
+
+    Args:
+      in_batch_probability: [C] p_freq of each candidate column's item.
+      pool_probability: [C] P_pool of each candidate column's item (0 outside the pool).
+      batch_size: B.
+      num_pool: M (0 gives the usual in-batch logQ, log(B p_freq)).
+
+    Returns:
+      [C] log q.
+    """
+    q = batch_size * in_batch_probability + num_pool * pool_probability
+    return tf.math.log(q)
+
+
+def logq_correct(scores: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
+    """s_ij - log q_j: subtract, so frequently sampled items are not over-penalised.
+
+    Args:
+      scores: [B, C].
+      log_q: [C].
+    """
+    return scores - log_q[tf.newaxis, :]
+
+
+def accidental_hits(positive_ids: tf.Tensor, candidate_ids: tf.Tensor) -> tf.Tensor:
+    """[B, C] bool: True where column j holds row i's positive item but j != i.
+
+    Args:
+      positive_ids: [B] id of each row's positive.
+      candidate_ids: [C] id of each column's item.
+    """
+    same = tf.equal(positive_ids[:, tf.newaxis], candidate_ids[tf.newaxis, :])
+    own = tf.cast(tf.eye(tf.shape(positive_ids)[0], tf.shape(candidate_ids)[0]), tf.bool)
+    return tf.logical_and(same, tf.logical_not(own))
+
+
+def build_logits(scores: tf.Tensor, hits: tf.Tensor | None = None) -> Logits:
+    """Labels eye(B, C) and the validity mask; masked scores are set to MASKED_LOGIT.
+
+    Args:
+      scores: [B, C] (after temperature and logQ).
+      hits: [B, C] bool accidental hits to mask, or None.
+    """
+    batch, columns = tf.shape(scores)[0], tf.shape(scores)[1]
+    labels = tf.eye(batch, columns, dtype=scores.dtype)
+    valid = tf.ones_like(scores, dtype=tf.bool) if hits is None else tf.logical_not(hits)
+    scores = tf.where(valid, scores, tf.cast(MASKED_LOGIT, scores.dtype))
+    return Logits(scores, labels, valid)
+
+
+def hard_negatives(logits: Logits, num_hard: int) -> Logits:
+    """Keeps each row's positive and its `num_hard` highest-scoring valid negatives.
+
+    Returns:
+      Logits of shape [B, min(num_hard + 1, C)]; column order follows the score ranking
+      with the positive first.
+    """
+    columns = tf.shape(logits.scores)[1]
+    k = tf.minimum(num_hard + 1, columns)
+    # Positive first, then valid negatives by score, then masked entries.
+    rank_key = tf.where(logits.valid, logits.scores, tf.cast(MASKED_LOGIT, logits.scores.dtype))
+    rank_key = tf.where(logits.labels > 0, tf.cast(float("inf"), rank_key.dtype), rank_key)
+    _, index = tf.math.top_k(rank_key, k=k)
+    return Logits(tf.gather(logits.scores, index, batch_dims=1),
+                  tf.gather(logits.labels, index, batch_dims=1),
+                  tf.gather(logits.valid, index, batch_dims=1))
+
+
+def softmax_loss(logits: Logits) -> tf.Tensor:
+    """Sampled softmax: mean over rows of -log softmax(s_i)[positive]."""
+    masked = tf.where(logits.valid, logits.scores, tf.cast(MASKED_LOGIT, logits.scores.dtype))
+    per_row = tf.nn.softmax_cross_entropy_with_logits(labels=logits.labels, logits=masked)
+    return tf.reduce_mean(per_row)
+
+
+def bce_loss(logits: Logits) -> tf.Tensor:
+    """Pointwise BCE: sigmoid on every valid s_ij, label 1 iff it is the row's positive."""
+    per_entry = tf.nn.sigmoid_cross_entropy_with_logits(labels=logits.labels,
+                                                        logits=logits.scores)
+    weight = tf.cast(logits.valid, per_entry.dtype)
+    return tf.reduce_sum(per_entry * weight) / tf.reduce_sum(weight)
+
+
+def _pairs(logits: Logits) -> tuple[tf.Tensor, tf.Tensor]:
+    """(s_ii - s_ij) [B, C'] and the weight of each pair (1 for kept valid negatives)."""
+    positive = tf.reduce_sum(logits.scores * logits.labels, axis=1, keepdims=True)
+    negative = tf.logical_and(logits.valid, logits.labels <= 0)
+    return positive - logits.scores, tf.cast(negative, logits.scores.dtype)
+
+
+def bpr_loss(logits: Logits) -> tf.Tensor:
+    """BPR: mean over kept negatives of -log sigmoid(s_ii - s_ij)."""
+    margin, weight = _pairs(logits)
+    return tf.reduce_sum(tf.math.softplus(-margin) * weight) / tf.reduce_sum(weight)
+
+
+def hinge_loss(logits: Logits, margin: float) -> tf.Tensor:
+    """Hinge: mean over kept negatives of max(0, m - s_ii + s_ij)."""
+    gap, weight = _pairs(logits)
+    return tf.reduce_sum(tf.nn.relu(margin - gap) * weight) / tf.reduce_sum(weight)
+
+
+def retrieval_loss(logits: Logits, loss: LossName, margin: float = 0.5) -> tf.Tensor:
+    """Dispatches to the configured loss (config `loss.loss`)."""
+    if loss == "softmax":
+        return softmax_loss(logits)
+    if loss == "bce":
+        return bce_loss(logits)
+    if loss == "bpr":
+        return bpr_loss(logits)
+    if loss == "hinge":
+        return hinge_loss(logits, margin)
+    raise ValueError(f"loss must be one of softmax, bce, bpr, hinge; got {loss!r}")
