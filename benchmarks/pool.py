@@ -43,7 +43,7 @@ def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -
     from components import keys  # pylint: disable=import-outside-toplevel
     from components.negative_pool import executor  # pylint: disable=import-outside-toplevel
     from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
-    from pipeline.config import PoolConfig  # pylint: disable=import-outside-toplevel
+    from components.negative_pool.pool import DEFAULTS as pool  # pylint: disable=import-outside-toplevel
 
     def examples(uri: str, split: str) -> standard_artifacts.Examples:
         artifact = standard_artifacts.Examples()
@@ -53,7 +53,6 @@ def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -
 
     output = NegativePool()
     output.uri = out_dir
-    pool = PoolConfig()
     properties = {keys.SAMPLER_KEY: pool.sampler, keys.ALPHA_KEY: pool.alpha,
                   keys.UNSEEN_WEIGHT_KEY: pool.unseen_weight, keys.POOL_SIZE_KEY: pool.pool_size,
                   keys.MAX_POOL_SIZE_KEY: pool.max_pool_size, keys.SMOOTHING_KEY: pool.smoothing,

@@ -32,10 +32,12 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import keys
 from components.ingestion import executor
+from pipeline.config import DataConfig
 
 INPUT_FORMATS = ("csv", "parquet", "tfrecord")
 SPLIT_METHODS = (keys.SPLIT_TIME, keys.SPLIT_HASH, keys.SPLIT_NONE)
 NO_CUTOFF = -1
+DEFAULTS = DataConfig()
 
 
 class DataValidationReport(types.Artifact):
@@ -66,10 +68,15 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.ExampleGenExecutor)
 
     def __init__(self, input_base: str, pattern: str, schema: types.BaseChannel,
-                 input_format: str = "csv", split_method: str = keys.SPLIT_TIME,
-                 time_feature: str = "timestamp", cutoff_quantile: float = 0.8,
-                 cutoff_timestamp: Optional[int] = None, eval_percent: int = 20) -> None:
+                 input_format: str = DEFAULTS.input_format,
+                 split_method: str = DEFAULTS.split,
+                 time_feature: str = DEFAULTS.time_feature,
+                 cutoff_quantile: float = DEFAULTS.cutoff_quantile,
+                 cutoff_timestamp: Optional[int] = DEFAULTS.cutoff_timestamp,
+                 eval_percent: int = DEFAULTS.eval_percent) -> None:
         """Builds the component; checks argument combinations now, not mid-run.
+
+        Defaults are pipeline.config.DataConfig's.
 
         Args:
           input_base: Folder (local or gs://) holding the input files.

@@ -28,7 +28,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components import keys
 from components.ingestion.component import DataValidationReport
 from components.negative_pool import executor
-from components.negative_pool.pool import PoolSettings
+from components.negative_pool.pool import DEFAULTS, PoolSettings
 
 
 class NegativePool(types.Artifact):
@@ -70,11 +70,15 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
     def __init__(self, interactions: types.BaseChannel, items: types.BaseChannel,
                  interactions_report: Optional[types.BaseChannel] = None,
                  items_report: Optional[types.BaseChannel] = None,
-                 sampler: str = "uniform", alpha: float = 0.0, unseen_weight: float = 5.0,
-                 pool_size: Optional[int] = None, max_pool_size: int = 1_000_000,
-                 smoothing: float = 1.0, min_count: int = 1, seed: int = 42,
-                 user_feature: str = "user_id", item_feature: str = "item_id") -> None:
+                 sampler: str = DEFAULTS.sampler, alpha: float = DEFAULTS.alpha,
+                 unseen_weight: float = DEFAULTS.unseen_weight,
+                 pool_size: Optional[int] = DEFAULTS.pool_size,
+                 max_pool_size: int = DEFAULTS.max_pool_size,
+                 smoothing: float = DEFAULTS.smoothing, min_count: int = DEFAULTS.min_count,
+                 seed: int = DEFAULTS.seed, user_feature: str = "user_id", item_feature: str = "item_id") -> None:
         """Builds the component; invalid parameter combinations raise ValueError now.
+
+        Defaults are pipeline.config.PoolConfig's.
 
         Args:
           interactions: Examples with a `train` split (eval is never read).

@@ -27,24 +27,27 @@ import tensorflow as tf
 
 from components import keys
 from components.negative_pool import counting
+from pipeline.config import PoolConfig
 
 SAMPLERS = ("uniform", "popularity", "unseen_boost")
+DEFAULTS = PoolConfig()
 SEPARATORS = ("\t", "\n", "\r")
 _HASH_SCALE = float(1 << 64)
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolSettings:
-    """The NegativePoolBuilder's parameters (see component.py for their meaning)."""
+    """The NegativePoolBuilder's parameters (see component.py for their meaning); the
+    defaults are pipeline.config.PoolConfig's."""
 
-    sampler: str = "uniform"
-    alpha: float = 0.0
-    unseen_weight: float = 5.0
-    pool_size: Optional[int] = None
-    max_pool_size: int = 1_000_000
-    smoothing: float = 1.0
-    min_count: int = 1
-    seed: int = 42
+    sampler: str = DEFAULTS.sampler
+    alpha: float = DEFAULTS.alpha
+    unseen_weight: float = DEFAULTS.unseen_weight
+    pool_size: Optional[int] = DEFAULTS.pool_size
+    max_pool_size: int = DEFAULTS.max_pool_size
+    smoothing: float = DEFAULTS.smoothing
+    min_count: int = DEFAULTS.min_count
+    seed: int = DEFAULTS.seed
     user_feature: str = "user_id"
     item_feature: str = "item_id"
 
