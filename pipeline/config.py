@@ -109,17 +109,33 @@ class PoolConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Tower shapes and the output normalisation (DESIGN §4)."""
+    """Tower shapes and the output normalisation (DESIGN §4).
+
+    Attributes:
+      embedding_dim: Output dimension of both towers.
+      hidden_layers: Widths of the ReLU layers before the output projection.
+      use_features: Embed user/item features besides the ids (off: ids only).
+      id_embedding_dim: Width of the id embeddings (ignored for an id-only tower without
+        hidden layers, whose output is the id embedding itself).
+      feature_embedding_dim: Width of each feature embedding.
+      l2_normalize: Unit-norm outputs, so dot product = cosine similarity.
+      temperature: Scores are divided by it (logits of unit vectors live in [-1, 1]).
+      learnable_temperature: Train log(temperature), clipped to [0.01, 1].
+    """
 
     embedding_dim: int = 64
     hidden_layers: tuple[int, ...] = (128,)
+    use_features: bool = True
+    id_embedding_dim: int = 64
+    feature_embedding_dim: int = 16
     l2_normalize: bool = True
     temperature: float = 0.07
     learnable_temperature: bool = False
 
     def validate(self) -> None:
-        _check(self.embedding_dim >= 1, "model.embedding_dim", self.embedding_dim,
-               "an integer >= 1")
+        for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim"):
+            _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name),
+                   "an integer >= 1")
         _check(all(width >= 1 for width in self.hidden_layers), "model.hidden_layers",
                self.hidden_layers, "a list of integers >= 1")
         _check(0.01 <= self.temperature <= 1.0, "model.temperature", self.temperature,

@@ -47,7 +47,7 @@ def scaled_scores(queries: tf.Tensor, candidates: tf.Tensor, temperature: tf.Ten
 
 
 def mixture_log_q(in_batch_probability: tf.Tensor, pool_probability: tf.Tensor,
-                  batch_size: int, num_pool: int) -> tf.Tensor:
+                  batch_size: tf.Tensor | int, num_pool: tf.Tensor | int) -> tf.Tensor:
     """log q_j with q_j = B p_freq(j) + M P_pool(j): the expected count of item j in a batch's
     candidate set, the same for a column whichever source it came from.
 
@@ -60,7 +60,9 @@ def mixture_log_q(in_batch_probability: tf.Tensor, pool_probability: tf.Tensor,
     Returns:
       [C] log q.
     """
-    q = batch_size * in_batch_probability + num_pool * pool_probability
+    dtype = in_batch_probability.dtype
+    q = (tf.cast(batch_size, dtype) * in_batch_probability
+         + tf.cast(num_pool, dtype) * tf.cast(pool_probability, dtype))
     return tf.math.log(q)
 
 
@@ -74,27 +76,43 @@ def logq_correct(scores: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
     return scores - log_q[tf.newaxis, :]
 
 
-def accidental_hits(positive_ids: tf.Tensor, candidate_ids: tf.Tensor) -> tf.Tensor:
-    """[B, C] bool: True where column j holds row i's positive item but j != i.
+def positive_labels(batch: tf.Tensor, columns: tf.Tensor, offset: tf.Tensor | int = 0,
+                    dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """[B, C] one-hot labels: row i's positive is column offset + i.
+
+    The offset is 0 on one replica; after gathering candidates across replicas it is the
+    replica's first column in the global candidate matrix.
+    """
+    return tf.one_hot(tf.range(batch) + offset, columns, dtype=dtype)
+
+
+def accidental_hits(positive_ids: tf.Tensor, candidate_ids: tf.Tensor,
+                    offset: tf.Tensor | int = 0) -> tf.Tensor:
+    """[B, C] bool: True where column j holds row i's positive item but is not its own column.
 
     Args:
       positive_ids: [B] id of each row's positive.
       candidate_ids: [C] id of each column's item.
+      offset: Column of row 0's positive (see `positive_labels`).
     """
     same = tf.equal(positive_ids[:, tf.newaxis], candidate_ids[tf.newaxis, :])
-    own = tf.cast(tf.eye(tf.shape(positive_ids)[0], tf.shape(candidate_ids)[0]), tf.bool)
+    own = positive_labels(tf.shape(positive_ids)[0], tf.shape(candidate_ids)[0], offset,
+                          tf.float32) > 0
     return tf.logical_and(same, tf.logical_not(own))
 
 
-def build_logits(scores: tf.Tensor, hits: tf.Tensor | None = None) -> Logits:
-    """Labels eye(B, C) and the validity mask; masked scores are set to MASKED_LOGIT.
+def build_logits(scores: tf.Tensor, hits: tf.Tensor | None = None,
+                 offset: tf.Tensor | int = 0) -> Logits:
+    """Labels (positive of row i at column offset + i) and the validity mask; masked scores
+    are set to MASKED_LOGIT.
 
     Args:
       scores: [B, C] (after temperature and logQ).
       hits: [B, C] bool accidental hits to mask, or None.
+      offset: Column of row 0's positive.
     """
     batch, columns = tf.shape(scores)[0], tf.shape(scores)[1]
-    labels = tf.eye(batch, columns, dtype=scores.dtype)
+    labels = positive_labels(batch, columns, offset, scores.dtype)
     valid = tf.ones_like(scores, dtype=tf.bool) if hits is None else tf.logical_not(hits)
     scores = tf.where(valid, scores, tf.cast(MASKED_LOGIT, scores.dtype))
     return Logits(scores, labels, valid)

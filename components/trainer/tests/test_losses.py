@@ -58,6 +58,14 @@ def test_accidental_hits_mask_other_columns_with_the_positive_item():
                                          [True, False, False, False]])
 
 
+def test_offset_moves_the_positive_and_own_columns():
+    # Replica 1 of 2 with B = 2 local rows and 4 global columns: its positives are columns 2, 3.
+    hits = losses.accidental_hits(tf.constant(["a", "b"]), tf.constant(["b", "x", "a", "b"]), 2)
+    np.testing.assert_array_equal(hits, [[False, False, False, False],
+                                         [True, False, False, False]])
+    np.testing.assert_array_equal(losses.positive_labels(2, 4, 2), [[0, 0, 1, 0], [0, 0, 0, 1]])
+
+
 def test_labels_put_each_positive_on_its_own_column_and_pool_columns_negative():
     logits = _logits()
     np.testing.assert_array_equal(logits.labels, [[1, 0, 0], [0, 1, 0]])

@@ -1,0 +1,124 @@
+"""Retrieval metrics against the whole catalogue with exact (brute-force) search.
+
+For each eval interaction (query features, true item) every catalogue item is scored by
+the dot product of the towers' embeddings. The rank of the true item is the number of
+items scoring strictly higher:
+  * `tfrs` protocol: over all items, seen or not (the TFRS tutorials' hit rate);
+  * `filtered` protocol: items the user interacted with in training are removed first
+    (the true item itself is never removed).
+recall@K is the share of interactions whose rank < K (one relevant item per interaction,
+so it equals the hit rate), NDCG@10 averages 1 / log2(rank + 2) for rank < 10. An eval item
+missing from the catalogue counts as a miss. Coverage@K is the share of catalogue items
+appearing in any filtered top-K; popularity@K is the mean training count of those top-K.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+KS = (10, 50, 100)
+MISS_RANK = np.iinfo(np.int64).max
+
+
+def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str]
+               ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
+    """user_id -> catalogue indices of the items the user interacted with in training.
+
+    Returns:
+      A lookup from user_id to a row (0 for unknown users) and a [U + 1, None] ragged tensor
+      of catalogue indices per row.
+    """
+    position = {item: index for index, item in enumerate(catalog_ids)}
+    history: dict[str, set[int]] = {}
+    for batch in train_batches:
+        for user, item in zip(batch["user_id"].numpy(), batch["item_id"].numpy()):
+            index = position.get(item.decode())
+            if index is not None:
+                history.setdefault(user.decode(), set()).add(index)
+    users = sorted(history)
+    lookup = tf.keras.layers.StringLookup(vocabulary=users or ["<none>"], num_oov_indices=1,
+                                          mask_token=None)
+    rows = [[]] + [sorted(history[user]) for user in users]
+    return lookup, tf.ragged.constant(rows, dtype=tf.int64, ragged_rank=1)
+
+
+def _seen_mask(user_rows: tf.Tensor, seen: tf.RaggedTensor, catalog_size: int) -> tf.Tensor:
+    """[b, N] bool: True at the items each row's user saw in training."""
+    items = tf.gather(seen, user_rows)
+    pairs = tf.stack([items.value_rowids(), items.flat_values], axis=1)
+    return tf.scatter_nd(pairs, tf.ones_like(items.flat_values, dtype=tf.bool),
+                         tf.cast([tf.shape(user_rows)[0], catalog_size], tf.int64))
+
+
+def ranks(scores: tf.Tensor, true_index: tf.Tensor, excluded: tf.Tensor | None = None) -> tf.Tensor:
+    """Rank of each row's true item: how many items score strictly higher.
+
+    Args:
+      scores: [b, N].
+      true_index: [b] catalogue index of the true item, -1 when it is not in the catalogue.
+      excluded: [b, N] bool items that do not compete, or None.
+
+    Returns:
+      [b] int ranks; MISS_RANK (a miss at every K) for items not in the catalogue.
+    """
+    safe = tf.maximum(true_index, 0)
+    true_score = tf.gather(scores, safe, batch_dims=1)[:, tf.newaxis]
+    higher = scores > true_score
+    if excluded is not None:
+        own = tf.one_hot(safe, tf.shape(scores)[1], on_value=True, off_value=False)
+        higher = tf.logical_and(higher, tf.logical_not(tf.logical_and(excluded, ~own)))
+    rank = tf.reduce_sum(tf.cast(higher, tf.int64), axis=1)
+    return tf.where(true_index >= 0, rank, tf.constant(MISS_RANK, tf.int64))
+
+
+def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
+             eval_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
+             catalog_embeddings: tf.Tensor, seen: tuple[tf.keras.layers.StringLookup,
+                                                         tf.RaggedTensor],
+             train_counts: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Computes every metric of the module docstring.
+
+    Args:
+      query_embeddings: Raw query features -> [b, D].
+      eval_batches: Parsed eval batches with query features and item_id.
+      catalog_ids: [N] item ids, in the row order of catalog_embeddings.
+      catalog_embeddings: [N, D].
+      seen: From `seen_items`.
+      train_counts: [N] training count of each catalogue item.
+      ks: Cut-offs.
+
+    Returns:
+      {"tfrs_recall_at_K", "filtered_recall_at_K", "tfrs_ndcg_at_10", "filtered_ndcg_at_10",
+       "coverage_at_K", "popularity_at_K", "eval_interactions"}.
+    """
+    n = len(catalog_ids)
+    index = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(catalog_ids)), tf.range(n, dtype=tf.int64)), default_value=-1)
+    lookup, history = seen
+    k_max = min(max(ks), n)
+    tfrs_ranks, filtered_ranks, top = [], [], []
+    for batch in eval_batches:
+        scores = tf.matmul(query_embeddings(batch), catalog_embeddings, transpose_b=True)
+        true_index = index.lookup(batch["item_id"])
+        mask = _seen_mask(lookup(batch["user_id"]), history, n)
+        tfrs_ranks.append(ranks(scores, true_index).numpy())
+        filtered_ranks.append(ranks(scores, true_index, mask).numpy())
+        filtered_scores = tf.where(mask, tf.cast(-np.inf, scores.dtype), scores)
+        top.append(tf.math.top_k(filtered_scores, k=k_max).indices.numpy())
+    tfrs_all, filtered_all = np.concatenate(tfrs_ranks), np.concatenate(filtered_ranks)
+    top_all = np.concatenate(top)
+    result: dict[str, float] = {"eval_interactions": float(len(tfrs_all))}
+    for k in ks:
+        result[f"tfrs_recall_at_{k}"] = float(np.mean(tfrs_all < k))
+        result[f"filtered_recall_at_{k}"] = float(np.mean(filtered_all < k))
+        top_k = top_all[:, :k]
+        result[f"coverage_at_{k}"] = float(len(np.unique(top_k)) / n)
+        result[f"popularity_at_{k}"] = float(np.mean(train_counts[top_k]))
+    for name, all_ranks in (("tfrs", tfrs_all), ("filtered", filtered_all)):
+        hit = all_ranks < 10
+        gain = np.zeros(len(all_ranks))
+        gain[hit] = 1.0 / np.log2(all_ranks[hit] + 2.0)
+        result[f"{name}_ndcg_at_10"] = float(np.mean(gain))
+    return result

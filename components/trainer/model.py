@@ -1,0 +1,157 @@
+"""The two-tower retrieval model: towers + mixed negatives + the DESIGN §4 loss.
+
+Per training batch of B rows: the positives' candidate embeddings, plus M = round(r·B) pool
+items drawn from P_pool (stateless, seeded by (seed, step, replica)) through the same
+candidate tower. Under a multi-replica tf.distribute strategy the candidate embeddings,
+ids and log q are all-gathered, so every replica scores its queries against the global
+batch (TFRS's Retrieval task does not do this); row i's positive is then at column
+replica * (B + M) + i.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from components import keys
+from components.negative_pool import artifact_io, sampling
+from components.trainer import features as features_lib
+from components.trainer import losses
+from pipeline.config import LossConfig, ModelConfig
+
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1.0
+
+
+@dataclasses.dataclass
+class PoolData:
+    """What the model needs from the NegativePool artifact.
+
+    Attributes:
+      features: Candidate features of the pool rows, name -> [P].
+      probabilities: [P] P_pool of the pool rows.
+      item_ids: [T] ids of the frequency table.
+      in_batch: [T] p_freq of those ids.
+      pool: [T] P_pool of those ids (0 outside the pool).
+      floor: p_freq for ids missing from the table (the smallest smoothed probability).
+    """
+
+    features: dict[str, tf.Tensor]
+    probabilities: tf.Tensor
+    item_ids: np.ndarray
+    in_batch: np.ndarray
+    pool: np.ndarray
+    floor: float
+
+
+def load_pool_data(uri: str) -> PoolData:
+    """Reads the pool rows and the frequency table of a NegativePool artifact."""
+    records = [example.SerializeToString() for example in artifact_io.read_pool(uri)]
+    spec = {name: features_lib.ALL_SPEC[name] for name in features_lib.CANDIDATE_FEATURES}
+    spec[keys.POOL_POOL_PROBABILITY] = tf.io.FixedLenFeature([], tf.float32)
+    parsed = tf.io.parse_example(tf.constant(records), spec)
+    probabilities = parsed.pop(keys.POOL_POOL_PROBABILITY)
+    table = artifact_io.read_frequencies(uri)
+    ids = np.array(sorted(table), dtype=object)
+    in_batch = np.array([table[i][keys.POOL_PROBABILITY] for i in ids], dtype=np.float32)
+    pool = np.array([table[i][keys.POOL_POOL_PROBABILITY] for i in ids], dtype=np.float32)
+    positive = in_batch[in_batch > 0]
+    floor = float(positive.min()) if positive.size else 1.0 / max(len(ids), 1)
+    return PoolData(parsed, probabilities, ids, in_batch, pool, floor)
+
+
+def num_pool_negatives(pool_ratio: float, batch_size: int) -> int:
+    """M = round(r * B)."""
+    return int(round(pool_ratio * batch_size))
+
+
+class TwoTowerModel(tf.keras.Model):
+    """Trains both towers with in-batch + pool negatives; `call` returns query embeddings."""
+
+    def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
+                 pool: PoolData, model_config: ModelConfig, loss_config: LossConfig,
+                 batch_size: int, seed: int) -> None:
+        super().__init__(name="two_tower")
+        self.query_tower = query_tower
+        self.candidate_tower = candidate_tower
+        self.loss_config = loss_config
+        self.num_pool = num_pool_negatives(loss_config.pool_ratio, batch_size)
+        self.seed = seed
+        self.pool_features = pool.features
+        self.pool_probabilities = pool.probabilities
+        self.frequency_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(pool.item_ids.astype(str)),
+                                                tf.range(len(pool.item_ids), dtype=tf.int64)),
+            default_value=len(pool.item_ids))
+        self.in_batch_probability = tf.constant(np.append(pool.in_batch, pool.floor).astype(np.float32))
+        self.pool_probability = tf.constant(np.append(pool.pool, 0.0).astype(np.float32))
+        self.log_temperature = tf.Variable(math.log(model_config.temperature),
+                                           trainable=model_config.learnable_temperature,
+                                           name="log_temperature", dtype=tf.float32)
+        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
+
+    @property
+    def temperature(self) -> tf.Tensor:
+        return tf.exp(tf.clip_by_value(self.log_temperature, math.log(MIN_TEMPERATURE),
+                                       math.log(MAX_TEMPERATURE)))
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.query_tower(features_lib.select(inputs, features_lib.QUERY_FEATURES))
+
+    def _pool_batch(self, replica: tf.Tensor) -> dict[str, tf.Tensor]:
+        seed = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
+                         self.step])
+        index = sampling.draw_pool_indices(self.pool_probabilities, self.num_pool, seed)
+        return {name: tf.gather(values, index) for name, values in self.pool_features.items()}
+
+    def batch_loss(self, batch: Mapping[str, tf.Tensor], training: bool = True) -> tf.Tensor:
+        """The loss of one batch (per replica, before cross-replica averaging)."""
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        replica = context.replica_id_in_sync_group if context else 0
+        queries = self.query_tower(features_lib.select(batch, features_lib.QUERY_FEATURES),
+                                   training=training)
+        positives = features_lib.select(batch, features_lib.CANDIDATE_FEATURES)
+        if self.num_pool > 0:
+            pooled = self._pool_batch(replica)
+            candidate_features = {name: tf.concat([positives[name], pooled[name]], axis=0)
+                                  for name in features_lib.CANDIDATE_FEATURES}
+        else:
+            candidate_features = positives
+        candidates = self.candidate_tower(candidate_features, training=training)
+        candidate_ids = candidate_features["item_id"]
+        batch_size = tf.shape(queries)[0]
+        offset = 0
+        if replicas > 1:
+            candidates = context.all_gather(candidates, axis=0)
+            candidate_ids = context.all_gather(candidate_ids, axis=0)
+            offset = replica * (batch_size + self.num_pool)
+        scores = losses.scaled_scores(queries, candidates, self.temperature)
+        if self.loss_config.logq_correction:
+            index = self.frequency_index.lookup(candidate_ids)
+            log_q = losses.mixture_log_q(tf.gather(self.in_batch_probability, index),
+                                         tf.gather(self.pool_probability, index),
+                                         batch_size * replicas, self.num_pool * replicas)
+            scores = losses.logq_correct(scores, log_q)
+        hits = (losses.accidental_hits(batch["item_id"], candidate_ids, offset)
+                if self.loss_config.remove_accidental_hits else None)
+        logits = losses.build_logits(scores, hits, offset)
+        if self.loss_config.num_hard_negatives is not None:
+            logits = losses.hard_negatives(logits, self.loss_config.num_hard_negatives)
+        return losses.retrieval_loss(logits, self.loss_config.loss, self.loss_config.margin)
+
+    def train_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        with tf.GradientTape() as tape:
+            loss = self.batch_loss(batch, training=True)
+            scaled = loss / replicas
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self.step.assign_add(1)
+        return {"loss": loss, "temperature": self.temperature}
+
+    def test_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
+        return {"loss": self.batch_loss(batch, training=False)}
