@@ -4,8 +4,9 @@ Definitions (N = training interactions with an item id, T = items in the frequen
 i.e. catalogue items plus items that only appear in interactions, k = smoothing):
   * in-batch probability p_freq(j) = (count_j + k) / (N + k T): the chance that a random
     training example's item is j, add-k smoothed so never-seen items get p > 0;
-  * pool membership: the whole catalogue when it fits `capacity`, else the `capacity` items
-    with the smallest per-key hash u(seed, item_id) (a uniform, seeded, deterministic sample);
+  * pool membership: the whole catalogue when it fits `capacity`; else the items whose
+    per-key hash u(seed, item_id) in [0, 1) is below capacity / catalogue size: a uniform,
+    seeded, deterministic sample of about `capacity` items, decided per key (no global list);
   * pool weight w_j: `uniform` 1; `popularity` (count_j + k)^alpha; `unseen_boost` 1 for seen
     items and `unseen_weight` for never-seen ones; P_pool(j) = w_j / sum of w over the pool.
 The trainer's logQ correction uses q_j = B p_freq(j) + M P_pool(j) (DESIGN §4), so every
@@ -86,7 +87,7 @@ class ItemRecord:
       count: Training interactions with this item.
       in_catalog: Whether the catalogue has the item.
       example: The catalogue row (serialised tf.Example), None when not in the catalogue.
-      key: key_hash(seed, item_id), which decides pool membership under a cap.
+      key: key_hash(seed, item_id) in [0, 1), which decides pool membership under a cap.
       duplicates: Extra catalogue rows with the same id (dropped; the smallest row is kept).
     """
 
@@ -227,14 +228,14 @@ def pool_example(record: ItemRecord, pool_probability: float) -> tf.train.Exampl
     return example
 
 
-def is_member(record: ItemRecord, threshold: float) -> bool:
-    """Pool membership: a catalogue item whose key hash is within the threshold."""
-    return record.in_catalog and record.key <= threshold
+def is_member(record: ItemRecord, fraction: float) -> bool:
+    """Pool membership: a catalogue item whose key hash is below the sampled fraction."""
+    return record.in_catalog and record.key < fraction
 
 
-def _threshold(smallest: list[float], capacity: int) -> float:
-    """The largest member hash when the catalogue exceeds capacity, else 1 (all members)."""
-    return max(smallest) if len(smallest) >= capacity else 1.0
+def member_fraction(catalog_size: int, capacity: int) -> float:
+    """1 (everything) when the catalogue fits the pool, else capacity / catalogue size."""
+    return 1.0 if catalog_size <= capacity else capacity / catalog_size
 
 
 @dataclasses.dataclass
@@ -275,11 +276,10 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
     total = items | "Values" >> beam.Values() | "TotalInteractions" >> beam.CombineGlobally(sum)
     table_size = records | "CountTable" >> beam.combiners.Count.Globally()
     catalog_records = records | "CatalogOnly" >> beam.Filter(lambda record: record.in_catalog)
-    threshold = (catalog_records
-                 | "MemberHash" >> beam.Map(lambda record: record.key)
-                 | "SmallestHashes" >> beam.combiners.Top.Smallest(settings.capacity)
-                 | "Threshold" >> beam.Map(_threshold, settings.capacity))
-    limit = beam.pvalue.AsSingleton(threshold)
+    fraction = (catalog_records
+                | "CountCatalog" >> beam.combiners.Count.Globally()
+                | "MemberFraction" >> beam.Map(member_fraction, settings.capacity))
+    limit = beam.pvalue.AsSingleton(fraction)
     members = catalog_records | "PoolMembers" >> beam.Filter(
         lambda record, at_most: is_member(record, at_most), at_most=limit)
     weight_total = (members

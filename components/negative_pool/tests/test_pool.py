@@ -22,7 +22,7 @@ def _example(**features) -> bytes:
             example.features.feature[name].int64_list.value.append(value)
         else:
             example.features.feature[name].bytes_list.value.append(value.encode())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 CATALOG = [_example(item_id="a", title="A"), _example(item_id="b", title="B"),
@@ -109,16 +109,31 @@ def test_min_count_and_no_smoothing():
     _run(pool.PoolSettings(min_count=2, smoothing=0.0), check)
 
 
-def test_capped_pool_takes_the_smallest_key_hashes():
-    members = sorted(["a", "b", "c", "d"], key=lambda i: pool.key_hash(7, i.encode()))[:2]
-    assert len(set(members)) == 2
+def test_capped_pool_keeps_items_whose_key_is_below_capacity_over_catalogue():
+    # pool_size 2 of a 4-item catalogue: members are the items with key_hash < 2/4.
+    keys_by_item = {i: pool.key_hash(7, i.encode()) for i in "abcd"}
+    members = sorted(i for i, key in keys_by_item.items() if key < 0.5)
+    assert 0 < len(members) < 4, keys_by_item
 
     def check(outputs):
         assert_that(outputs.pool | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),
-                    equal_to([(item, 0.5) for item in members]), label="pool")
-        assert_that(outputs.stats | beam.Map(lambda s: s["pool_size"]), equal_to([2]),
-                    label="size")
+                    equal_to([(item, round(1 / len(members), 6)) for item in members]),
+                    label="pool")
+        assert_that(outputs.stats | beam.Map(lambda s: s["pool_size"]),
+                    equal_to([len(members)]), label="size")
     _run(pool.PoolSettings(pool_size=2, seed=7), check)
+
+
+@pytest.mark.parametrize("size, capacity, fraction", [(4, 4, 1.0), (3, 4, 1.0), (8, 2, 0.25)])
+def test_member_fraction(size, capacity, fraction):
+    assert pool.member_fraction(size, capacity) == fraction
+
+
+def test_capped_membership_size_is_close_to_the_capacity():
+    # 20,000 items capped at 5,000: a Binomial(20000, 0.25) count, sd ~ 61.
+    fraction = pool.member_fraction(20_000, 5_000)
+    kept = sum(pool.key_hash(3, f"item{i}".encode()) < fraction for i in range(20_000))
+    assert abs(kept - 5_000) < 300
 
 
 def test_key_hash_is_deterministic_uniform_and_seeded():
