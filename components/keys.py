@@ -61,3 +61,8 @@ POOL_COUNT = "train_count"
 POOL_IN_CATALOG = "in_catalog"
 POOL_PROBABILITY = "probability"
 POOL_POOL_PROBABILITY = "pool_probability"
+
+# Trainer channels and the run_fn's custom_config entries.
+NEGATIVE_POOL_URI = "negative_pool_uri"
+CATALOG_PATTERN = "catalog_pattern"
+CONFIG = "config"

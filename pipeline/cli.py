@@ -102,6 +102,20 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
         parts = ", ".join(f"{stats[key]} {label}" for key, label in POOL_SUMMARY)
         print(f"negative pool ({stats['settings']['sampler']} sampler): {parts}")
         print(f"  artifact: {pool_uri}")
+    model_uri = artifacts.latest_output_uri(config, "Trainer", "Model")
+    if model_uri is not None:
+        from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
+        from components.trainer import export  # pylint: disable=import-outside-toplevel
+        metrics = json.loads(pathlib.Path(path_utils.serving_model_dir(model_uri),
+                                          export.METRICS_FILE).read_text())
+        recall = ", ".join(f"@{k} {metrics[f'tfrs_recall_at_{k}']:.4f}" for k in (10, 50, 100))
+        filtered = ", ".join(f"@{k} {metrics[f'filtered_recall_at_{k}']:.4f}"
+                             for k in (10, 50, 100))
+        print(f"model: recall (TFRS protocol, seen not removed) {recall}; "
+              f"filtered recall {filtered}; filtered NDCG@10 "
+              f"{metrics['filtered_ndcg_at_10']:.4f} over "
+              f"{int(metrics['eval_interactions'])} eval interactions")
+        print(f"  artifact: {model_uri}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from tfx.proto.orchestration import metadata_pb2
 from components import keys
 from components.ingestion.component import SchemaExampleGen, ValidationGate
 from components.negative_pool.component import NegativePoolBuilder
+from components.trainer.component import TwoTowerTrainer
 from pipeline.config import PipelineConfig
 from pipeline.errors import IngestionError
 
@@ -93,7 +94,7 @@ def create_pipeline(config: PipelineConfig,
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
-      item catalogue, then the NegativePoolBuilder.
+      item catalogue, then the NegativePoolBuilder and the TwoTowerTrainer.
     """
     schema_dir = config.data.schema_dir
     interactions = ingestion_nodes(
@@ -111,11 +112,16 @@ def create_pipeline(config: PipelineConfig,
         pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
     ).with_id("NegativePoolBuilder")
+    trainer = TwoTowerTrainer(
+        examples=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
+        negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
+        items=items.example_gen.outputs[keys.EXAMPLES_KEY], config=config,
+    ).with_id("Trainer")
     orchestration = config.orchestration
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions.nodes + items.nodes + [negative_pool],
+        components=interactions.nodes + items.nodes + [negative_pool, trainer],
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(orchestration.beam_pipeline_args),

@@ -47,12 +47,19 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     assert pool, out
     assert int(pool.group(1)) == 150 and int(pool.group(4)) == 150
     assert int(pool.group(3)) == train
-    assert err.count(" done in ") == 11
+    model = re.search(r"model: recall \(TFRS protocol, seen not removed\) @10 ([0-9.]+), @50 "
+                      r"([0-9.]+), @100 ([0-9.]+); filtered recall @10 ([0-9.]+)", out)
+    assert model, out
+    recall_10, recall_50, recall_100 = (float(model.group(i)) for i in (1, 2, 3))
+    assert 0.0 <= recall_10 <= recall_50 <= recall_100 <= 1.0
+    # A random ranking of the 150 items has recall@10 = 10/150; the planted clusters are learnable.
+    assert recall_10 > 10 / 150, out
+    assert err.count(" done in ") == 12
 
     code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv")
     _, err = capsys.readouterr()
     assert code == 0
-    assert err.count(" cached") == 11, err
+    assert err.count(" cached") == 12, err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME)
 
@@ -68,9 +75,9 @@ def test_wrong_type_stops_at_example_validator_naming_the_feature(tmp_path, data
     assert "interactions failed validation" in err
     assert "feature 'age': Unexpected data type. Expected data of type: INT but got STRING" in err
     assert '"twenty"' in err
-    assert "[ 9/11] InteractionsValidationGate ..." in err
+    assert "[ 9/12] InteractionsValidationGate ..." in err
     assert "InteractionsValidationGate done" not in err
-    assert "NegativePoolBuilder" not in err
+    assert "NegativePoolBuilder" not in err and "Trainer" not in err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME) is None
 

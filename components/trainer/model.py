@@ -62,6 +62,11 @@ def load_pool_data(uri: str) -> PoolData:
     return PoolData(parsed, probabilities, ids, in_batch, pool, floor)
 
 
+def id_keys(ids: tf.Tensor) -> tf.Tensor:
+    """int64 fingerprints of string ids (62 bits: collisions are negligible)."""
+    return tf.strings.to_hash_bucket_fast(ids, 1 << 62)
+
+
 def num_pool_negatives(pool_ratio: float, batch_size: int) -> int:
     """M = round(r * B)."""
     return int(round(pool_ratio * batch_size))
@@ -90,7 +95,8 @@ class TwoTowerModel(tf.keras.Model):
         self.log_temperature = tf.Variable(math.log(model_config.temperature),
                                            trainable=model_config.learnable_temperature,
                                            name="log_temperature", dtype=tf.float32)
-        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
+        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     @property
     def temperature(self) -> tf.Tensor:
@@ -121,21 +127,24 @@ class TwoTowerModel(tf.keras.Model):
         else:
             candidate_features = positives
         candidates = self.candidate_tower(candidate_features, training=training)
-        candidate_ids = candidate_features["item_id"]
+        # Collectives do not carry strings: compare ids by a 62-bit fingerprint and look up
+        # their frequency rows before gathering.
+        candidate_keys = id_keys(candidate_features["item_id"])
+        index = self.frequency_index.lookup(candidate_features["item_id"])
         batch_size = tf.shape(queries)[0]
         offset = 0
         if replicas > 1:
             candidates = context.all_gather(candidates, axis=0)
-            candidate_ids = context.all_gather(candidate_ids, axis=0)
+            candidate_keys = context.all_gather(candidate_keys, axis=0)
+            index = context.all_gather(index, axis=0)
             offset = replica * (batch_size + self.num_pool)
         scores = losses.scaled_scores(queries, candidates, self.temperature)
         if self.loss_config.logq_correction:
-            index = self.frequency_index.lookup(candidate_ids)
             log_q = losses.mixture_log_q(tf.gather(self.in_batch_probability, index),
                                          tf.gather(self.pool_probability, index),
                                          batch_size * replicas, self.num_pool * replicas)
             scores = losses.logq_correct(scores, log_q)
-        hits = (losses.accidental_hits(batch["item_id"], candidate_ids, offset)
+        hits = (losses.accidental_hits(id_keys(batch["item_id"]), candidate_keys, offset)
                 if self.loss_config.remove_accidental_hits else None)
         logits = losses.build_logits(scores, hits, offset)
         if self.loss_config.num_hard_negatives is not None:

@@ -1,0 +1,65 @@
+"""TwoTowerTrainer: TFX's Trainer with the NegativePool and item catalogue as input channels.
+
+Usage (see pipeline/pipeline.py):
+
+    trainer = TwoTowerTrainer(examples=interactions_gen.outputs["examples"],
+                              negative_pool=pool.outputs["negative_pool"],
+                              items=items_gen.outputs["examples"], config=config)
+
+Outputs: `model` (Model) whose Format-Serving folder holds query_tower/, candidate_tower/
+(SavedModels over raw features), candidate_embeddings.tfrecord.gz and metrics.json (see
+export.py); `model_run` (ModelRun) with the training logs.
+"""
+from __future__ import annotations
+
+from tfx import types
+from tfx.components.trainer import component as trainer_component
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils
+
+from components import keys
+from components.negative_pool.component import NegativePool
+from components.trainer.executor import TrainerExecutor
+from pipeline.config import PipelineConfig
+
+RUN_FN_MODULE = "components.trainer.trainer_module"
+
+
+class TwoTowerTrainerSpec(standard_component_specs.TrainerSpec):
+    """TrainerSpec plus the `negative_pool` and `items` channels."""
+
+    INPUTS = {
+        **standard_component_specs.TrainerSpec.INPUTS,
+        keys.NEGATIVE_POOL_KEY: ChannelParameter(type=NegativePool),
+        keys.ITEMS_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
+
+
+class TwoTowerTrainer(trainer_component.Trainer):
+    """Trains the two-tower model (components/trainer/training.py) inside TFX."""
+
+    SPEC_CLASS = TwoTowerTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrainerExecutor)
+
+    def __init__(self, examples: types.BaseChannel, negative_pool: types.BaseChannel,
+                 items: types.BaseChannel, config: PipelineConfig) -> None:
+        """Builds the component; the config was validated when it was loaded.
+
+        Args:
+          examples: Interactions with `train` and `eval` splits.
+          negative_pool: The NegativePoolBuilder's output.
+          items: The catalogue Examples (`catalog` split).
+          config: The pipeline config; its model, loss and training sections are used.
+        """
+        spec = TwoTowerTrainerSpec(
+            examples=examples, transform_graph=None, schema=None, base_model=None,
+            hyperparameters=None, negative_pool=negative_pool, items=items,
+            train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
+            module_file=None, module_path=RUN_FN_MODULE, run_fn=None,
+            custom_config=json_utils.dumps({keys.CONFIG: config.to_dict()}),
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun))
+        base_component.BaseComponent.__init__(self, spec=spec)

@@ -1,0 +1,87 @@
+"""Exports: query and candidate towers as SavedModels taking raw features, and the
+catalogue's candidate embeddings.
+
+Layout under the Trainer's serving model dir:
+  query_tower/          SavedModel, serving_default: user features -> {"embedding": [B, D]}
+  candidate_tower/      SavedModel, serving_default: item features -> {"embedding": [B, D]}
+  candidate_embeddings.tfrecord.gz   one tf.Example per catalogue item: item_id, embedding
+  metrics.json          eval metrics of this model (see metrics.py)
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.trainer import features as features_lib
+
+QUERY_TOWER_DIR = "query_tower"
+CANDIDATE_TOWER_DIR = "candidate_tower"
+EMBEDDINGS_FILE = "candidate_embeddings.tfrecord.gz"
+METRICS_FILE = "metrics.json"
+EMBEDDING_OUTPUT = "embedding"
+
+
+def _signature(tower: tf.keras.Model, names: Sequence[str]) -> tf.types.experimental.ConcreteFunction:
+    specs = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_FEATURES
+                                 else tf.string, name=name) for name in names}
+
+    @tf.function(input_signature=[specs])
+    def serve(inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {EMBEDDING_OUTPUT: tower(inputs, training=False)}
+    return serve.get_concrete_function()
+
+
+def save_tower(tower: tf.keras.Model, names: Sequence[str], path: str) -> None:
+    """Saves a tower with a serving_default signature over raw features ([B] each)."""
+    tf.saved_model.save(tower, path, signatures={"serving_default": _signature(tower, names)})
+
+
+def catalog_embeddings(tower: tf.keras.Model, batches: Iterator[Mapping[str, tf.Tensor]]
+                       ) -> tuple[list[str], np.ndarray]:
+    """Embeds every catalogue row: (ids [N], embeddings [N, D])."""
+    ids: list[str] = []
+    vectors = []
+    for batch in batches:
+        ids.extend(value.decode() for value in batch["item_id"].numpy())
+        vectors.append(tower(features_lib.select(batch, features_lib.CANDIDATE_FEATURES),
+                             training=False).numpy())
+    return ids, np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+
+def write_embeddings(ids: Sequence[str], embeddings: np.ndarray, path: str) -> None:
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for item_id, vector in zip(ids, embeddings):
+            example = tf.train.Example()
+            example.features.feature["item_id"].bytes_list.value.append(item_id.encode())
+            example.features.feature[EMBEDDING_OUTPUT].float_list.value.extend(vector.tolist())
+            writer.write(example.SerializeToString())
+
+
+def read_embeddings(path: str) -> tuple[list[str], np.ndarray]:
+    """The inverse of write_embeddings."""
+    ids, vectors = [], []
+    for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
+        features = tf.train.Example.FromString(record).features.feature
+        ids.append(features["item_id"].bytes_list.value[0].decode())
+        vectors.append(np.array(features[EMBEDDING_OUTPUT].float_list.value, np.float32))
+    return ids, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+
+def write_metrics(metrics: Mapping[str, float], path: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
+
+
+def export_all(query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
+               ids: Sequence[str], embeddings: np.ndarray, metrics: Mapping[str, float],
+               serving_dir: str) -> None:
+    """Writes the whole layout of the module docstring; metrics.json last."""
+    save_tower(query_tower, features_lib.QUERY_FEATURES, os.path.join(serving_dir, QUERY_TOWER_DIR))
+    save_tower(candidate_tower, features_lib.CANDIDATE_FEATURES,
+               os.path.join(serving_dir, CANDIDATE_TOWER_DIR))
+    write_embeddings(ids, embeddings, os.path.join(serving_dir, EMBEDDINGS_FILE))
+    write_metrics(metrics, os.path.join(serving_dir, METRICS_FILE))

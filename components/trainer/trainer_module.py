@@ -1,0 +1,21 @@
+"""The TFX Trainer's run_fn (GenericExecutor), given as module_path to the Trainer."""
+from __future__ import annotations
+
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components import keys
+from components.trainer import training
+from pipeline import config as config_lib
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """Trains, evaluates and exports into fn_args.serving_model_dir.
+
+    fn_args.custom_config holds the pipeline config (validated again here) and, added by
+    TrainerExecutor from the input channels, the NegativePool URI and the catalogue's files.
+    """
+    custom = fn_args.custom_config
+    config = config_lib.from_dict(custom[keys.CONFIG])
+    training.train_and_evaluate(fn_args.train_files[0], fn_args.eval_files[0],
+                                custom[keys.CATALOG_PATTERN], custom[keys.NEGATIVE_POOL_URI],
+                                config, fn_args.serving_model_dir)
