@@ -65,6 +65,11 @@ def configure(total_components: int, log_file: str, verbose: bool = False) -> Pr
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    # TensorFlow's logger has its own stderr handler; send its records to the file instead.
+    tf_logger = logging.getLogger("tensorflow")
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.propagate = True
     root.setLevel(logging.INFO)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
