@@ -14,13 +14,14 @@ CORE = [
     "apache-beam[gcp]==2.59.0",
     "pyyaml",
     "tqdm",
+    "psutil",
 ]
 
 EXTRAS = {
     "airflow": ["apache-airflow==2.10.5"],
     "kubeflow": ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2"],
     "bench": ["faiss-cpu", "matplotlib"],
-    "test": ["pytest"],
+    "test": ["pytest", "scipy"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
