@@ -47,6 +47,8 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         super().Do(input_dict, output_dict, exec_properties)
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        # Abstract in BaseExampleGenExecutor; its only caller is the base
+        # GenerateExamplesByBeam, which this class overrides, so it is never called.
         raise NotImplementedError("GenerateExamplesByBeam is overridden")
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,

@@ -33,6 +33,16 @@ def settings_from_properties(exec_properties: dict[str, Any]) -> pool.PoolSettin
     return settings
 
 
+def properties_from_settings(settings: pool.PoolSettings) -> dict[str, Any]:
+    """The execution properties that `settings_from_properties` reads back to `settings`."""
+    return {keys.SAMPLER_KEY: settings.sampler, keys.ALPHA_KEY: settings.alpha,
+            keys.UNSEEN_WEIGHT_KEY: settings.unseen_weight, keys.POOL_SIZE_KEY: settings.pool_size,
+            keys.MAX_POOL_SIZE_KEY: settings.max_pool_size, keys.SMOOTHING_KEY: settings.smoothing,
+            keys.MIN_COUNT_KEY: settings.min_count, keys.SEED_KEY: settings.seed,
+            keys.USER_FEATURE_KEY: settings.user_feature,
+            keys.ITEM_FEATURE_KEY: settings.item_feature}
+
+
 def split_pattern(examples: types.Artifact, split: str, role: str) -> str:
     """File pattern of one split of an Examples artifact.
 

@@ -9,13 +9,11 @@ from tfx.types import artifact_utils, standard_artifacts
 from components import keys
 from components.negative_pool import artifact_io, executor
 from components.negative_pool.component import NegativePool, NegativePoolBuilder
+from components.negative_pool.pool import PoolSettings
 from components.negative_pool.tests.test_pool import CATALOG, TRAIN
 from pipeline.errors import NegativePoolError
 
-PROPERTIES = {keys.SAMPLER_KEY: "uniform", keys.ALPHA_KEY: 0.0, keys.UNSEEN_WEIGHT_KEY: 5.0,
-              keys.POOL_SIZE_KEY: None, keys.MAX_POOL_SIZE_KEY: 1000, keys.SMOOTHING_KEY: 1.0,
-              keys.MIN_COUNT_KEY: 1, keys.SEED_KEY: 42, keys.USER_FEATURE_KEY: "user_id",
-              keys.ITEM_FEATURE_KEY: "item_id"}
+PROPERTIES = executor.properties_from_settings(PoolSettings(max_pool_size=1000))
 
 
 def _examples(root, splits):
@@ -81,6 +79,11 @@ def test_empty_train_split_fails_clearly(tmp_path):
 def test_wrong_split_names_the_expected_one(tmp_path):
     with pytest.raises(NegativePoolError, match="not 'catalog'"):
         _run(tmp_path, TRAIN, CATALOG, catalog_split="train")
+
+
+def test_properties_round_trip():
+    settings = PoolSettings(sampler="popularity", alpha=0.5, pool_size=10, seed=3)
+    assert executor.settings_from_properties(executor.properties_from_settings(settings)) == settings
 
 
 def test_component_checks_combinations_at_build_time():

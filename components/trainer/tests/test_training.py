@@ -10,6 +10,7 @@ from benchmarks import example_files
 from components import keys
 from components.negative_pool import executor as pool_executor
 from components.negative_pool.component import NegativePool
+from components.negative_pool.pool import PoolSettings
 from components.trainer import export, training
 from pipeline import config as config_lib
 from pipeline.data import synthetic
@@ -38,16 +39,11 @@ def fixture_data(tmp_path_factory):
     pool = NegativePool()
     pool.uri = str(root / "pool")
     os.makedirs(pool.uri)
-    settings = config_lib.PoolConfig()
     pool_executor.Executor().Do(
         {keys.INTERACTIONS_KEY: [examples(root / "inter", "train")],
          keys.ITEMS_KEY: [examples(root / "items", "catalog")]},
         {keys.NEGATIVE_POOL_KEY: [pool]},
-        {keys.SAMPLER_KEY: settings.sampler, keys.ALPHA_KEY: settings.alpha,
-         keys.UNSEEN_WEIGHT_KEY: settings.unseen_weight, keys.POOL_SIZE_KEY: None,
-         keys.MAX_POOL_SIZE_KEY: settings.max_pool_size, keys.SMOOTHING_KEY: settings.smoothing,
-         keys.MIN_COUNT_KEY: 1, keys.SEED_KEY: 0, keys.USER_FEATURE_KEY: "user_id",
-         keys.ITEM_FEATURE_KEY: "item_id"})
+        pool_executor.properties_from_settings(PoolSettings(seed=0)))
     return root, pool.uri
 
 
