@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
+
+from components import keys
+
+if TYPE_CHECKING:
+    from components.negative_pool.pool import PoolSettings
+    from tfx.types import standard_artifacts
 
 def _column(series: pd.Series) -> pa.Array:
     """One value per row as a large_list array; missing values become null rows."""
@@ -49,3 +55,39 @@ def write_split(frames: Iterable[pd.DataFrame], examples_dir: pathlib.Path, spli
                 writer.write(record)
         rows += len(frame)
     return rows
+
+
+def examples_artifact(uri: pathlib.Path, splits: Iterable[str]) -> "standard_artifacts.Examples":
+    """An Examples artifact over a folder written by `write_split`."""
+    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=import-outside-toplevel
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(uri)
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    return artifact
+
+
+def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
+                        out_dir: pathlib.Path, settings: "PoolSettings",
+                        beam_args: Sequence[str] = ()) -> str:
+    """Runs the NegativePoolBuilder executor (in this process) on folders with a `train` and
+    a `catalog` split; returns the NegativePool artifact's URI.
+
+    Args:
+      interactions_dir: Examples folder with Split-train.
+      items_dir: Examples folder with Split-catalog.
+      out_dir: The artifact's folder.
+      settings: The builder's parameters.
+      beam_args: Beam pipeline arguments (default: Beam's in-process DirectRunner).
+    """
+    from tfx.dsl.components.base import base_beam_executor  # pylint: disable=import-outside-toplevel
+    from components.negative_pool import executor  # pylint: disable=import-outside-toplevel
+    from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
+    pool = NegativePool()
+    pool.uri = str(out_dir)
+    os.makedirs(pool.uri, exist_ok=True)
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args))
+    executor.Executor(context).Do(
+        {keys.INTERACTIONS_KEY: [examples_artifact(interactions_dir, [keys.TRAIN_SPLIT])],
+         keys.ITEMS_KEY: [examples_artifact(items_dir, [keys.CATALOG_SPLIT])]},
+        {keys.NEGATIVE_POOL_KEY: [pool]}, executor.properties_from_settings(settings))
+    return pool.uri

@@ -37,33 +37,12 @@ def prepare(interactions: int, users: int, items: int, seed: int,
 
 def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -> None:
     """Runs the NegativePoolBuilder executor on prepared folders (in this process)."""
-    from tfx.dsl.components.base import base_beam_executor  # pylint: disable=import-outside-toplevel
-    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=import-outside-toplevel
+    from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
 
-    from components import keys  # pylint: disable=import-outside-toplevel
-    from components.negative_pool import executor  # pylint: disable=import-outside-toplevel
-    from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
-    from components.negative_pool.pool import DEFAULTS as pool  # pylint: disable=import-outside-toplevel
-
-    def examples(uri: str, split: str) -> standard_artifacts.Examples:
-        artifact = standard_artifacts.Examples()
-        artifact.uri = uri
-        artifact.split_names = artifact_utils.encode_split_names([split])
-        return artifact
-
-    output = NegativePool()
-    output.uri = out_dir
-    properties = {keys.SAMPLER_KEY: pool.sampler, keys.ALPHA_KEY: pool.alpha,
-                  keys.UNSEEN_WEIGHT_KEY: pool.unseen_weight, keys.POOL_SIZE_KEY: pool.pool_size,
-                  keys.MAX_POOL_SIZE_KEY: pool.max_pool_size, keys.SMOOTHING_KEY: pool.smoothing,
-                  keys.MIN_COUNT_KEY: pool.min_count, keys.SEED_KEY: pool.seed,
-                  keys.USER_FEATURE_KEY: "user_id", keys.ITEM_FEATURE_KEY: "item_id"}
-    beam_args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if workers > 1 else ["--direct_running_mode=in_memory"])
-    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
-    executor.Executor(context).Do(
-        {keys.INTERACTIONS_KEY: [examples(interactions_dir, "train")],
-         keys.ITEMS_KEY: [examples(items_dir, "catalog")]},
-        {keys.NEGATIVE_POOL_KEY: [output]}, properties)
+    beam_args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+                 if workers > 1 else ["--direct_running_mode=in_memory"])
+    example_files.build_pool_artifact(pathlib.Path(interactions_dir), pathlib.Path(items_dir),
+                                      pathlib.Path(out_dir), PoolSettings(), beam_args)
 
 
 def run(sizes: Sequence[int], users: int, items: int, workers: int, seed: int,

@@ -161,6 +161,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
+    from benchmarks import quality as quality_bench  # pylint: disable=import-outside-toplevel
 
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
@@ -169,6 +170,12 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     pool_bench.add_arguments(pool)
     pool.set_defaults(handler=cmd_bench, bench_main=pool_bench.main_from_args)
+    quality = names.add_parser("quality", help="retrieval quality on MovieLens-100K, three "
+                                               "protocols, reference rows and ablations",
+                               description=quality_bench.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    quality_bench.add_arguments(quality)
+    quality.set_defaults(handler=cmd_bench, bench_main=quality_bench.main_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,6 +121,8 @@ class ModelConfig:
       l2_normalize: Unit-norm outputs, so dot product = cosine similarity.
       temperature: Scores are divided by it (logits of unit vectors live in [-1, 1]).
       learnable_temperature: Train log(temperature), clipped to [0.01, 1].
+      popularity_prior: Weight β of log p_freq added to retrieval scores (0: none); see
+        components/trainer/prior.py.
     """
 
     embedding_dim: int = 64
@@ -131,6 +133,7 @@ class ModelConfig:
     l2_normalize: bool = True
     temperature: float = 0.07
     learnable_temperature: bool = False
+    popularity_prior: float = 0.0
 
     def validate(self) -> None:
         for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim"):
@@ -140,11 +143,24 @@ class ModelConfig:
                self.hidden_layers, "a list of integers >= 1")
         _check(0.01 <= self.temperature <= 1.0, "model.temperature", self.temperature,
                "a number in [0.01, 1] (0.05-0.2 is the useful range)")
+        _check(0.0 <= self.popularity_prior <= 2.0, "model.popularity_prior",
+               self.popularity_prior, "a number in [0, 2] (1 adds back what logQ removed)")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Loss and negatives (DESIGN §4)."""
+    """Loss and negatives (DESIGN §4).
+
+    Attributes:
+      loss: softmax (sampled softmax), bce, bpr or hinge.
+      pool_ratio: r: M = round(r * batch_size) pool negatives per batch (0: in-batch only).
+      logq_correction: Subtract log q_j (the mixture's expected count) from each logit.
+      remove_accidental_hits: Mask other columns holding a row's positive item.
+      num_hard_negatives: Keep only the h highest-scoring negatives per row (null: all).
+      margin: Hinge margin.
+      reduction: `mean` over a batch's query rows, or `sum` (tfrs.tasks.Retrieval's; B times
+        larger, which matters to Adagrad, not to Adam).
+    """
 
     loss: Literal["softmax", "bce", "bpr", "hinge"] = "softmax"
     pool_ratio: float = 0.25
@@ -152,6 +168,7 @@ class LossConfig:
     remove_accidental_hits: bool = True
     num_hard_negatives: Optional[int] = None
     margin: float = 0.5
+    reduction: Literal["mean", "sum"] = "mean"
 
     def validate(self) -> None:
         _check(0.0 <= self.pool_ratio <= 4.0, "loss.pool_ratio", self.pool_ratio,

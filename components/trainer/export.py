@@ -2,10 +2,14 @@
 catalogue's candidate embeddings.
 
 Layout under the Trainer's serving model dir:
-  query_tower/          SavedModel, serving_default: user features -> {"embedding": [B, D]}
+  query_tower/          SavedModel, serving_default: user features -> {"embedding": [B, D']}
   candidate_tower/      SavedModel, serving_default: item features -> {"embedding": [B, D]}
   candidate_embeddings.tfrecord.gz   one tf.Example per catalogue item: item_id, embedding
+                        [D'], the vectors to index
   metrics.json          eval metrics of this model (see metrics.py)
+
+D' = D, or D + 1 with a popularity prior (prior.py: the query gets a constant 1, each
+indexed item τ·β·log p), so <query, item> is the retrieval score either way.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import features as features_lib
+from components.trainer import prior
 
 QUERY_TOWER_DIR = "query_tower"
 CANDIDATE_TOWER_DIR = "candidate_tower"
@@ -25,19 +30,24 @@ METRICS_FILE = "metrics.json"
 EMBEDDING_OUTPUT = "embedding"
 
 
-def _signature(tower: tf.keras.Model, names: Sequence[str]) -> tf.types.experimental.ConcreteFunction:
+def _signature(tower: tf.keras.Model, names: Sequence[str], prior_weight: float = 0.0
+               ) -> tf.types.experimental.ConcreteFunction:
     specs = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_FEATURES
                                  else tf.string, name=name) for name in names}
 
     @tf.function(input_signature=[specs])
     def serve(inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {EMBEDDING_OUTPUT: tower(inputs, training=False)}
+        return {EMBEDDING_OUTPUT: prior.query_vectors(tower(inputs, training=False),
+                                                      prior_weight)}
     return serve.get_concrete_function()
 
 
-def save_tower(tower: tf.keras.Model, names: Sequence[str], path: str) -> None:
-    """Saves a tower with a serving_default signature over raw features ([B] each)."""
-    tf.saved_model.save(tower, path, signatures={"serving_default": _signature(tower, names)})
+def save_tower(tower: tf.keras.Model, names: Sequence[str], path: str,
+               prior_weight: float = 0.0) -> None:
+    """Saves a tower with a serving_default signature over raw features ([B] each); with a
+    popularity prior weight the output gets prior.py's constant-1 column."""
+    tf.saved_model.save(tower, path, signatures={
+        "serving_default": _signature(tower, names, prior_weight)})
 
 
 def catalog_embeddings(tower: tf.keras.Model, batches: Iterator[Mapping[str, tf.Tensor]]
@@ -78,9 +88,21 @@ def write_metrics(metrics: Mapping[str, float], path: str) -> None:
 
 def export_all(query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
                ids: Sequence[str], embeddings: np.ndarray, metrics: Mapping[str, float],
-               serving_dir: str) -> None:
-    """Writes the whole layout of the module docstring; metrics.json last."""
-    save_tower(query_tower, features_lib.QUERY_FEATURES, os.path.join(serving_dir, QUERY_TOWER_DIR))
+               serving_dir: str, prior_weight: float = 0.0) -> None:
+    """Writes the whole layout of the module docstring; metrics.json last.
+
+    Args:
+      query_tower: The trained query tower.
+      candidate_tower: The trained candidate tower.
+      ids: [N] catalogue ids.
+      embeddings: [N, D'] index vectors (with the prior column when prior_weight > 0).
+      metrics: Eval metrics.
+      serving_dir: Output folder.
+      prior_weight: Popularity prior weight β (prior.py); the query tower's output gets
+        the matching constant-1 column.
+    """
+    save_tower(query_tower, features_lib.QUERY_FEATURES,
+               os.path.join(serving_dir, QUERY_TOWER_DIR), prior_weight)
     save_tower(candidate_tower, features_lib.CANDIDATE_FEATURES,
                os.path.join(serving_dir, CANDIDATE_TOWER_DIR))
     write_embeddings(ids, embeddings, os.path.join(serving_dir, EMBEDDINGS_FILE))

@@ -170,14 +170,24 @@ def hinge_loss(logits: Logits, margin: float) -> tf.Tensor:
     return tf.reduce_sum(tf.nn.relu(margin - gap) * weight) / tf.reduce_sum(weight)
 
 
-def retrieval_loss(logits: Logits, loss: LossName, margin: float = 0.5) -> tf.Tensor:
-    """Dispatches to the configured loss (config `loss.loss`)."""
+def retrieval_loss(logits: Logits, loss: LossName, margin: float = 0.5,
+                   reduction: str = "mean") -> tf.Tensor:
+    """The configured loss (config `loss.loss`), averaged over rows or, with reduction
+    `sum`, summed over the batch's B query rows (B times the mean), as tfrs.tasks.Retrieval
+    does. The scale matters to Adagrad: its initial accumulator makes small gradients take
+    small steps."""
     if loss == "softmax":
-        return softmax_loss(logits)
-    if loss == "bce":
-        return bce_loss(logits)
-    if loss == "bpr":
-        return bpr_loss(logits)
-    if loss == "hinge":
-        return hinge_loss(logits, margin)
-    raise ValueError(f"loss must be one of softmax, bce, bpr, hinge; got {loss!r}")
+        value = softmax_loss(logits)
+    elif loss == "bce":
+        value = bce_loss(logits)
+    elif loss == "bpr":
+        value = bpr_loss(logits)
+    elif loss == "hinge":
+        value = hinge_loss(logits, margin)
+    else:
+        raise ValueError(f"loss must be one of softmax, bce, bpr, hinge; got {loss!r}")
+    if reduction == "sum":
+        return value * tf.cast(tf.shape(logits.scores)[0], value.dtype)
+    if reduction != "mean":
+        raise ValueError(f"reduction must be mean or sum; got {reduction!r}")
+    return value

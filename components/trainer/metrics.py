@@ -122,3 +122,42 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
         gain[hit] = 1.0 / np.log2(all_ranks[hit] + 2.0)
         result[f"{name}_ndcg_at_10"] = float(np.mean(gain))
     return result
+
+
+def per_user_metrics(query_embeddings: np.ndarray, catalog_embeddings: np.ndarray,
+                     relevant: Sequence[Sequence[int]], excluded: Sequence[Sequence[int]],
+                     k: int = 10, chunk: int = 512) -> dict[str, float]:
+    """Per-user full-ranking recall@k and NDCG@k, averaged over users (RecBole's way).
+
+    Each user's held-out items are the relevant set; items in `excluded` (the user's
+    training history) are removed from the ranking first. recall@k = hits / |relevant|;
+    NDCG@k = DCG / IDCG with binary gains and IDCG over min(|relevant|, k) positions.
+
+    Args:
+      query_embeddings: [U, D], one row per evaluated user.
+      catalog_embeddings: [N, D].
+      relevant: Per user, catalogue indices of the held-out items (non-empty).
+      excluded: Per user, catalogue indices that do not compete.
+      k: Cut-off.
+      chunk: Users scored at a time.
+
+    Returns:
+      {"recall_at_<k>", "ndcg_at_<k>", "users"}.
+    """
+    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+    recalls, ndcgs = [], []
+    for start in range(0, len(relevant), chunk):
+        scores = query_embeddings[start:start + chunk] @ catalog_embeddings.T
+        for row, (truth, seen) in enumerate(zip(relevant[start:start + chunk],
+                                                excluded[start:start + chunk])):
+            user_scores = scores[row].copy()
+            user_scores[list(seen)] = -np.inf
+            top = np.argpartition(-user_scores, k)[:k] if len(user_scores) > k else \
+                np.arange(len(user_scores))
+            top = top[np.argsort(-user_scores[top], kind="stable")]
+            hits = np.isin(top, list(truth))
+            recalls.append(hits.sum() / len(truth))
+            ideal = discounts[:min(len(truth), k)].sum()
+            ndcgs.append(float((hits * discounts[:len(top)]).sum() / ideal))
+    return {f"recall_at_{k}": float(np.mean(recalls)), f"ndcg_at_{k}": float(np.mean(ndcgs)),
+            "users": float(len(recalls))}

@@ -149,7 +149,8 @@ class TwoTowerModel(tf.keras.Model):
         logits = losses.build_logits(scores, hits, offset)
         if self.loss_config.num_hard_negatives is not None:
             logits = losses.hard_negatives(logits, self.loss_config.num_hard_negatives)
-        return losses.retrieval_loss(logits, self.loss_config.loss, self.loss_config.margin)
+        return losses.retrieval_loss(logits, self.loss_config.loss, self.loss_config.margin,
+                                     self.loss_config.reduction)
 
     def train_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
         context = tf.distribute.get_replica_context()

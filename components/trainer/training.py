@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Optional
+from typing import Mapping, Optional
 
 from absl import logging
 import numpy as np
@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components import keys
 from components.negative_pool import artifact_io
-from components.trainer import export, features, metrics, towers
+from components.trainer import export, features, metrics, prior, towers
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
 
@@ -21,12 +21,72 @@ CATALOG_BATCH = 4096
 
 @dataclasses.dataclass
 class TrainResult:
-    """The trained model, its catalogue embeddings and its metrics."""
+    """The trained model, its catalogue embeddings and what evaluation needs.
+
+    Attributes:
+      model: The trained model.
+      catalog_ids: [N] catalogue item ids.
+      catalog_embeddings: [N, D] candidate-tower outputs.
+      log_popularity: [N] log p_freq (for the popularity prior).
+      train_counts: [N] training interactions per item.
+      seen: Training history per user (metrics.seen_items).
+      metrics: Eval metrics (see metrics.evaluate) plus training figures.
+    """
 
     model: model_lib.TwoTowerModel
     catalog_ids: list[str]
     catalog_embeddings: np.ndarray
+    log_popularity: np.ndarray
+    train_counts: np.ndarray
+    seen: tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]
     metrics: dict[str, float]
+
+    @property
+    def temperature(self) -> float:
+        return float(self.model.temperature.numpy())
+
+    def index_vectors(self, prior_weight: float) -> np.ndarray:
+        """[N, D] or [N, D + 1] item vectors of the retrieval index (prior.py)."""
+        return prior.item_vectors(self.catalog_embeddings, self.log_popularity, prior_weight,
+                                  self.temperature)
+
+    def query_vectors(self, features_batch: Mapping[str, tf.Tensor],
+                      prior_weight: float) -> tf.Tensor:
+        """Raw query features -> [B, D] or [B, D + 1] query vectors of the index."""
+        return prior.query_vectors(self.model(features_batch), prior_weight)
+
+    def evaluate(self, eval_pattern: str, prior_weight: float) -> dict[str, float]:
+        """metrics.evaluate on an eval split, scoring with popularity prior weight β."""
+        return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
+                                features.dataset(eval_pattern, EVAL_BATCH, False, 0),
+                                self.catalog_ids, tf.constant(self.index_vectors(prior_weight)),
+                                self.seen, self.train_counts)
+
+
+class EpochTimer(tf.keras.callbacks.Callback):
+    """Wall time and steps of each epoch, for a steady-state throughput."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self.steps: list[int] = []
+        self._started = 0.0
+        self._first_step = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._started = time.perf_counter()
+        self._first_step = int(self.model.step.numpy())
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
+        self.steps.append(int(self.model.step.numpy()) - self._first_step)
+
+    def examples_per_sec(self, batch_size: int) -> float:
+        """Training examples per second, leaving out the first epoch (graph tracing) when
+        there are several."""
+        seconds, steps = (self.seconds[1:], self.steps[1:]) if len(self.seconds) > 1 else (
+            self.seconds, self.steps)
+        return sum(steps) * batch_size / max(sum(seconds), 1e-9)
 
 
 def make_optimizer(config: PipelineConfig) -> tf.keras.optimizers.Optimizer:
@@ -72,16 +132,15 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
         model = build_model(pool_uri, config)
         model.compile(optimizer=make_optimizer(config))
     data = features.dataset(train_pattern, training.batch_size, shuffle=True, seed=training.seed)
-    started = time.time()
+    timer = EpochTimer()
     if training.train_steps is not None:
         history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
-                            verbose=2)
-        steps = training.train_steps
+                            verbose=2, callbacks=[timer])
     else:
-        history = model.fit(data, epochs=training.epochs, verbose=2)
-        steps = int(model.step.numpy())
-    seconds = time.time() - started
-    logging.info("Trained %d steps in %.1fs; loss %s", steps, seconds, history.history["loss"])
+        history = model.fit(data, epochs=training.epochs, verbose=2, callbacks=[timer])
+    steps = int(model.step.numpy())
+    logging.info("Trained %d steps in %.1fs; loss %s", steps, sum(timer.seconds),
+                 history.history["loss"])
 
     ids, embeddings = export.catalog_embeddings(model.candidate_tower, iter(features.dataset(
         catalog_pattern, CATALOG_BATCH, False, 0, features.CANDIDATE_FEATURES)))
@@ -89,13 +148,16 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
                                                ("user_id", "item_id")), ids)
     table = artifact_io.read_frequencies(pool_uri)
     counts = np.array([table.get(item, {}).get(keys.POOL_COUNT, 0) for item in ids], np.float64)
-    result = metrics.evaluate(model, features.dataset(eval_pattern, EVAL_BATCH, False, 0),
-                              ids, tf.constant(embeddings), seen, counts)
-    result["examples_per_sec"] = steps * training.batch_size / seconds
-    result["final_loss"] = float(history.history["loss"][-1])
-    result["temperature"] = float(model.temperature.numpy())
-    logging.info("Eval metrics: %s", result)
+    trained = TrainResult(model, ids, embeddings, prior.log_popularity(ids, table), counts, seen,
+                          {})
+    weight = config.model.popularity_prior
+    trained.metrics.update(trained.evaluate(eval_pattern, weight))
+    trained.metrics.update(
+        examples_per_sec=timer.examples_per_sec(training.batch_size),
+        train_seconds=sum(timer.seconds), final_loss=float(history.history["loss"][-1]),
+        temperature=trained.temperature, popularity_prior=weight)
+    logging.info("Eval metrics: %s", trained.metrics)
     if serving_dir:
-        export.export_all(model.query_tower, model.candidate_tower, ids, embeddings, result,
-                          serving_dir)
-    return TrainResult(model, ids, embeddings, result)
+        export.export_all(model.query_tower, model.candidate_tower, ids,
+                          trained.index_vectors(weight), trained.metrics, serving_dir, weight)
+    return trained

@@ -138,3 +138,12 @@ def test_dispatch(name, function):
 def test_dispatch_rejects_unknown_loss():
     with pytest.raises(ValueError, match="loss must be one of"):
         losses.retrieval_loss(_logits(), "focal")
+
+
+def test_sum_reduction_is_rows_times_the_mean():
+    # _logits() has 2 query rows: tfrs.tasks.Retrieval's SUM reduction is 2x the mean.
+    mean = float(losses.retrieval_loss(_logits(), "softmax"))
+    assert float(losses.retrieval_loss(_logits(), "softmax", reduction="sum")) == \
+        pytest.approx(2 * mean)
+    with pytest.raises(ValueError, match="mean or sum"):
+        losses.retrieval_loss(_logits(), "softmax", reduction="max")

@@ -44,3 +44,17 @@ def test_evaluate_by_hand():
     assert result["popularity_at_2"] == pytest.approx((5 + 1 + 0 + 1) / 4)
     assert result["coverage_at_1"] == pytest.approx(2 / 4)
     assert result["eval_interactions"] == 2
+
+
+def test_per_user_metrics_by_hand():
+    # 1-d embeddings: item scores for a query of 1 are the item values themselves.
+    items = np.array([[5.0], [4.0], [3.0], [2.0], [1.0]])
+    queries = np.array([[1.0], [-1.0]])
+    # User 0: ranking 0,1,2,3,4; item 0 seen -> top-2 is [1, 2]; relevant {2, 4}:
+    #   recall@2 = 1/2, DCG = 1/log2(3), IDCG = 1 + 1/log2(3).
+    # User 1: ranking 4,3,2,1,0; nothing seen -> top-2 [4, 3]; relevant {4}: recall 1, NDCG 1.
+    result = metrics.per_user_metrics(queries, items, [[2, 4], [4]], [[0], []], k=2)
+    assert result["users"] == 2
+    assert result["recall_at_2"] == pytest.approx((0.5 + 1.0) / 2)
+    user0 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert result["ndcg_at_2"] == pytest.approx((user0 + 1.0) / 2)

@@ -7,14 +7,10 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import example_files
-from components import keys
-from components.negative_pool import executor as pool_executor
-from components.negative_pool.component import NegativePool
 from components.negative_pool.pool import PoolSettings
 from components.trainer import export, training
 from pipeline import config as config_lib
 from pipeline.data import synthetic
-from tfx.types import artifact_utils, standard_artifacts
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +26,9 @@ def fixture_data(tmp_path_factory):
     example_files.write_split([frame.iloc[:cut]], root / "inter", "train")
     example_files.write_split([frame.iloc[cut:]], root / "inter", "eval")
     example_files.write_split([items], root / "items", "catalog")
-
-    def examples(uri, split):
-        artifact = standard_artifacts.Examples()
-        artifact.uri = str(uri)
-        artifact.split_names = artifact_utils.encode_split_names([split])
-        return artifact
-    pool = NegativePool()
-    pool.uri = str(root / "pool")
-    os.makedirs(pool.uri)
-    pool_executor.Executor().Do(
-        {keys.INTERACTIONS_KEY: [examples(root / "inter", "train")],
-         keys.ITEMS_KEY: [examples(root / "items", "catalog")]},
-        {keys.NEGATIVE_POOL_KEY: [pool]},
-        pool_executor.properties_from_settings(PoolSettings(seed=0)))
-    return root, pool.uri
+    pool_uri = example_files.build_pool_artifact(root / "inter", root / "items", root / "pool",
+                                                 PoolSettings(seed=0))
+    return root, pool_uri
 
 
 def _patterns(root):

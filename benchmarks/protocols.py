@@ -1,0 +1,89 @@
+"""The three evaluation protocols of `twotower bench quality`, as splits of one table.
+
+* `tfrs`: the TFRS tutorials' split: a random 80/20 split of all interactions (seed 42);
+  hit rate per eval interaction over the whole catalogue, seen items not removed.
+* `temporal`: the pipeline's own split: train before the 0.8 quantile of event time,
+  eval after; filtered recall (items seen in training removed).
+* `recbole`: RecBole's default for ML-100K: per user, interactions in random order split
+  8:1:1 (train/valid/test, RecBole's rounding); full ranking of the test items with the
+  user's train and valid items masked; per-user recall@10 and NDCG@10. The model trains on
+  train only (RecBole uses valid for early stopping, which we do not do).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+PROTOCOLS = ("tfrs", "temporal", "recbole")
+
+
+@dataclasses.dataclass
+class Split:
+    """One protocol's split of the interactions.
+
+    Attributes:
+      train: Training interactions.
+      eval: Held-out interactions scored by the protocol.
+      valid: RecBole's validation part (masked at test time), else None.
+    """
+
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    valid: Optional[pd.DataFrame] = None
+
+
+def tfrs_split(interactions: pd.DataFrame, seed: int = 42, train_fraction: float = 0.8) -> Split:
+    """A random train/eval split of all interactions."""
+    order = np.random.default_rng(seed).permutation(len(interactions))
+    cut = int(round(train_fraction * len(interactions)))
+    return Split(interactions.iloc[np.sort(order[:cut])], interactions.iloc[np.sort(order[cut:])])
+
+
+def temporal_split(interactions: pd.DataFrame, quantile: float = 0.8,
+                   time_column: str = "timestamp") -> Split:
+    """Train before the `quantile` of event time, eval at or after it (as ingestion does)."""
+    cutoff = np.quantile(interactions[time_column].to_numpy(), quantile, method="nearest")
+    late = interactions[time_column].to_numpy() >= cutoff
+    return Split(interactions[~late], interactions[late])
+
+
+def recbole_counts(total: int, ratios: tuple[float, ...] = (0.8, 0.1, 0.1)) -> list[int]:
+    """RecBole's `_calcu_split_ids` part sizes: floor for the later parts, the rest to the
+    first, and a later part whose share is below one row gets one (taken from the first)."""
+    counts = [int(ratio * total) for ratio in ratios]
+    counts[0] = total - sum(counts[1:])
+    for i in range(1, len(ratios)):
+        if counts[0] <= 1:
+            break
+        if 0 < ratios[-i] * total < 1:
+            counts[-i] += 1
+            counts[0] -= 1
+    return counts
+
+
+def recbole_split(interactions: pd.DataFrame, seed: int = 42,
+                  user_column: str = "user_id") -> Split:
+    """Per user: random order, then 8:1:1 by `recbole_counts`."""
+    rng = np.random.default_rng(seed)
+    part = np.empty(len(interactions), dtype=np.int8)
+    for rows in interactions.groupby(user_column, sort=True).indices.values():
+        shuffled = rows[rng.permutation(len(rows))]
+        train, valid, _ = recbole_counts(len(rows))
+        part[shuffled[:train]] = 0
+        part[shuffled[train:train + valid]] = 1
+        part[shuffled[train + valid:]] = 2
+    return Split(interactions[part == 0], interactions[part == 2], interactions[part == 1])
+
+
+def split(protocol: str, interactions: pd.DataFrame, seed: int = 42) -> Split:
+    """The split of one protocol (see the module docstring)."""
+    if protocol == "tfrs":
+        return tfrs_split(interactions, seed)
+    if protocol == "temporal":
+        return temporal_split(interactions)
+    if protocol == "recbole":
+        return recbole_split(interactions, seed)
+    raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")

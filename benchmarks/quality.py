@@ -1,0 +1,248 @@
+"""`twotower bench quality`: retrieval quality on MovieLens-100K under three protocols.
+
+For each protocol (benchmarks/protocols.py) the interactions are split once, written as
+ExampleGen-style tf.Example folders, the NegativePoolBuilder runs on the train split, and
+every row (benchmarks/quality_rows.py) trains with the same split and epochs, then is
+scored against the whole catalogue with exact search. `mostpop` ranks items by training
+count. The default row is also scored with popularity prior weights (`--prior-weights`,
+components/trainer/prior.py) as rows `default+prior_<β>`, chosen on the eval split itself.
+Writes reports/quality.json (DESIGN §8) and reports/quality.png.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import tempfile
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import common, example_files, protocols, quality_plot, quality_rows
+from pipeline.errors import TwoTowerError
+
+# Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
+EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10}
+DEFAULT_PRIOR_WEIGHTS = (0.25, 0.5, 1.0)
+STRING_COLUMNS = ("user_id", "gender", "occupation", "zip", "item_id", "title", "genres")
+
+
+def load_movielens(data_dir: pathlib.Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The interactions and items tables written by `twotower data movielens`, typed as the
+    trainer reads them (ids as strings, a missing release year as 0)."""
+    paths = [data_dir / "interactions.csv", data_dir / "items.csv"]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise TwoTowerError(f"{missing[0]} not found: run `twotower data movielens --out "
+                                f"{data_dir}` first")
+    tables = []
+    for path in paths:
+        frame = pd.read_csv(path, dtype={c: str for c in STRING_COLUMNS}, keep_default_na=False)
+        frame["release_year"] = pd.to_numeric(frame["release_year"]).fillna(0).astype(np.int64)
+        tables.append(frame)
+    return tables[0], tables[1]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """One protocol's data on disk and what scoring needs besides a model."""
+
+    name: str
+    split: protocols.Split
+    train_pattern: str
+    eval_pattern: str
+    catalog_pattern: str
+    pool_uri: str
+
+
+def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
+            workdir: pathlib.Path, config: Any) -> Prepared:
+    """Splits, writes the Examples folders and builds the NegativePool for one protocol."""
+    from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
+    split = protocols.split(protocol, interactions)
+    root = workdir / protocol
+    example_files.write_split([split.train], root / "interactions", "train")
+    example_files.write_split([split.eval], root / "interactions", "eval")
+    example_files.write_split([items], root / "items", "catalog")
+    pool_uri = example_files.build_pool_artifact(
+        root / "interactions", root / "items", root / "pool",
+        PoolSettings(**dataclasses.asdict(config.pool)))
+    folder = root / "interactions"
+    return Prepared(protocol, split, str(folder / "Split-train" / "*"),
+                    str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
+                    pool_uri)
+
+
+def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, float]:
+    """The report keys (DESIGN §8) of one protocol from metrics.evaluate's output."""
+    if prepared.name == "tfrs":
+        return {f"tfrs_top_{k}": scores[f"tfrs_recall_at_{k}"] for k in (10, 50, 100)}
+    if prepared.name == "temporal":
+        out = {f"temporal_recall_at_{k}": scores[f"filtered_recall_at_{k}"] for k in (10, 50, 100)}
+        out["temporal_ndcg_at_10"] = scores["filtered_ndcg_at_10"]
+        out["temporal_coverage_at_100"] = scores["coverage_at_100"]
+        out["temporal_popularity_at_100"] = scores["popularity_at_100"]
+        return out
+    return {}
+
+
+def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors: np.ndarray,
+                    query_vectors: Any) -> dict[str, float]:
+    """Per-user recall@10 / NDCG@10 on RecBole's test part, train and valid items masked.
+
+    Args:
+      prepared: The recbole protocol's data.
+      catalog_ids: [N] ids in the row order of item_vectors.
+      item_vectors: [N, D] index vectors.
+      query_vectors: Raw query features {name: [U]} -> [U, D].
+    """
+    from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    position = {item: index for index, item in enumerate(catalog_ids)}
+    test = prepared.split.eval.groupby("user_id")["item_id"].apply(list)
+    history = pd.concat([prepared.split.train, prepared.split.valid]).groupby("user_id")["item_id"]
+    masked = {user: [position[i] for i in items if i in position] for user, items in history}
+    users = test.index.tolist()
+    first = prepared.split.eval.drop_duplicates("user_id").set_index("user_id").loc[users]
+    batch = {name: tf.constant(first[name].to_numpy()) if name != "user_id" else
+             tf.constant(users) for name in features.QUERY_FEATURES}
+    relevant = [[position[i] for i in items if i in position] for items in test.tolist()]
+    scores = metrics.per_user_metrics(np.asarray(query_vectors(batch)), item_vectors, relevant,
+                                      [masked.get(user, []) for user in users])
+    return {"recbole_recall_at_10": scores["recall_at_10"],
+            "recbole_ndcg_at_10": scores["ndcg_at_10"], "recbole_users": scores["users"]}
+
+
+def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, float]:
+    """A trained model's report keys for one protocol at one popularity prior weight."""
+    if prepared.name == "recbole":
+        return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
+                               lambda batch: result.query_vectors(batch, prior_weight))
+    return protocol_metrics(prepared, result.evaluate(prepared.eval_pattern, prior_weight))
+
+
+def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
+    """MostPop's report keys, with the same catalogue, history and filters as the models."""
+    from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
+    vectors = quality_rows.mostpop_vectors(result.train_counts)
+    if prepared.name == "recbole":
+        return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
+            (len(batch["user_id"]), 1)))
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    scores = metrics.evaluate(quality_rows.mostpop_queries,
+                              features.dataset(prepared.eval_pattern, 1024, False, 0),
+                              result.catalog_ids, tf.constant(vectors), result.seen,
+                              result.train_counts)
+    return protocol_metrics(prepared, scores)
+
+
+def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,
+        prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
+        out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Trains and scores every row under every protocol; writes the report and the chart."""
+    from components.trainer import training  # pylint: disable=import-outside-toplevel
+    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+    interactions, items = load_movielens(data_dir)
+    table: dict[str, dict[str, Any]] = {}
+    started = time.time()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for protocol in protocol_names:
+            epochs = f"training.epochs={EPOCHS[protocol]}"
+            prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
+                               config_lib.load(None, (epochs,)))
+            _log(f"{protocol}: train {len(prepared.split.train):,}, eval "
+                 f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
+            for name, overrides in rows.items():
+                config = config_lib.load(None, (*overrides, epochs))
+                result = training.train_and_evaluate(prepared.train_pattern,
+                                                     prepared.eval_pattern,
+                                                     prepared.catalog_pattern,
+                                                     prepared.pool_uri, config)
+                row = table.setdefault(name, {"name": name, "overrides": list(overrides)})
+                row.update(score(prepared, result, config.model.popularity_prior))
+                row[f"examples_per_sec_{protocol}"] = round(result.metrics["examples_per_sec"])
+                _log(f"{protocol} {name}: {_brief(row)}")
+                if name == "default":
+                    for weight in prior_weights:
+                        extra = table.setdefault(f"default+prior_{weight:g}", {
+                            "name": f"default+prior_{weight:g}",
+                            "overrides": [f"model.popularity_prior={weight:g}"]})
+                        extra.update(score(prepared, result, weight))
+                mostpop = table.setdefault(quality_rows.MOSTPOP, {
+                    "name": quality_rows.MOSTPOP, "overrides": []})
+                if not any(key.startswith(protocol) for key in mostpop):
+                    mostpop.update(score_mostpop(prepared, result))
+    for row in table.values():
+        speeds = [row[key] for key in (f"examples_per_sec_{p}" for p in ("temporal", "tfrs",
+                                                                        "recbole")) if key in row]
+        if speeds:
+            row["examples_per_sec"] = speeds[0]
+    ordered = sorted(table.values(), key=lambda r: _order(r["name"]))
+    notes = _notes(ordered, time.time() - started)
+    config = {"data": str(data_dir), "protocols": list(protocol_names),
+              "epochs": {p: EPOCHS[p] for p in protocol_names},
+              "rows": {name: list(overrides) for name, overrides in rows.items()},
+              "prior_weights": list(prior_weights),
+              "defaults": config_lib.load(None).to_dict()}
+    path = common.write_report("quality", config, ordered, notes, out)
+    quality_plot.bar_chart(ordered, path.with_suffix(".png"))
+    return path
+
+
+def _order(name: str) -> int:
+    names = list(quality_rows.ROW_NAMES)
+    return names.index(name) if name in names else len(names)
+
+
+def _brief(row: dict[str, Any]) -> str:
+    keys = ("tfrs_top_100", "temporal_recall_at_100", "recbole_recall_at_10", "examples_per_sec_"
+            "tfrs", "examples_per_sec_temporal")
+    return ", ".join(f"{key} {row[key]:.4g}" for key in keys if key in row)
+
+
+def _notes(rows: list[dict[str, Any]], seconds: float) -> str:
+    by_name = {row["name"]: row for row in rows}
+    parts = [f"Measured in one run of {seconds / 60:.0f} min. Rows after mostpop use the "
+             "default training settings; only baseline uses the TFRS tutorial's (Adagrad 0.1, "
+             "batch 8192). default+prior_* rows score the default model with a popularity prior "
+             "weight chosen on the eval split (not a held-out one)."]
+    base, default = by_name.get("baseline"), by_name.get("default")
+    if base and default:
+        for key in ("tfrs_top_100", "examples_per_sec"):
+            if key in base and key in default:
+                parts.append(f"default/baseline {key}: {default[key] / base[key]:.2f}x.")
+    return " ".join(parts)
+
+
+def _log(message: str) -> None:
+    print(f"[quality] {message}", file=sys.stderr, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens"),
+                        help="folder written by `twotower data movielens`")
+    parser.add_argument("--protocols", nargs="+", choices=protocols.PROTOCOLS,
+                        default=list(protocols.PROTOCOLS))
+    parser.add_argument("--rows", nargs="+", choices=list(quality_rows.TRAINED_ROWS),
+                        default=list(quality_rows.TRAINED_ROWS), help="trained rows to run")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="an extra row NAME:section.field=value[,...] (repeatable)")
+    parser.add_argument("--prior-weights", type=float, nargs="*",
+                        default=list(DEFAULT_PRIOR_WEIGHTS),
+                        help="popularity prior weights to score the default model with")
+    parser.add_argument("--workdir", type=pathlib.Path, help="temporary data (default: system temp)")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help="report path (default reports/quality.json)")
+
+
+def main_from_args(args: argparse.Namespace) -> None:
+    rows = {name: quality_rows.TRAINED_ROWS[name] for name in args.rows}
+    try:
+        rows.update(quality_rows.parse_variant(text) for text in args.variant)
+    except ValueError as e:
+        raise TwoTowerError(str(e)) from e
+    path = run(rows, args.protocols, args.data, args.prior_weights, args.workdir, args.out)
+    print(f"wrote {path} and {path.with_suffix('.png')}")

@@ -1,0 +1,65 @@
+"""Rows of `twotower bench quality`: the configs compared and the MostPop reference.
+
+Trained rows are config overrides on top of the defaults (pipeline/config.py). The ablation
+rows add one trick at a time on the default training settings (optimizer, learning rate,
+batch size, towers); only `baseline` uses the TFRS tutorial's own settings.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+# The TFRS basic-retrieval tutorial: id embeddings of width 32, in-batch softmax summed over
+# the batch (tfrs.tasks.Retrieval's reduction), no L2 normalisation or temperature, Adagrad
+# 0.1, batch 8192.
+BASELINE = ("model.use_features=false", "model.embedding_dim=32", "model.hidden_layers=[]",
+            "model.l2_normalize=false", "model.temperature=1.0", "model.popularity_prior=0",
+            "loss.pool_ratio=0", "loss.logq_correction=false",
+            "loss.remove_accidental_hits=false", "training.optimizer=adagrad",
+            "training.learning_rate=0.1", "training.batch_size=8192", "loss.reduction=sum")
+# Cumulative ablation from plain in-batch softmax with feature towers to the full default.
+_FEATURES = ("model.l2_normalize=false", "model.temperature=1.0", "model.popularity_prior=0",
+             "loss.pool_ratio=0", "loss.logq_correction=false",
+             "loss.remove_accidental_hits=false")
+_L2_TAU = tuple(o for o in _FEATURES if not o.startswith(("model.l2", "model.temperature")))
+_MIXED = tuple(o for o in _L2_TAU if not o.startswith("loss.pool_ratio"))
+_LOGQ = tuple(o for o in _MIXED if not o.startswith("loss.logq"))
+
+TRAINED_ROWS: dict[str, tuple[str, ...]] = {
+    "baseline": BASELINE,
+    "+features": _FEATURES,
+    "+l2_tau": _L2_TAU,
+    "+mixed_negatives": _MIXED,
+    "+logq": _LOGQ,
+    "default": (),
+    "loss_bce": ("loss.loss=bce",),
+    "loss_bpr": ("loss.loss=bpr",),
+    "loss_hinge": ("loss.loss=hinge",),
+}
+MOSTPOP = "mostpop"
+ROW_NAMES = ("baseline", MOSTPOP) + tuple(name for name in TRAINED_ROWS if name != "baseline")
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
+    """`NAME:section.field=value,section.field=value` -> (name, overrides) for an extra row.
+
+    Raises:
+      ValueError: naming the expected form.
+    """
+    name, sep, overrides = text.partition(":")
+    if not sep or not name or not overrides:
+        raise ValueError(f"--variant {text!r}: expected NAME:section.field=value[,...], e.g. "
+                         "tau_0.1:model.temperature=0.1")
+    return name, tuple(part.strip() for part in overrides.split(",") if part.strip())
+
+
+def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
+    """[N, 1] item "embeddings" whose dot product with a query of 1 ranks by training count,
+    ties broken by catalogue order (so no two items tie)."""
+    order = np.arange(len(train_counts), dtype=np.float64)
+    return (train_counts + 0.5 * (1.0 - order / max(len(order), 1)))[:, np.newaxis]
+
+
+def mostpop_queries(batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    """[B, 1] of ones: every user gets the same ranking."""
+    return tf.ones([tf.shape(batch["user_id"])[0], 1], tf.float64)
