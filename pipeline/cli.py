@@ -4,7 +4,8 @@
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
-    twotower bench pool                                # benchmarks -> reports/<name>.json
+    twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
+    twotower bench pool|quality                        # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -115,6 +116,11 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
               f"filtered recall {filtered}; filtered NDCG@10 "
               f"{metrics['filtered_ndcg_at_10']:.4f} over "
               f"{int(metrics['eval_interactions'])} eval interactions")
+        if "warm_start_known_item_id" in metrics:
+            print(f"  warm start: kept the rows of {int(metrics['warm_start_known_user_id'])} "
+                  f"users and {int(metrics['warm_start_known_item_id'])} items; "
+                  f"{int(metrics['warm_start_new_user_id'])} users and "
+                  f"{int(metrics['warm_start_new_item_id'])} items are new")
         print(f"  artifact: {model_uri}")
 
 
@@ -153,6 +159,13 @@ def find_user_error(error: BaseException) -> Optional[TwoTowerError]:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def cmd_tune_temperature(args: argparse.Namespace) -> None:
+    from pipeline import tune  # pylint: disable=import-outside-toplevel
+
+    sweep = None if args.sweep is None else (args.sweep or list(tune.DEFAULT_SWEEP))
+    tune.tune_temperature(_load_config(args), args.model, args.sample, sweep, args.out)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -219,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(run)
     run.add_argument("--verbose", action="store_true", help="print the full log to stderr")
     run.set_defaults(handler=cmd_run)
+    tune = commands.add_parser(
+        "tune-temperature", help="suggest model.temperature; --sweep trains at several",
+        description="Measure the range of dot products of an unnormalised model (trained "
+                    "now on the latest run's data, or --model) on a sample of eval queries "
+                    "and suggest the temperature that scales cosines to about ±14, clipped "
+                    "to [0.05, 0.2]. Needs a previous `twotower run` with the same config.")
+    _add_config_args(tune)
+    tune.add_argument("--model", help="a Trainer export of an unnormalised model "
+                                      "(Format-Serving folder) instead of training one")
+    tune.add_argument("--sample", type=int, default=2000, help="eval queries to sample")
+    tune.add_argument("--sweep", type=float, nargs="*", metavar="TAU",
+                      help="also train at these temperatures (default 0.05 0.07 0.1 0.14 0.2) "
+                           "and report recall")
+    tune.add_argument("--out", type=pathlib.Path, help="write the report as JSON")
+    tune.set_defaults(handler=cmd_tune_temperature)
     _add_bench_commands(commands)
     return parser
 

@@ -5,9 +5,9 @@ Every stage reads its settings from one section of `PipelineConfig`. A YAML file
 single fields on the command line. Every field is checked on load and a bad field
 raises `ConfigError` naming the field, the value and what is allowed.
 
-Sections for stages not built yet (pool, model, loss, training, validation, index,
-serving) carry the starting values from DESIGN.md; their issues replace them with
-measured defaults.
+Sections for stages not built yet (validation, index, serving) carry the starting values
+from DESIGN.md; their issues replace them with measured defaults. YAML parsing and type
+checking of fields live in config_parsing.py.
 
 Relative paths are resolved against the current working directory.
 """
@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import typing
 from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
-from pipeline.errors import TwoTowerError
+from pipeline import config_parsing
+from pipeline.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_SCHEMA_DIR = str(REPO_ROOT / "schemas")
-
-
-class ConfigError(TwoTowerError, ValueError):
-    """A config field is unknown, of the wrong type, or out of range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +176,18 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation settings of the Trainer."""
+    """Optimisation settings of the Trainer.
+
+    Attributes:
+      batch_size: Rows per batch (B, the in-batch negatives).
+      epochs: Passes over the train split (ignored when train_steps is set).
+      train_steps: A fixed number of steps instead of epochs.
+      optimizer: adam or adagrad.
+      learning_rate: The optimizer's learning rate.
+      seed: Seeds initialisation, shuffling and pool draws.
+      warm_start: Initialise the towers from the pipeline's latest model (ids known to it
+        keep their rows; new ids start fresh); the model section must be unchanged.
+    """
 
     batch_size: int = 1024
     epochs: int = 10
@@ -188,6 +195,7 @@ class TrainingConfig:
     optimizer: Literal["adagrad", "adam"] = "adam"
     learning_rate: float = 0.01
     seed: int = 42
+    warm_start: bool = False
 
     def validate(self) -> None:
         _check(self.batch_size >= 2, "training.batch_size", self.batch_size,
@@ -317,82 +325,15 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{name}: got {value!r}; expected {allowed}")
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Checks `value` against a field annotation and converts lists to tuples."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        inner = [arg for arg in args if arg is not type(None)]
-        return _coerce(name, value, inner[0])
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{name}: got {value!r}; expected one of {list(args)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: got {value!r}; expected a list")
-        return tuple(_coerce(f"{name}[{i}]", item, args[0]) for i, item in enumerate(value))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: got {value!r}; expected true or false")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: got {value!r}; expected an integer")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: got {value!r}; expected a number")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: got {value!r}; expected a string")
-        return value
-    raise TypeError(f"{name}: unsupported annotation {annotation!r}")
-
-
-def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of fields, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown field {where}{unknown[0]}; known fields: {sorted(known)}")
-    kwargs = {}
-    for key, value in values.items():
-        name = f"{prefix}.{key}" if prefix else key
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, name)
-        else:
-            kwargs[key] = _coerce(name, value, hint)
-    return cls(**kwargs)
-
-
 def from_dict(values: Mapping[str, Any]) -> PipelineConfig:
     """Builds and validates a config from nested mappings (e.g. parsed YAML).
 
     Raises:
       ConfigError: naming the first unknown, mistyped or out-of-range field.
     """
-    config = _build(PipelineConfig, values or {}, "")
+    config = config_parsing.build(PipelineConfig, values or {}, "")
     config.validate()
     return config
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parses `section.field=value` (value in YAML syntax) into a path and a value."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected section.field=value")
-    key, raw = text.split("=", 1)
-    path = key.strip().split(".")
-    if len(path) != 2 or not all(path):
-        raise ConfigError(f"override {text!r}: expected section.field=value")
-    return path, yaml.safe_load(raw)
 
 
 def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> PipelineConfig:
@@ -414,7 +355,7 @@ def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> Pipelin
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections at top level")
     for text in overrides:
-        (section, field), value = parse_override(text)
+        (section, field), value = config_parsing.parse_override(text)
         section_values = values.setdefault(section, {})
         if not isinstance(section_values, dict):
             raise ConfigError(f"{section}: expected a mapping of fields")

@@ -15,3 +15,7 @@ class DataValidationError(TwoTowerError):
 
 class NegativePoolError(TwoTowerError):
     """The negative pool cannot be built (empty catalogue, empty train split, wrong splits)."""
+
+
+class ConfigError(TwoTowerError, ValueError):
+    """A config field is unknown, of the wrong type, or out of range."""

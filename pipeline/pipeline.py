@@ -5,10 +5,14 @@ import os
 from typing import NamedTuple, Optional
 
 from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
+from tfx import types
 from tfx.dsl.components.base import base_node
+from tfx.dsl.components.common import resolver
+from tfx.dsl.input_resolution.strategies import latest_artifact_strategy
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto.orchestration import metadata_pb2
+from tfx.types import standard_artifacts
 
 from components import keys
 from components.ingestion.component import SchemaExampleGen, ValidationGate
@@ -17,6 +21,7 @@ from components.trainer.component import TwoTowerTrainer
 from pipeline.config import PipelineConfig
 from pipeline.errors import IngestionError
 
+TRAINER_ID = "Trainer"
 INTERACTIONS = "interactions"
 ITEMS = "items"
 
@@ -82,6 +87,17 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     return Ingestion([schema, example_gen, statistics, validator, gate], example_gen, gate)
 
 
+def latest_model_resolver() -> resolver.Resolver:
+    """The Trainer's latest model in this pipeline (none on a first run): the warm-start
+    base."""
+    return resolver.Resolver(
+        strategy_class=latest_artifact_strategy.LatestArtifactStrategy,
+        **{keys.MODEL_KEY: types.Channel(type=standard_artifacts.Model,
+                                         producer_component_id=TRAINER_ID,
+                                         output_key=keys.MODEL_KEY)},
+    ).with_id("LatestModelResolver")
+
+
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None
                     ) -> tfx_pipeline.Pipeline:
@@ -112,16 +128,19 @@ def create_pipeline(config: PipelineConfig,
         pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
     ).with_id("NegativePoolBuilder")
+    base_model = latest_model_resolver() if config.training.warm_start else None
     trainer = TwoTowerTrainer(
         examples=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
         negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], config=config,
-    ).with_id("Trainer")
+        base_model=base_model.outputs[keys.MODEL_KEY] if base_model else None,
+    ).with_id(TRAINER_ID)
     orchestration = config.orchestration
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions.nodes + items.nodes + [negative_pool, trainer],
+        components=interactions.nodes + items.nodes + [negative_pool]
+        + ([base_model] if base_model else []) + [trainer],
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(orchestration.beam_pipeline_args),

@@ -1,4 +1,5 @@
 """End to end through `twotower run` (LocalDagRunner, SQLite MLMD) on small synthetic data."""
+import json
 import re
 
 import pandas as pd
@@ -62,6 +63,29 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     assert err.count(" cached") == 12, err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME)
+
+    # Warm start: the resolver hands the first model to a new Trainer run, which keeps the
+    # rows of every id (same data, so none is new).
+    code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv",
+                   "training.warm_start=true")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "LatestModelResolver" in err and err.count(" cached") == 12, err
+    assert re.search(r"warm start: kept the rows of 200 users and 150 items; 0 users and 0 "
+                     r"items are new", out), out
+
+    # tune-temperature on the same run's data: an unnormalised model, then a two-point sweep.
+    code = cli.main(["tune-temperature", "--set", f"orchestration.pipeline_root={tmp_path / 'root'}",
+                     "--set", "training.epochs=2", "--sample", "100", "--sweep", "0.05", "0.1",
+                     "--out", str(tmp_path / "tune.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads((tmp_path / "tune.json").read_text())
+    assert report["queries"] == 100 and report["items"] == 150
+    assert 0.05 <= report["suggested_temperature"] <= 0.2
+    assert report["raw"]["extent"] > 0 and 0 < report["cosine"]["extent"] <= 1
+    assert [row["temperature"] for row in report["sweep"]] == [0.05, 0.1]
+    assert "suggested model.temperature:" in out and "best by filtered recall@100" in out
 
 
 def test_wrong_type_stops_at_example_validator_naming_the_feature(tmp_path, data_dir, capsys):

@@ -12,6 +12,8 @@ export.py); `model_run` (ModelRun) with the training logs.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from tfx import types
 from tfx.components.trainer import component as trainer_component
 from tfx.dsl.components.base import base_component, executor_spec
@@ -45,7 +47,8 @@ class TwoTowerTrainer(trainer_component.Trainer):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(TrainerExecutor)
 
     def __init__(self, examples: types.BaseChannel, negative_pool: types.BaseChannel,
-                 items: types.BaseChannel, config: PipelineConfig) -> None:
+                 items: types.BaseChannel, config: PipelineConfig,
+                 base_model: Optional[types.BaseChannel] = None) -> None:
         """Builds the component; the config was validated when it was loaded.
 
         Args:
@@ -53,9 +56,11 @@ class TwoTowerTrainer(trainer_component.Trainer):
           negative_pool: The NegativePoolBuilder's output.
           items: The catalogue Examples (`catalog` split).
           config: The pipeline config; its model, loss and training sections are used.
+          base_model: A previous Model (a resolver's output) to warm-start from when
+            config.training.warm_start is on.
         """
         spec = TwoTowerTrainerSpec(
-            examples=examples, transform_graph=None, schema=None, base_model=None,
+            examples=examples, transform_graph=None, schema=None, base_model=base_model,
             hyperparameters=None, negative_pool=negative_pool, items=items,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             module_file=None, module_path=RUN_FN_MODULE, run_fn=None,

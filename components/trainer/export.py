@@ -7,6 +7,8 @@ Layout under the Trainer's serving model dir:
   candidate_embeddings.tfrecord.gz   one tf.Example per catalogue item: item_id, embedding
                         [D'], the vectors to index
   metrics.json          eval metrics of this model (see metrics.py)
+  warm_start/           query_tower.npz, candidate_tower.npz: weights and id vocabularies
+                        for warm-starting the next model (warm_start.py)
 
 D' = D, or D + 1 with a popularity prior (prior.py: the query gets a constant 1, each
 indexed item τ·β·log p), so <query, item> is the retrieval score either way.
@@ -21,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import features as features_lib
-from components.trainer import prior
+from components.trainer import prior, warm_start
 
 QUERY_TOWER_DIR = "query_tower"
 CANDIDATE_TOWER_DIR = "candidate_tower"
@@ -81,6 +83,11 @@ def read_embeddings(path: str) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
 
+def warm_start_path(serving_dir: str, tower_name: str) -> str:
+    """Where export_all writes a tower's warm-start weights."""
+    return os.path.join(serving_dir, warm_start.WARM_START_DIR, f"{tower_name}.npz")
+
+
 def write_metrics(metrics: Mapping[str, float], path: str) -> None:
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
@@ -106,4 +113,6 @@ def export_all(query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
     save_tower(candidate_tower, features_lib.CANDIDATE_FEATURES,
                os.path.join(serving_dir, CANDIDATE_TOWER_DIR))
     write_embeddings(ids, embeddings, os.path.join(serving_dir, EMBEDDINGS_FILE))
+    for tower in (query_tower, candidate_tower):
+        warm_start.save(tower, warm_start_path(serving_dir, tower.name))
     write_metrics(metrics, os.path.join(serving_dir, METRICS_FILE))

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components import keys
 from components.negative_pool import artifact_io
-from components.trainer import export, features, metrics, prior, towers
+from components.trainer import export, features, metrics, prior, towers, warm_start
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
 
@@ -108,10 +108,27 @@ def build_model(pool_uri: str, config: PipelineConfig) -> model_lib.TwoTowerMode
                                    config.training.seed)
 
 
+def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> dict[str, float]:
+    """Initialises both towers from a previous export (warm_start.py).
+
+    Returns:
+      warm_start_known_<id> and warm_start_new_<id> counts for user_id and item_id.
+    """
+    counts = {}
+    for tower, names in ((model.query_tower, features.QUERY_FEATURES),
+                         (model.candidate_tower, features.CANDIDATE_FEATURES)):
+        warm_start.build(tower, names)
+        stats = warm_start.restore(tower, export.warm_start_path(base_model_dir, tower.name))
+        counts[f"warm_start_known_{tower.id_feature}"] = float(stats.known_ids)
+        counts[f"warm_start_new_{tower.id_feature}"] = float(stats.new_ids)
+    return counts
+
+
 def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: str,
                        pool_uri: str, config: PipelineConfig,
                        serving_dir: Optional[str] = None,
-                       strategy: Optional[tf.distribute.Strategy] = None) -> TrainResult:
+                       strategy: Optional[tf.distribute.Strategy] = None,
+                       base_model_dir: Optional[str] = None) -> TrainResult:
     """Trains on the train split, evaluates on eval against the whole catalogue, exports.
 
     Args:
@@ -122,6 +139,7 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
       config: The pipeline config (model, loss, training sections).
       serving_dir: Where to export (see export.py); None skips the export.
       strategy: A tf.distribute strategy; None uses the default.
+      base_model_dir: A previous export (serving dir) to warm-start the towers from.
 
     Returns:
       The model, catalogue embeddings and metrics (plus examples_per_sec).
@@ -130,6 +148,7 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(pool_uri, config)
+        warm = warm_start_towers(model, base_model_dir) if base_model_dir else {}
         model.compile(optimizer=make_optimizer(config))
     data = features.dataset(train_pattern, training.batch_size, shuffle=True, seed=training.seed)
     timer = EpochTimer()
@@ -155,7 +174,7 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
     trained.metrics.update(
         examples_per_sec=timer.examples_per_sec(training.batch_size),
         train_seconds=sum(timer.seconds), final_loss=float(history.history["loss"][-1]),
-        temperature=trained.temperature, popularity_prior=weight)
+        temperature=trained.temperature, popularity_prior=weight, **warm)
     logging.info("Eval metrics: %s", trained.metrics)
     if serving_dir:
         export.export_all(model.query_tower, model.candidate_tower, ids,

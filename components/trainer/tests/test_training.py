@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import example_files
-from components.negative_pool.pool import PoolSettings
 from components.trainer import export, training
+from components.trainer.tests import small_world
 from pipeline import config as config_lib
-from pipeline.data import synthetic
 
 pytestmark = pytest.mark.e2e
 
@@ -18,30 +16,14 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(name="data", scope="module")
 def fixture_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    spec = synthetic.SyntheticSpec(users=200, items=120, interactions=12_000, seed=3, clusters=6,
-                                   affinity=0.9)
-    world, rng, users, items = synthetic.build(spec)
-    frame = next(synthetic.interaction_chunks(world, spec, rng, users, items, spec.interactions))
-    cut = int(len(frame) * 0.8)
-    example_files.write_split([frame.iloc[:cut]], root / "inter", "train")
-    example_files.write_split([frame.iloc[cut:]], root / "inter", "eval")
-    example_files.write_split([items], root / "items", "catalog")
-    pool_uri = example_files.build_pool_artifact(root / "inter", root / "items", root / "pool",
-                                                 PoolSettings(seed=0))
-    return root, pool_uri
-
-
-def _patterns(root):
-    return (str(root / "inter" / "Split-train" / "*"), str(root / "inter" / "Split-eval" / "*"),
-            str(root / "items" / "Split-catalog" / "*"))
+    return root, small_world.write_data(root)
 
 
 def test_train_evaluate_export(data, tmp_path):
     root, pool_uri = data
-    config = config_lib.load(None, ("training.epochs=5", "training.batch_size=128",
-                                    "model.embedding_dim=16"))
     serving = str(tmp_path / "serving")
-    result = training.train_and_evaluate(*_patterns(root), pool_uri, config, serving)
+    result = small_world.train(root, pool_uri, serving)
+    config = small_world.config()
     metrics = result.metrics
     # Random retrieval of 1 of 120 items gives recall@10 = 10/120 = 0.083; the planted
     # clusters (6, affinity 0.9) are learnable from ids and features.
@@ -58,6 +40,12 @@ def test_train_evaluate_export(data, tmp_path):
     served = loaded.signatures["serving_default"](**query)[export.EMBEDDING_OUTPUT]
     np.testing.assert_allclose(served, result.model.query_tower(query), rtol=1e-5, atol=1e-6)
     assert os.path.exists(os.path.join(serving, export.METRICS_FILE))
+    # A new model warm-started from this export scores exactly as the trained one.
+    warm = training.build_model(pool_uri, dataclasses.replace(
+        config, training=dataclasses.replace(config.training, seed=99)))
+    training.warm_start_towers(warm, serving)
+    np.testing.assert_allclose(warm.query_tower(query), result.model.query_tower(query),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_loss_choice_and_no_logq_train(data):
@@ -66,5 +54,5 @@ def test_loss_choice_and_no_logq_train(data):
     for loss in ("bce", "bpr", "hinge"):
         config = dataclasses.replace(base, loss=dataclasses.replace(
             base.loss, loss=loss, logq_correction=False, num_hard_negatives=8))
-        result = training.train_and_evaluate(*_patterns(root), pool_uri, config)
+        result = training.train_and_evaluate(*small_world.patterns(root), pool_uri, config)
         assert np.isfinite(result.metrics["final_loss"]), loss

@@ -1,0 +1,93 @@
+"""IndexBuilder executor: unpack artifacts, build both retrieval SavedModels, publish them."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components import keys
+from components.index_builder import report as report_lib
+from components.index_builder import retrieval_model, scann_settings, warmup
+from components.trainer import export as trainer_export
+from components.trainer import features
+from pipeline.config import IndexConfig
+
+WARMUP_BATCHES = 3
+WARMUP_ROWS = 4
+
+
+def index_config(exec_properties: Mapping[str, Any]) -> IndexConfig:
+    """The component's parameters as the config section they came from (validated)."""
+    config = IndexConfig(
+        k=exec_properties[keys.INDEX_K_KEY],
+        brute_force_below=exec_properties[keys.BRUTE_FORCE_BELOW_KEY],
+        num_leaves=exec_properties.get(keys.NUM_LEAVES_KEY),
+        num_leaves_to_search=exec_properties.get(keys.NUM_LEAVES_TO_SEARCH_KEY),
+        anisotropic_quantization_threshold=exec_properties[keys.ANISOTROPIC_THRESHOLD_KEY],
+        reorder=exec_properties.get(keys.REORDER_KEY))
+    config.validate()
+    return config
+
+
+def eval_queries(examples: types.Artifact, rows: int) -> dict[str, np.ndarray]:
+    """Raw query features of the first `rows` eval interactions, {name: [Q]}."""
+    pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples],
+                                                                      keys.EVAL_SPLIT))
+    batch = next(iter(features.dataset(pattern, rows, False, 0, features.QUERY_FEATURES)))
+    return {name: values.numpy() for name, values in batch.items()}
+
+
+def publish(model: retrieval_model.RetrievalModel, artifact_uri: str, serving_model_name: str,
+            queries: Mapping[str, np.ndarray]) -> str:
+    """Saves into a staging folder, adds warm-up requests, then renames it to the serving
+    model dir, so a reader never sees a half-written SavedModel. Returns that dir."""
+    final = path_utils.serving_model_dir(artifact_uri)
+    staging = os.path.join(artifact_uri, ".staging")
+    model.save(staging)
+    batches = [{name: values[i * WARMUP_ROWS:(i + 1) * WARMUP_ROWS]
+                for name, values in queries.items()} for i in range(WARMUP_BATCHES)]
+    warmup.write(staging, serving_model_name, retrieval_model.SERVING_SIGNATURE,
+                 [batch for batch in batches if len(next(iter(batch.values())))])
+    tf.io.gfile.rename(staging, final, overwrite=True)
+    return final
+
+
+class Executor(base_executor.BaseExecutor):
+    """Builds the ScaNN and the stock (exact top-K) retrieval SavedModels."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = index_config(exec_properties)
+        trained = path_utils.serving_model_path(
+            artifact_utils.get_single_uri(input_dict[keys.MODEL_KEY]))
+        ids, embeddings = trainer_export.read_embeddings(
+            os.path.join(trained, trainer_export.EMBEDDINGS_FILE))
+        settings = scann_settings.derive(len(ids), config)
+        logging.info("Indexing %d items (dim %d) with %s", len(ids), embeddings.shape[1],
+                     settings)
+        query_tower = os.path.join(trained, trainer_export.QUERY_TOWER_DIR)
+        scann = retrieval_model.RetrievalModel(
+            query_tower, ids, retrieval_model.ScannSearch(embeddings, settings), settings.k)
+        exact = retrieval_model.RetrievalModel(
+            query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k)
+        queries = eval_queries(artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY]),
+                               exec_properties[keys.REPORT_QUERIES_KEY])
+        index_report = report_lib.index_report(scann, exact, queries, settings)
+        logging.info("Index report: %s", index_report)
+        name = exec_properties[keys.SERVING_MODEL_NAME_KEY]
+        scann_uri = artifact_utils.get_single_uri(output_dict[keys.SCANN_MODEL_KEY])
+        stock_uri = artifact_utils.get_single_uri(output_dict[keys.STOCK_MODEL_KEY])
+        with tf.io.gfile.GFile(os.path.join(scann_uri, keys.INDEX_REPORT_FILE), "w") as f:
+            f.write(json.dumps(index_report, indent=2) + "\n")
+        publish(scann, scann_uri, name, queries)
+        publish(exact, stock_uri, f"{name}-stock", queries)

@@ -1,0 +1,65 @@
+"""index_report.json: ScaNN's recall against exact search and latency, on eval queries."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from components.index_builder import retrieval_model
+from components.index_builder.scann_settings import ScannSettings
+
+
+def recall_against_exact(approximate: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |approximate top-K ∩ exact top-K| / K.
+
+    Args:
+      approximate: [Q, K] ids from the index.
+      exact: [Q, K] ids from exact search.
+    """
+    if exact.size == 0:
+        return 1.0
+    hits = [len(set(a.tolist()) & set(e.tolist())) / len(e) for a, e in zip(approximate, exact)]
+    return float(np.mean(hits))
+
+
+def _latency_ms(retrieve: Callable[..., Any], queries: Mapping[str, np.ndarray],
+                count: int) -> dict[str, float]:
+    """p50/p95 milliseconds of single-query calls over the first `count` queries."""
+    rows = min(count, len(next(iter(queries.values()))))
+    times = []
+    for row in range(rows):
+        single = {name: tf.constant(values[row:row + 1]) for name, values in queries.items()}
+        started = time.perf_counter()
+        retrieve(single)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def index_report(scann: retrieval_model.RetrievalModel, exact: retrieval_model.RetrievalModel,
+                 queries: Mapping[str, np.ndarray], settings: ScannSettings,
+                 latency_queries: int = 200) -> dict[str, Any]:
+    """Compares the ScaNN model with exact search on a batch of raw query features.
+
+    Args:
+      scann: The ScaNN retrieval model.
+      exact: The exact retrieval model over the same towers and catalogue.
+      queries: Raw query features {name: [Q]}.
+      settings: The ScaNN settings used (recorded in the report).
+      latency_queries: Single-query calls timed per model.
+
+    Returns:
+      queries, k, scann_recall (at k), scann_recall_at_10, settings, and p50/p95 latency
+      of one-query calls (query tower included) for both models.
+    """
+    batch = {name: tf.constant(values) for name, values in queries.items()}
+    found = scann.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+    truth = exact.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+    return {"queries": int(found.shape[0]), "k": int(settings.k),
+            "scann_recall": recall_against_exact(found, truth),
+            "scann_recall_at_10": recall_against_exact(found[:, :10], truth[:, :10]),
+            "settings": dataclasses.asdict(settings),
+            "scann_latency": _latency_ms(scann.retrieve, queries, latency_queries),
+            "exact_latency": _latency_ms(exact.retrieve, queries, latency_queries)}

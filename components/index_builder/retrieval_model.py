@@ -1,0 +1,92 @@
+"""The pushable retrieval SavedModels: the query tower plus a top-K search over the catalogue.
+
+Both variants have the same signatures over raw query features ([B] tensors named as in
+components/trainer/features.py):
+  serving_default:  -> item_ids [B, K] string, scores [B, K] float32
+  query_embedding:  -> embedding [B, D]
+With `ScannSearch` it searches a ScaNN index (the ScaNN TF ops must be registered where it
+is loaded: `import scann`); with `ExactSearch` it uses only built-in ops (matmul + top_k),
+so it loads on a stock `tensorflow/serving`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.index_builder import scann_settings
+from components.trainer import export as trainer_export
+from components.trainer import features as features_lib
+
+ITEM_IDS_OUTPUT = "item_ids"
+SCORES_OUTPUT = "scores"
+EMBEDDING_OUTPUT = "embedding"
+SERVING_SIGNATURE = "serving_default"
+EMBEDDING_SIGNATURE = "query_embedding"
+QUERY_SPECS = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_FEATURES
+                                   else tf.string, name=name)
+               for name in features_lib.QUERY_FEATURES}
+
+
+class ScannSearch(tf.Module):
+    """Top-K by a ScaNN searcher over the catalogue embeddings (dot product)."""
+
+    def __init__(self, embeddings: np.ndarray, settings: scann_settings.ScannSettings) -> None:
+        super().__init__()
+        self.state = scann_settings.build_searcher(embeddings, settings).serialize_to_module()
+
+    def __call__(self, queries: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
+        scann_ops = scann_settings.import_scann_ops()
+        result = scann_ops.searcher_from_module(self.state).search_batched(
+            queries, final_num_neighbors=k)
+        return result.indices, result.distances
+
+
+class ExactSearch(tf.Module):
+    """Exact top-K by a matmul over all catalogue embeddings (built-in ops only)."""
+
+    def __init__(self, embeddings: np.ndarray) -> None:
+        super().__init__()
+        self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False,
+                                      name="embeddings")
+
+    def __call__(self, queries: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
+        top = tf.math.top_k(tf.matmul(queries, self.embeddings, transpose_b=True), k=k)
+        return top.indices, top.values
+
+
+class RetrievalModel(tf.Module):
+    """The query tower (a loaded SavedModel), the catalogue's ids and a search."""
+
+    def __init__(self, query_tower_dir: str, item_ids: Sequence[str],
+                 search: ScannSearch | ExactSearch, k: int) -> None:
+        super().__init__()
+        self.query_tower = tf.saved_model.load(query_tower_dir)
+        self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False,
+                                    dtype=tf.string, name="item_ids")
+        self.search = search
+        self.k = min(k, len(item_ids))
+
+    def _embed(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return self.query_tower.signatures[SERVING_SIGNATURE](**features)[
+            trainer_export.EMBEDDING_OUTPUT]
+
+    @tf.function(input_signature=[QUERY_SPECS])
+    def query_embedding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw query features -> {"embedding": [B, D]}."""
+        return {EMBEDDING_OUTPUT: self._embed(features)}
+
+    @tf.function(input_signature=[QUERY_SPECS])
+    def retrieve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw query features -> {"item_ids": [B, K], "scores": [B, K]}."""
+        indices, scores = self.search(self._embed(features), self.k)
+        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
+
+    def save(self, path: str) -> None:
+        """Writes the SavedModel with both signatures."""
+        tf.saved_model.save(self, path, signatures={
+            SERVING_SIGNATURE: self.retrieve.get_concrete_function(),
+            EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function()})

@@ -1,0 +1,121 @@
+"""IndexBuilder end to end: a trained small model -> ScaNN and stock SavedModels, loaded in
+fresh processes."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+from benchmarks import example_files
+from components import keys
+from components.index_builder import executor, warmup
+from components.index_builder.component import IndexBuilder
+from components.trainer.tests import small_world
+from pipeline.errors import ConfigError
+
+pytestmark = pytest.mark.e2e
+
+# A tree over the 120 items (not brute force), as a large catalogue would get.
+PROPERTIES = {keys.INDEX_K_KEY: 10, keys.BRUTE_FORCE_BELOW_KEY: 50, keys.NUM_LEAVES_KEY: None,
+              keys.NUM_LEAVES_TO_SEARCH_KEY: None, keys.ANISOTROPIC_THRESHOLD_KEY: 0.2,
+              keys.REORDER_KEY: None, keys.SERVING_MODEL_NAME_KEY: "twotower",
+              keys.REPORT_QUERIES_KEY: 300}
+
+LOAD_AND_QUERY = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    if sys.argv[2] == "scann":
+        import scann  # registers the ScaNN ops
+    import numpy as np
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    queries = json.loads(sys.argv[3])
+    inputs = {k: tf.constant(v, tf.int64 if k == "age" else tf.string) for k, v in queries.items()}
+    out = model.signatures["serving_default"](**inputs)
+    emb = model.signatures["query_embedding"](**inputs)["embedding"]
+    print(json.dumps({"ids": out["item_ids"].numpy().astype(str).tolist(),
+                      "embedding": emb.numpy().tolist(),
+                      "scann_loaded": "scann" in sys.modules}))
+""")
+
+
+@pytest.fixture(name="built", scope="module")
+def fixture_built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("index")
+    pool_uri = small_world.write_data(root)
+    trained = standard_artifacts.Model()
+    trained.uri = str(root / "trained")
+    small_world.train(root, pool_uri, path_utils.serving_model_dir(trained.uri))
+    outputs = {}
+    for key in (keys.SCANN_MODEL_KEY, keys.STOCK_MODEL_KEY):
+        outputs[key] = standard_artifacts.Model()
+        outputs[key].uri = str(root / key)
+        os.makedirs(outputs[key].uri)
+    examples = example_files.examples_artifact(root / "inter", ["train", "eval"])
+    executor.Executor().Do({keys.MODEL_KEY: [trained], keys.EXAMPLES_KEY: [examples]},
+                           {key: [artifact] for key, artifact in outputs.items()}, PROPERTIES)
+    return root, trained, outputs
+
+
+def _query(saved_model, variant, queries):
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_QUERY, saved_model, variant,
+                             json.dumps(queries)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_scann_model_in_a_fresh_process_matches_exact_search(built):
+    root, trained, outputs = built
+    from components.trainer import export  # pylint: disable=import-outside-toplevel
+    ids, embeddings = export.read_embeddings(os.path.join(
+        path_utils.serving_model_path(trained.uri), export.EMBEDDINGS_FILE))
+    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 200)
+    plain = {k: v.astype(str).tolist() if v.dtype == object else v.tolist()
+             for k, v in queries.items()}
+    served = _query(path_utils.serving_model_path(outputs[keys.SCANN_MODEL_KEY].uri), "scann",
+                    plain)
+    exact = np.argsort(-(np.array(served["embedding"]) @ embeddings.T), axis=1)[:, :10]
+    exact_ids = [[ids[i] for i in row] for row in exact]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(served["ids"], exact_ids)])
+    assert recall >= 0.95, recall
+    report = json.loads(open(os.path.join(outputs[keys.SCANN_MODEL_KEY].uri,
+                                          keys.INDEX_REPORT_FILE)).read())
+    assert report["settings"]["num_leaves"] == 11 and report["scann_recall"] >= 0.95
+    assert report["queries"] == 300 and report["scann_latency"]["p50_ms"] > 0
+
+
+def test_stock_model_loads_without_scann_and_is_exact(built):
+    root, _, outputs = built
+    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 20)
+    plain = {k: v.astype(str).tolist() if v.dtype == object else v.tolist()
+             for k, v in queries.items()}
+    stock = _query(path_utils.serving_model_path(outputs[keys.STOCK_MODEL_KEY].uri), "stock",
+                   plain)
+    assert not stock["scann_loaded"]
+    assert len(stock["ids"]) == 20 and all(len(row) == 10 for row in stock["ids"])
+
+
+def test_published_layout_and_warmup(built):
+    _, _, outputs = built
+    for key in (keys.SCANN_MODEL_KEY, keys.STOCK_MODEL_KEY):
+        serving = path_utils.serving_model_path(outputs[key].uri)
+        assert os.path.exists(os.path.join(serving, "saved_model.pb"))
+        assert not os.path.exists(os.path.join(outputs[key].uri, ".staging"))
+        requests = warmup.read(serving)
+        assert len(requests) == executor.WARMUP_BATCHES
+        assert requests[0].model_spec.signature_name == "serving_default"
+        assert set(requests[0].inputs) == {"user_id", "age", "gender", "occupation", "zip"}
+
+
+def test_component_rejects_bad_parameters():
+    from tfx import types  # pylint: disable=import-outside-toplevel
+    model = types.Channel(type=standard_artifacts.Model)
+    examples = types.Channel(type=standard_artifacts.Examples)
+    with pytest.raises(ConfigError, match="index.k"):
+        IndexBuilder(model=model, examples=examples, serving_model_name="m", k=0)
+    with pytest.raises(ValueError, match="report_queries"):
+        IndexBuilder(model=model, examples=examples, serving_model_name="m", report_queries=0)

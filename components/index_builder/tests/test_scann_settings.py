@@ -1,0 +1,40 @@
+"""ScaNN settings from the catalogue size, recall against exact search, by hand."""
+import numpy as np
+import pytest
+
+from components.index_builder import report, scann_settings
+from pipeline.config import IndexConfig
+from pipeline.errors import TwoTowerError
+
+
+def test_small_catalogue_is_brute_force():
+    settings = scann_settings.derive(1_682, IndexConfig(k=100))
+    assert settings.brute_force and settings.k == 100
+
+
+def test_large_catalogue_gets_a_tree_sized_by_sqrt_n():
+    settings = scann_settings.derive(1_000_000, IndexConfig(k=10))
+    # √1e6 = 1000 leaves, 1000 / 20 = 50 searched, reorder max(4·10, 100) = 100.
+    assert (settings.num_leaves, settings.num_leaves_to_search, settings.reorder) == (1000, 50, 100)
+    assert settings.anisotropic_quantization_threshold == 0.2
+
+
+def test_overrides_win_and_are_checked():
+    config = IndexConfig(k=10, brute_force_below=10, num_leaves=7, num_leaves_to_search=3,
+                         reorder=50)
+    settings = scann_settings.derive(120, config)
+    assert (settings.num_leaves, settings.num_leaves_to_search, settings.reorder) == (7, 3, 50)
+    with pytest.raises(TwoTowerError, match="num_leaves=500 exceeds the catalogue size"):
+        scann_settings.derive(120, IndexConfig(num_leaves=500))
+    with pytest.raises(TwoTowerError, match="num_leaves_to_search=9 exceeds"):
+        scann_settings.derive(120, IndexConfig(num_leaves=4, num_leaves_to_search=9))
+    with pytest.raises(TwoTowerError, match="nothing to index"):
+        scann_settings.derive(0, IndexConfig())
+    # k larger than the catalogue shrinks to it.
+    assert scann_settings.derive(5, IndexConfig(k=100)).k == 5
+
+
+def test_recall_against_exact_by_hand():
+    exact = np.array([["a", "b"], ["c", "d"]])
+    found = np.array([["b", "x"], ["c", "d"]])
+    assert report.recall_against_exact(found, exact) == pytest.approx((0.5 + 1.0) / 2)

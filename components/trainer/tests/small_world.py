@@ -1,0 +1,46 @@
+"""Small planted-cluster data on disk, its NegativePool, and a model trained on it; shared
+by the trainer, index and validator tests."""
+from __future__ import annotations
+
+import pathlib
+
+from benchmarks import example_files
+from components.negative_pool.pool import PoolSettings
+from components.trainer import training
+from pipeline import config as config_lib
+from pipeline.data import synthetic
+
+USERS, ITEMS = 200, 120
+
+
+def write_data(root: pathlib.Path, seed: int = 3) -> str:
+    """Interactions (train/eval), catalogue and pool under `root`; returns the pool URI."""
+    spec = synthetic.SyntheticSpec(users=USERS, items=ITEMS, interactions=12_000, seed=seed,
+                                   clusters=6, affinity=0.9)
+    world, rng, users, items = synthetic.build(spec)
+    frame = next(synthetic.interaction_chunks(world, spec, rng, users, items, spec.interactions))
+    cut = int(len(frame) * 0.8)
+    example_files.write_split([frame.iloc[:cut]], root / "inter", "train")
+    example_files.write_split([frame.iloc[cut:]], root / "inter", "eval")
+    example_files.write_split([items], root / "items", "catalog")
+    return example_files.build_pool_artifact(root / "inter", root / "items", root / "pool",
+                                             PoolSettings(seed=0))
+
+
+def patterns(root: pathlib.Path) -> tuple[str, str, str]:
+    """(train, eval, catalogue) file patterns."""
+    return (str(root / "inter" / "Split-train" / "*"), str(root / "inter" / "Split-eval" / "*"),
+            str(root / "items" / "Split-catalog" / "*"))
+
+
+def config(*overrides: str) -> config_lib.PipelineConfig:
+    """A small model's config: 5 epochs, batch 128, dim 16, then `overrides`."""
+    return config_lib.load(None, ("training.epochs=5", "training.batch_size=128",
+                                  "model.embedding_dim=16", *overrides))
+
+
+def train(root: pathlib.Path, pool_uri: str, serving_dir: str, *overrides: str
+          ) -> training.TrainResult:
+    """Trains the small model and exports it to serving_dir."""
+    return training.train_and_evaluate(*patterns(root), pool_uri, config(*overrides),
+                                       serving_dir)

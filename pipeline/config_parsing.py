@@ -1,0 +1,81 @@
+"""Generic parsing behind pipeline/config.py: YAML values checked against dataclass field
+annotations (bool, int, float, str, Literal, Optional, tuple), and `section.field=value`
+overrides. Every problem raises ConfigError naming the field."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Checks `value` against a field annotation and converts lists to tuples."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [arg for arg in args if arg is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: got {value!r}; expected one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: got {value!r}; expected a list")
+        return tuple(_coerce(f"{name}[{i}]", item, args[0]) for i, item in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: got {value!r}; expected true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: got {value!r}; expected an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: got {value!r}; expected a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: got {value!r}; expected a string")
+        return value
+    raise TypeError(f"{name}: unsupported annotation {annotation!r}")
+
+
+def build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    """Builds dataclass `cls` from nested mappings, checking every field (unknown fields,
+    types, nested sections); `prefix` is the dotted path used in error messages."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of fields, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown field {where}{unknown[0]}; known fields: {sorted(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = build(hint, value or {}, name)
+        else:
+            kwargs[key] = _coerce(name, value, hint)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parses `section.field=value` (value in YAML syntax) into a path and a value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.field=value")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) != 2 or not all(path):
+        raise ConfigError(f"override {text!r}: expected section.field=value")
+    return path, yaml.safe_load(raw)
