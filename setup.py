@@ -15,12 +15,13 @@ CORE = [
     "pyyaml",
     "tqdm",
     "psutil",
+    "matplotlib",  # the model validator's candidate-vs-baseline plot
 ]
 
 EXTRAS = {
     "airflow": ["apache-airflow==2.10.5"],
     "kubeflow": ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2"],
-    "bench": ["faiss-cpu", "matplotlib"],
+    "bench": ["faiss-cpu"],
     "test": ["pytest", "scipy"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

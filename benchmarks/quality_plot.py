@@ -4,8 +4,6 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Sequence
 
-from pipeline.errors import TwoTowerError
-
 PANELS = (("tfrs_top_100", "TFRS protocol: top-100 hit rate"),
           ("temporal_recall_at_100", "temporal: filtered recall@100"),
           ("recbole_recall_at_10", "RecBole protocol: recall@10"))
@@ -13,18 +11,10 @@ REFERENCE_ROWS = ("baseline", "mostpop")
 
 
 def bar_chart(rows: Sequence[dict[str, Any]], path: pathlib.Path) -> None:
-    """Writes a PNG with one horizontal bar panel per metric present in the rows.
-
-    Raises:
-      TwoTowerError: if matplotlib is not installed (it is in the `bench` extra).
-    """
-    try:
-        import matplotlib  # pylint: disable=import-outside-toplevel
-        matplotlib.use("Agg")
-        from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
-        raise TwoTowerError("the quality chart needs matplotlib: pip install -c constraints.txt "
-                            "-e '.[bench]'") from e
+    """Writes a PNG with one horizontal bar panel per metric present in the rows."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
     panels = [(key, title) for key, title in PANELS if any(key in row for row in rows)]
     if not panels:
         return

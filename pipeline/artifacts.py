@@ -1,7 +1,7 @@
 """Finds the artifacts a pipeline run produced, through ML Metadata."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -19,6 +19,21 @@ def latest_output_uri(config: PipelineConfig, node_id: str, artifact_type: str) 
     Returns:
       The URI, or None when the node has not produced one yet.
     """
+    artifact = latest_output(config, node_id, artifact_type)
+    return artifact.uri if artifact is not None else None
+
+
+def custom_property(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+    """An MLMD artifact's custom property (int or string), or None."""
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    return value.int_value if value.HasField("int_value") else value.string_value
+
+
+def latest_output(config: PipelineConfig, node_id: str, artifact_type: str
+                  ) -> Optional[metadata_store_pb2.Artifact]:
+    """The newest live artifact of `artifact_type` that node `node_id` produced, or None."""
     with metadata.Metadata(sqlite_metadata(config)) as handle:
         store: metadata_store.MetadataStore = handle.store
         context = store.get_context_by_type_and_name(
@@ -30,4 +45,4 @@ def latest_output_uri(config: PipelineConfig, node_id: str, artifact_type: str) 
         types = {t.id: t.name for t in store.get_artifact_types_by_id(
             list({artifact.type_id for artifact in artifacts}))}
         produced = [artifact for artifact in artifacts if types[artifact.type_id] == artifact_type]
-        return max(produced, key=lambda artifact: artifact.id).uri if produced else None
+        return max(produced, key=lambda artifact: artifact.id) if produced else None

@@ -122,6 +122,36 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
                   f"{int(metrics['warm_start_new_user_id'])} users and "
                   f"{int(metrics['warm_start_new_item_id'])} items are new")
         print(f"  artifact: {model_uri}")
+    _print_validation_summary(config)
+
+
+def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
+    from components import keys  # pylint: disable=import-outside-toplevel
+    from pipeline import artifacts  # pylint: disable=import-outside-toplevel
+
+    blessing = artifacts.latest_output_uri(config, "ModelValidator", "ModelBlessing")
+    if blessing is None:
+        return
+    report = json.loads(pathlib.Path(blessing, keys.VALIDATION_METRICS_FILE).read_text())
+    metric = report["metric"]
+    baseline = (f"latest blessed {report['baseline'][metric]:.4f}" if report["baseline"]
+                else "no blessed model yet")
+    verdict = "BLESSED" if report["blessed"] else "NOT BLESSED"
+    print(f"validation: {verdict}: {metric} {report['candidate'][metric]:.4f} ({baseline}); "
+          f"ScaNN recall@{report['index_report']['k']} vs exact "
+          f"{report['index_report']['scann_recall']:.4f}")
+    for check in report["checks"]:
+        if not check["passed"]:
+            print(f"  failed {check['name']}: {check['message']}")
+    for node in ("Pusher", "StockPusher"):
+        pushed = artifacts.latest_output(config, node, "PushedModel")
+        if pushed is None:
+            continue
+        if artifacts.custom_property(pushed, "pushed") == 1:
+            print(f"pushed: {artifacts.custom_property(pushed, 'pushed_destination')}")
+        else:
+            print(f"{node}: nothing pushed (the model was not blessed); serving keeps the "
+                  "previous version")
 
 
 def cmd_run(args: argparse.Namespace) -> None:

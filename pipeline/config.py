@@ -209,15 +209,27 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-    """Model-validator gating thresholds."""
+    """Model-validator gating thresholds.
+
+    Attributes:
+      k: Cut-off of the gated recall.
+      protocol: `filtered` (the user's training items removed) or `tfrs` (not removed).
+      min_recall: Absolute floor on <protocol>_recall_at_<k>.
+      max_relative_regression: Largest allowed drop against the latest blessed model on
+        the same eval split (0.05: at most 5% lower).
+      min_scann_recall: Smallest ScaNN recall@k against exact search on eval queries.
+    """
 
     k: int = 100
+    protocol: Literal["filtered", "tfrs"] = "filtered"
     min_recall: float = 0.0
     max_relative_regression: float = 0.05
     min_scann_recall: float = 0.95
 
     def validate(self) -> None:
         _check(self.k >= 1, "validation.k", self.k, "an integer >= 1")
+        _check(self.protocol in ("filtered", "tfrs"), "validation.protocol", self.protocol,
+               "one of ['filtered', 'tfrs']")
         for name in ("min_recall", "max_relative_regression", "min_scann_recall"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"validation.{name}", value, "a number in [0, 1]")

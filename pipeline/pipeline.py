@@ -8,20 +8,26 @@ from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
 from tfx import types
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.common import resolver
-from tfx.dsl.input_resolution.strategies import latest_artifact_strategy
+from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import pusher_pb2
 from tfx.proto.orchestration import metadata_pb2
 from tfx.types import standard_artifacts
 
 from components import keys
+from components.index_builder.component import IndexBuilder
 from components.ingestion.component import SchemaExampleGen, ValidationGate
+from components.model_validator.component import ModelValidator
+from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
 from pipeline.config import PipelineConfig
 from pipeline.errors import IngestionError
 
 TRAINER_ID = "Trainer"
+VALIDATOR_ID = "ModelValidator"
+STOCK_SUFFIX = "-stock"
 INTERACTIONS = "interactions"
 ITEMS = "items"
 
@@ -87,15 +93,51 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     return Ingestion([schema, example_gen, statistics, validator, gate], example_gen, gate)
 
 
-def latest_model_resolver() -> resolver.Resolver:
-    """The Trainer's latest model in this pipeline (none on a first run): the warm-start
-    base."""
+def latest_blessed_resolver() -> resolver.Resolver:
+    """The latest Trainer model the ModelValidator blessed (none on a first run): the
+    validator's baseline and the warm-start base."""
     return resolver.Resolver(
-        strategy_class=latest_artifact_strategy.LatestArtifactStrategy,
-        **{keys.MODEL_KEY: types.Channel(type=standard_artifacts.Model,
-                                         producer_component_id=TRAINER_ID,
-                                         output_key=keys.MODEL_KEY)},
-    ).with_id("LatestModelResolver")
+        strategy_class=latest_blessed_model_strategy.LatestBlessedModelStrategy,
+        model=types.Channel(type=standard_artifacts.Model, producer_component_id=TRAINER_ID,
+                            output_key=keys.MODEL_KEY),
+        model_blessing=types.Channel(type=standard_artifacts.ModelBlessing,
+                                     producer_component_id=VALIDATOR_ID,
+                                     output_key=keys.BLESSING_KEY),
+    ).with_id("LatestBlessedModelResolver")
+
+
+def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: types.BaseChannel,
+                  blessed: resolver.Resolver) -> list[base_node.BaseNode]:
+    """IndexBuilder -> ModelValidator -> a Pusher per model variant (ScaNN and stock)."""
+    index = config.index
+    index_builder = IndexBuilder(
+        model=trainer.outputs[keys.MODEL_KEY], examples=examples,
+        serving_model_name=config.serving.model_name, k=index.k,
+        brute_force_below=index.brute_force_below, num_leaves=index.num_leaves,
+        num_leaves_to_search=index.num_leaves_to_search,
+        anisotropic_quantization_threshold=index.anisotropic_quantization_threshold,
+        reorder=index.reorder).with_id("IndexBuilder")
+    validation = config.validation
+    validator = ModelValidator(
+        model=trainer.outputs[keys.MODEL_KEY], baseline_model=blessed.outputs[keys.MODEL_KEY],
+        examples=examples, index_model=index_builder.outputs[keys.SCANN_MODEL_KEY],
+        k=validation.k, protocol=validation.protocol, min_recall=validation.min_recall,
+        max_relative_regression=validation.max_relative_regression,
+        min_scann_recall=validation.min_scann_recall).with_id(VALIDATOR_ID)
+    pushers = []
+    for pusher_id, output, name in (("Pusher", keys.SCANN_MODEL_KEY, ""),
+                                    ("StockPusher", keys.STOCK_MODEL_KEY, STOCK_SUFFIX)):
+        destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+            base_directory=model_base_path(config, name)))
+        pushers.append(ServingPusher(model=index_builder.outputs[output],
+                              model_blessing=validator.outputs[keys.BLESSING_KEY],
+                              push_destination=destination).with_id(pusher_id))
+    return [index_builder, validator, *pushers]
+
+
+def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
+    """TF Serving's model base path of one variant: <serving.base_path>/<model_name><suffix>."""
+    return os.path.join(absolute(config.serving.base_path), config.serving.model_name + suffix)
 
 
 def create_pipeline(config: PipelineConfig,
@@ -110,7 +152,9 @@ def create_pipeline(config: PipelineConfig,
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
-      item catalogue, then the NegativePoolBuilder and the TwoTowerTrainer.
+      item catalogue, the NegativePoolBuilder, the TwoTowerTrainer (warm-started from the
+      latest blessed model when training.warm_start), the IndexBuilder, the ModelValidator
+      (baseline: the latest blessed model) and one Pusher per model variant.
     """
     schema_dir = config.data.schema_dir
     interactions = ingestion_nodes(
@@ -128,19 +172,19 @@ def create_pipeline(config: PipelineConfig,
         pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
     ).with_id("NegativePoolBuilder")
-    base_model = latest_model_resolver() if config.training.warm_start else None
+    blessed = latest_blessed_resolver()
+    examples = interactions.example_gen.outputs[keys.EXAMPLES_KEY]
     trainer = TwoTowerTrainer(
-        examples=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
-        negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
+        examples=examples, negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], config=config,
-        base_model=base_model.outputs[keys.MODEL_KEY] if base_model else None,
+        base_model=blessed.outputs[keys.MODEL_KEY] if config.training.warm_start else None,
     ).with_id(TRAINER_ID)
     orchestration = config.orchestration
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions.nodes + items.nodes + [negative_pool]
-        + ([base_model] if base_model else []) + [trainer],
+        components=interactions.nodes + items.nodes + [negative_pool, blessed, trainer]
+        + serving_nodes(config, trainer, examples, blessed),
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(orchestration.beam_pipeline_args),

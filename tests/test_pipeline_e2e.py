@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from components.ingestion.component import DataValidationReport
+from components.pusher import versions
 from pipeline import artifacts, cli
 from pipeline import config as config_lib
 from pipeline.data import synthetic
@@ -25,7 +26,8 @@ def fixture_data_dir(tmp_path_factory):
 def _run(tmp_path, interactions, items, *overrides):
     root = tmp_path / "root"
     args = ["run", "--set", f"data.interactions={interactions}", "--set", f"data.items={items}",
-            "--set", f"orchestration.pipeline_root={root}"]
+            "--set", f"orchestration.pipeline_root={root}",
+            "--set", f"serving.base_path={tmp_path / 'serving'}"]
     for override in overrides:
         args += ["--set", override]
     return cli.main(args), config_lib.load(None, tuple(args[2::2]))
@@ -55,23 +57,36 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     assert 0.0 <= recall_10 <= recall_50 <= recall_100 <= 1.0
     # A random ranking of the 150 items has recall@10 = 10/150; the planted clusters are learnable.
     assert recall_10 > 10 / 150, out
-    assert err.count(" done in ") == 12
+    assert err.count(" done in ") == 17
+    # First model: only the absolute checks apply; both variants are pushed.
+    assert re.search(r"validation: BLESSED: filtered_recall_at_100 [0-9.]+ \(no blessed model "
+                     r"yet\); ScaNN recall@100 vs exact 1\.0000", out), out
+    serving = tmp_path / "serving"
+    for name in ("twotower", "twotower-stock"):
+        assert re.search(rf"pushed: {serving / name}/\d+", out), out
+        assert len(versions.versions(str(serving / name))) == 1
 
     code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv")
-    _, err = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert code == 0
-    assert err.count(" cached") == 12, err
+    # Everything up to the index is cached; the validator re-runs because the resolver now
+    # finds a blessed baseline (the same model), and nothing is pushed twice.
+    assert err.count(" cached") == 13, err
+    assert "(latest blessed" in out and "validation: BLESSED" in out, out
+    for name in ("twotower", "twotower-stock"):
+        assert len(versions.versions(str(serving / name))) == 1
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",
                                        DataValidationReport.TYPE_NAME)
 
-    # Warm start: the resolver hands the first model to a new Trainer run, which keeps the
-    # rows of every id (same data, so none is new).
+    # Warm start: the resolver hands the latest blessed model to a new Trainer run, which
+    # keeps the rows of every id in its vocabularies (same data: 200 users, the 149 items
+    # seen in training; none is new).
     code, _ = _run(tmp_path, data_dir / "interactions.csv", data_dir / "items.csv",
                    "training.warm_start=true")
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "LatestModelResolver" in err and err.count(" cached") == 12, err
-    assert re.search(r"warm start: kept the rows of 200 users and 150 items; 0 users and 0 "
+    assert "Trainer done" in err, err
+    assert re.search(r"warm start: kept the rows of 200 users and 149 items; 0 users and 0 "
                      r"items are new", out), out
 
     # tune-temperature on the same run's data: an unnormalised model, then a two-point sweep.
@@ -99,7 +114,7 @@ def test_wrong_type_stops_at_example_validator_naming_the_feature(tmp_path, data
     assert "interactions failed validation" in err
     assert "feature 'age': Unexpected data type. Expected data of type: INT but got STRING" in err
     assert '"twenty"' in err
-    assert "[ 9/12] InteractionsValidationGate ..." in err
+    assert "InteractionsValidationGate ..." in err
     assert "InteractionsValidationGate done" not in err
     assert "NegativePoolBuilder" not in err and "Trainer" not in err
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",

@@ -1,6 +1,7 @@
 """IndexBuilder executor: unpack artifacts, build both retrieval SavedModels, publish them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Mapping
@@ -16,6 +17,7 @@ from tfx.utils import io_utils, path_utils
 from components import keys
 from components.index_builder import report as report_lib
 from components.index_builder import retrieval_model, scann_settings, warmup
+from components.pusher import versions
 from components.trainer import export as trainer_export
 from components.trainer import features
 from pipeline.config import IndexConfig
@@ -46,9 +48,10 @@ def eval_queries(examples: types.Artifact, rows: int) -> dict[str, np.ndarray]:
 
 
 def publish(model: retrieval_model.RetrievalModel, artifact_uri: str, serving_model_name: str,
-            queries: Mapping[str, np.ndarray]) -> str:
-    """Saves into a staging folder, adds warm-up requests, then renames it to the serving
-    model dir, so a reader never sees a half-written SavedModel. Returns that dir."""
+            queries: Mapping[str, np.ndarray], source: dict[str, Any]) -> str:
+    """Saves into a staging folder, adds warm-up requests and the source record (which
+    model it wraps; the pusher compares it), then renames it to the serving model dir, so a
+    reader never sees a half-written SavedModel. Returns that dir."""
     final = path_utils.serving_model_dir(artifact_uri)
     staging = os.path.join(artifact_uri, ".staging")
     model.save(staging)
@@ -56,6 +59,7 @@ def publish(model: retrieval_model.RetrievalModel, artifact_uri: str, serving_mo
                 for name, values in queries.items()} for i in range(WARMUP_BATCHES)]
     warmup.write(staging, serving_model_name, retrieval_model.SERVING_SIGNATURE,
                  [batch for batch in batches if len(next(iter(batch.values())))])
+    versions.write_source(staging, source)
     tf.io.gfile.rename(staging, final, overwrite=True)
     return final
 
@@ -89,5 +93,6 @@ class Executor(base_executor.BaseExecutor):
         stock_uri = artifact_utils.get_single_uri(output_dict[keys.STOCK_MODEL_KEY])
         with tf.io.gfile.GFile(os.path.join(scann_uri, keys.INDEX_REPORT_FILE), "w") as f:
             f.write(json.dumps(index_report, indent=2) + "\n")
-        publish(scann, scann_uri, name, queries)
-        publish(exact, stock_uri, f"{name}-stock", queries)
+        source = {"trained_model": trained, "index": dataclasses.asdict(settings)}
+        publish(scann, scann_uri, name, queries, {**source, "variant": "scann"})
+        publish(exact, stock_uri, f"{name}-stock", queries, {**source, "variant": "stock"})

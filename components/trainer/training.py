@@ -64,7 +64,7 @@ class TrainResult:
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
-    """Wall time and steps of each epoch, for a steady-state throughput."""
+    """Wall time and steps of each epoch (logged), for a steady-state throughput."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,6 +80,8 @@ class EpochTimer(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         self.seconds.append(time.perf_counter() - self._started)
         self.steps.append(int(self.model.step.numpy()) - self._first_step)
+        logging.info("epoch %d: %d steps in %.1fs, loss %.4f", epoch + 1, self.steps[-1],
+                     self.seconds[-1], (logs or {}).get("loss", float("nan")))
 
     def examples_per_sec(self, batch_size: int) -> float:
         """Training examples per second, leaving out the first epoch (graph tracing) when
@@ -154,9 +156,9 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
     timer = EpochTimer()
     if training.train_steps is not None:
         history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
-                            verbose=2, callbacks=[timer])
+                            verbose=0, callbacks=[timer])
     else:
-        history = model.fit(data, epochs=training.epochs, verbose=2, callbacks=[timer])
+        history = model.fit(data, epochs=training.epochs, verbose=0, callbacks=[timer])
     steps = int(model.step.numpy())
     logging.info("Trained %d steps in %.1fs; loss %s", steps, sum(timer.seconds),
                  history.history["loss"])

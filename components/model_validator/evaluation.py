@@ -1,0 +1,48 @@
+"""Scores a Trainer export on an eval split with exact search over its whole catalogue."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.trainer import export, features, metrics
+
+EVAL_BATCH = 1024
+
+
+def train_history(train_pattern: str, catalog_ids: Sequence[str]
+                  ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
+    """Per-user training items (metrics.seen_items) and [N] training counts per item."""
+    position = {item: index for index, item in enumerate(catalog_ids)}
+    counts = np.zeros(len(catalog_ids), np.float64)
+    for batch in features.dataset(train_pattern, 8192, False, 0, ("item_id",)):
+        for item in batch["item_id"].numpy():
+            index = position.get(item.decode())
+            if index is not None:
+                counts[index] += 1
+    seen = metrics.seen_items(features.dataset(train_pattern, 8192, False, 0,
+                                               ("user_id", "item_id")), catalog_ids)
+    return seen, counts
+
+
+def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
+                    ks: Sequence[int]) -> dict[str, float]:
+    """metrics.evaluate for the query tower and catalogue embeddings of one export.
+
+    Args:
+      serving_dir: A Trainer export (query_tower/, candidate_embeddings.tfrecord.gz).
+      train_pattern: Train split files (the history removed by the filtered protocol).
+      eval_pattern: Eval split files.
+      ks: Cut-offs.
+    """
+    ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
+    tower = tf.saved_model.load(os.path.join(serving_dir, export.QUERY_TOWER_DIR))
+    serve = tower.signatures["serving_default"]
+
+    def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        return serve(**features.select(batch, features.QUERY_FEATURES))[export.EMBEDDING_OUTPUT]
+    seen, counts = train_history(train_pattern, ids)
+    return metrics.evaluate(embed, features.dataset(eval_pattern, EVAL_BATCH, False, 0), ids,
+                            tf.constant(embeddings), seen, counts, ks)

@@ -1,0 +1,89 @@
+"""ModelValidator executor: score candidate and baseline on the same eval split, decide,
+write the standard ModelBlessing (TFX's Pusher and LatestBlessedModelStrategy read it)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping, Optional
+
+from absl import logging
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components import keys
+from components.model_validator import evaluation, gating, plot
+from pipeline.config import ValidationConfig
+
+BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
+PLOTTED = ("recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10")
+
+
+def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
+    config = ValidationConfig(
+        k=exec_properties[keys.VALIDATION_K_KEY], protocol=exec_properties[keys.PROTOCOL_KEY],
+        min_recall=exec_properties[keys.MIN_RECALL_KEY],
+        max_relative_regression=exec_properties[keys.MAX_RELATIVE_REGRESSION_KEY],
+        min_scann_recall=exec_properties[keys.MIN_SCANN_RECALL_KEY])
+    config.validate()
+    return config
+
+
+def _split_pattern(examples: types.Artifact, split: str) -> str:
+    return io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
+
+
+def _score(model: types.Artifact, examples: types.Artifact, k: int) -> dict[str, float]:
+    return evaluation.evaluate_export(path_utils.serving_model_path(model.uri),
+                                      _split_pattern(examples, keys.TRAIN_SPLIT),
+                                      _split_pattern(examples, keys.EVAL_SPLIT),
+                                      sorted({10, 50, 100, k}))
+
+
+class Executor(base_executor.BaseExecutor):
+    """Blesses the candidate iff every check in gating.decide passes."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = validation_config(exec_properties)
+        candidate = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
+        examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
+        baselines = input_dict.get(keys.BASELINE_MODEL_KEY) or []
+        baseline: Optional[types.Artifact] = baselines[0] if baselines else None
+        index = artifact_utils.get_single_instance(input_dict[keys.INDEX_MODEL_KEY])
+        with tf.io.gfile.GFile(os.path.join(index.uri, keys.INDEX_REPORT_FILE)) as f:
+            index_report = json.load(f)
+
+        candidate_metrics = _score(candidate, examples, config.k)
+        baseline_metrics = _score(baseline, examples, config.k) if baseline else None
+        checks = gating.decide(candidate_metrics, baseline_metrics, index_report, config)
+        blessed = all(check.passed for check in checks)
+        for check in checks:
+            logging.info("%s %s: %s", "PASS" if check.passed else "FAIL", check.name,
+                         check.message)
+
+        blessing = artifact_utils.get_single_instance(output_dict[keys.BLESSING_KEY])
+        gated = gating.metric_key(config)
+        summary = {"blessed": blessed, "metric": gated, "candidate": candidate_metrics,
+                   "candidate_uri": candidate.uri,
+                   "baseline": baseline_metrics, "baseline_uri": baseline.uri if baseline else None,
+                   "index_report": index_report,
+                   "checks": [dataclasses.asdict(check) for check in checks]}
+        with tf.io.gfile.GFile(os.path.join(blessing.uri, keys.VALIDATION_METRICS_FILE), "w") as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
+        plotted = [f"{config.protocol}_{name}" for name in PLOTTED]
+        plot.comparison_chart(candidate_metrics, baseline_metrics, plotted, gated,
+                              os.path.join(blessing.uri, keys.VALIDATION_PLOT_FILE))
+        io_utils.write_string_file(
+            os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "")
+        blessing.set_int_custom_property(keys.BLESSED_PROPERTY, int(blessed))
+        blessing.set_string_custom_property(keys.CURRENT_MODEL_PROPERTY, candidate.uri)
+        blessing.set_int_custom_property(keys.CURRENT_MODEL_ID_PROPERTY, candidate.id)
+        if baseline is not None:
+            blessing.set_string_custom_property(keys.BASELINE_MODEL_PROPERTY, baseline.uri)
+            blessing.set_int_custom_property(keys.BASELINE_MODEL_ID_PROPERTY, baseline.id)
