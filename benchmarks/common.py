@@ -38,13 +38,15 @@ def git_commit() -> str:
 
 
 def write_report(name: str, config: dict[str, Any], rows: Sequence[dict[str, Any]],
-                 notes: str, out: Optional[pathlib.Path] = None) -> pathlib.Path:
-    """Writes reports/<name>.json in the DESIGN §8 shape and returns its path."""
+                 notes: str, out: Optional[pathlib.Path] = None,
+                 git: Optional[str] = None) -> pathlib.Path:
+    """Writes reports/<name>.json in the DESIGN §8 shape and returns its path; `git` is the
+    commit the run started from (default: HEAD now)."""
     path = out or REPORTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": name,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "git": git_commit(), "machine": machine(), "config": config, "rows": list(rows),
+              "git": git or git_commit(), "machine": machine(), "config": config, "rows": list(rows),
               "notes": notes}
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path

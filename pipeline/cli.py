@@ -5,7 +5,7 @@
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
-    twotower bench pool|quality                        # benchmarks -> reports/<name>.json
+    twotower bench pool|quality|index                        # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -204,6 +204,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
+    from benchmarks import index as index_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import quality as quality_bench  # pylint: disable=import-outside-toplevel
 
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
@@ -219,6 +220,11 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     quality_bench.add_arguments(quality)
     quality.set_defaults(handler=cmd_bench, bench_main=quality_bench.main_from_args)
+    index = names.add_parser("index", help="ScaNN vs exact search vs FAISS on 1M x 64",
+                             description=index_bench.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    index_bench.add_arguments(index)
+    index.set_defaults(handler=cmd_bench, bench_main=index_bench.main_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,13 +32,18 @@ def test_train_evaluate_export(data, tmp_path):
     assert 0 < metrics["coverage_at_10"] <= 1 and metrics["examples_per_sec"] > 0
     ids, embeddings = export.read_embeddings(os.path.join(serving, export.EMBEDDINGS_FILE))
     assert sorted(ids) == sorted(f"i{i}" for i in range(1, 121))
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    # Unit-norm tower outputs plus the popularity prior column τ·β·log p (β = 1 by default).
+    assert config.model.popularity_prior == 1.0 and embeddings.shape == (120, 17)
+    np.testing.assert_allclose(np.linalg.norm(embeddings[:, :16], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(embeddings[:, 16], 0.07 * result.log_popularity, rtol=1e-5)
     loaded = tf.saved_model.load(os.path.join(serving, export.QUERY_TOWER_DIR))
     query = {"user_id": tf.constant(["u1", "nobody"]), "age": tf.constant([30, 0], tf.int64),
              "gender": tf.constant(["F", ""]), "occupation": tf.constant(["artist", ""]),
              "zip": tf.constant(["12345", ""])}
-    served = loaded.signatures["serving_default"](**query)[export.EMBEDDING_OUTPUT]
-    np.testing.assert_allclose(served, result.model.query_tower(query), rtol=1e-5, atol=1e-6)
+    served = loaded.signatures["serving_default"](**query)[export.EMBEDDING_OUTPUT].numpy()
+    np.testing.assert_allclose(served[:, :16], result.model.query_tower(query), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(served[:, 16], 1.0)
     assert os.path.exists(os.path.join(serving, export.METRICS_FILE))
     # A new model warm-started from this export scores exactly as the trained one.
     warm = training.build_model(pool_uri, dataclasses.replace(

@@ -1,0 +1,219 @@
+"""`twotower bench index`: ScaNN against exact search and FAISS on 1M x 64 embeddings.
+
+Data sets (unit vectors; queries drawn like the database but not in it):
+  * clustered: 1,000 centres, Gaussian noise 0.6 around them (easy);
+  * hard: 10,000 centres, noise 1.5 (overlapping clusters).
+Methods, one query at a time on one thread, recall@10 against exact top-10:
+  * exact: numpy brute force;
+  * scann: the IndexBuilder's settings for this catalogue size
+    (components/index_builder/scann_settings.derive), swept over leaves searched and
+    reordering depth at query time;
+  * faiss_ivf: IndexIVFFlat (√n lists, inner product), swept over nprobe;
+  * faiss_hnsw: IndexHNSWFlat (M 32), swept over efSearch.
+Each sweep stops at the first operating point with recall@10 ≥ 0.99. The notes compare the
+best queries/s at recall ≥ 0.95 per method. Writes reports/index.json (DESIGN §8).
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from benchmarks import common
+
+DATASETS = {"clustered": (1_000, 0.6), "hard": (10_000, 1.5)}
+TARGET_RECALL = 0.95
+STOP_RECALL = 0.99
+K = 10
+SCANN_SWEEP = ((10, 100), (25, 100), (50, 100), (100, 200), (200, 400), (400, 800),
+               (1000, 2000))
+IVF_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+HNSW_SWEEP = (16, 32, 64, 128, 256, 512)
+
+
+def make_dataset(name: str, rows: int, dim: int, queries: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm database [rows, dim] and queries [queries, dim] around shared centres."""
+    centres, noise = DATASETS[name]
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim)).astype(np.float32)
+
+    def draw(count: int) -> np.ndarray:
+        points = means[rng.integers(0, centres, count)]
+        points = points + noise * rng.normal(size=(count, dim)).astype(np.float32)
+        return points / np.linalg.norm(points, axis=1, keepdims=True)
+    return draw(rows), draw(queries)
+
+
+def exact_top_k(database: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
+    """[Q, k] indices of the largest inner products (ground truth)."""
+    result = np.empty((len(queries), k), np.int64)
+    for start in range(0, len(queries), 256):
+        scores = queries[start:start + 256] @ database.T
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        result[start:start + 256] = np.take_along_axis(top, order, axis=1)
+    return result
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / len(t)
+                          for f, t in zip(found, truth)]))
+
+
+def measure(search_one: Callable[[np.ndarray], np.ndarray], queries: np.ndarray,
+            truth: np.ndarray, min_seconds: float = 2.0) -> dict[str, float]:
+    """recall@10 over all queries, and queries/s of one-at-a-time calls."""
+    found = np.stack([np.asarray(search_one(query))[:K] for query in queries])
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < min_seconds or calls < 100:
+        search_one(queries[calls % len(queries)])
+        calls += 1
+    return {"recall_at_10": round(recall(found, truth), 4),
+            "qps": round(calls / (time.perf_counter() - started), 1)}
+
+
+def _exact(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
+           ) -> Iterator[dict[str, Any]]:
+    def search(query: np.ndarray) -> np.ndarray:
+        scores = database @ query
+        top = np.argpartition(-scores, K)[:K]
+        return top[np.argsort(-scores[top])]
+    yield {"name": "exact", "params": {}, **measure(search, queries, truth, min_seconds=5.0)}
+
+
+def _scann(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
+           ) -> Iterator[dict[str, Any]]:
+    from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=import-outside-toplevel
+    from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
+    from pipeline.config import IndexConfig  # pylint: disable=import-outside-toplevel
+    settings = scann_settings.derive(len(database), IndexConfig(k=K))
+    started = time.perf_counter()
+    searcher = (scann_ops_pybind.builder(database, K, "dot_product")
+                .tree(num_leaves=settings.num_leaves,
+                      num_leaves_to_search=settings.num_leaves_to_search,
+                      training_sample_size=min(len(database), 250_000))
+                .score_ah(scann_settings.DIMENSIONS_PER_BLOCK, anisotropic_quantization_threshold=
+                          settings.anisotropic_quantization_threshold)
+                .reorder(settings.reorder).build())
+    build_s = round(time.perf_counter() - started, 1)
+    points = [(settings.num_leaves_to_search, settings.reorder)] + [
+        point for point in SCANN_SWEEP if point[0] <= settings.num_leaves]
+    for leaves, reorder in dict.fromkeys(points):
+        row = measure(lambda q, l=leaves, r=reorder: searcher.search(
+            q, final_num_neighbors=K, pre_reorder_num_neighbors=r, leaves_to_search=l)[0],
+            queries, truth)
+        yield {"name": "scann", "params": {"num_leaves": settings.num_leaves,
+                                           "leaves_to_search": leaves, "reorder": reorder,
+                                           "default": (leaves, reorder) == points[0]},
+               "build_s": build_s, **row}
+        if row["recall_at_10"] >= STOP_RECALL:
+            return
+
+
+def _faiss(kind: str, database: np.ndarray, queries: np.ndarray, truth: np.ndarray
+           ) -> Iterator[dict[str, Any]]:
+    import faiss  # pylint: disable=import-outside-toplevel
+    dim = database.shape[1]
+    started = time.perf_counter()
+    if kind == "faiss_ivf":
+        lists = int(round(np.sqrt(len(database))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(database[np.random.default_rng(0).choice(len(database), min(
+            len(database), 100 * lists), replace=False)])
+        index.add(database)
+        sweep, knob, fixed = IVF_SWEEP, "nprobe", {"nlist": lists}
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(database)
+        sweep, knob, fixed = HNSW_SWEEP, "efSearch", {"M": 32, "efConstruction": 40}
+    build_s = round(time.perf_counter() - started, 1)
+    faiss.omp_set_num_threads(1)
+    for value in sweep:
+        if kind == "faiss_ivf":
+            index.nprobe = value
+        else:
+            index.hnsw.efSearch = value
+        row = measure(lambda q: index.search(q[np.newaxis], K)[1][0], queries, truth)
+        yield {"name": kind, "params": {**fixed, knob: value}, "build_s": build_s, **row}
+        if row["recall_at_10"] >= STOP_RECALL:
+            break
+    faiss.omp_set_num_threads(2)
+
+
+def best_at_target(rows: list[dict[str, Any]], dataset: str, name: str) -> Optional[dict]:
+    """The fastest operating point of one method with recall@10 ≥ 0.95, if any."""
+    hits = [r for r in rows if r["dataset"] == dataset and r["name"] == name
+            and r["recall_at_10"] >= TARGET_RECALL]
+    return max(hits, key=lambda r: r["qps"]) if hits else None
+
+
+def _notes(rows: list[dict[str, Any]], datasets: list[str]) -> str:
+    parts = ["Queries one at a time on one thread (FAISS omp threads = 1); recall@10 against "
+             "exact top-10 over all queries. ScaNN via its pybind searcher (the same C++ "
+             "searcher the TF ops in the served SavedModel wrap); its first row is the "
+             "IndexBuilder's default settings."]
+    for dataset in datasets:
+        exact = next(r for r in rows if r["dataset"] == dataset and r["name"] == "exact")
+        best = {name: best_at_target(rows, dataset, name)
+                for name in ("scann", "faiss_ivf", "faiss_hnsw")}
+        summary = ", ".join(f"{name} {row['qps']:.0f} q/s ({row['qps'] / exact['qps']:.1f}x "
+                            f"exact)" if row else f"{name} did not reach {TARGET_RECALL}"
+                            for name, row in best.items())
+        parts.append(f"{dataset}: exact {exact['qps']:.0f} q/s; best at recall@10 >= "
+                     f"{TARGET_RECALL}: {summary}.")
+    return " ".join(parts)
+
+
+def run(datasets: list[str], rows_count: int, dim: int, queries_count: int, seed: int,
+        methods: list[str], out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Measures every method on every data set and writes the report."""
+    rows: list[dict[str, Any]] = []
+    commit = common.git_commit()
+    for dataset in datasets:
+        database, queries = make_dataset(dataset, rows_count, dim, queries_count, seed)
+        truth = exact_top_k(database, queries)
+        for method in methods:
+            _log(f"{dataset}: {method}")
+            if method == "exact":
+                results = _exact(database, queries, truth)
+            elif method == "scann":
+                results = _scann(database, queries, truth)
+            else:
+                results = _faiss(method, database, queries, truth)
+            for row in results:
+                rows.append({"dataset": dataset, **row})
+                _log(f"{dataset} {row['name']} {row['params']}: recall@10 "
+                     f"{row['recall_at_10']:.4f}, {row['qps']:.0f} q/s")
+    config = {"datasets": {name: dict(zip(("centres", "noise"), DATASETS[name]))
+                           for name in datasets},
+              "rows": rows_count, "dim": dim, "queries": queries_count, "seed": seed, "k": K,
+              "methods": methods}
+    return common.write_report("index", config, rows, _notes(rows, datasets), out, commit)
+
+
+def _log(message: str) -> None:
+    print(f"[index] {message}", file=sys.stderr, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--rows", type=int, default=1_000_000, help="database vectors")
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", nargs="+", default=["exact", "scann", "faiss_ivf",
+                                                         "faiss_hnsw"],
+                        choices=["exact", "scann", "faiss_ivf", "faiss_hnsw"])
+    parser.add_argument("--out", type=pathlib.Path, help="report path (default reports/index.json)")
+
+
+def main_from_args(args: argparse.Namespace) -> None:
+    path = run(args.datasets, args.rows, args.dim, args.queries, args.seed, args.methods,
+               args.out)
+    print(f"wrote {path}")
