@@ -5,6 +5,7 @@
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
+    twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower bench pool|quality|index                        # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
@@ -198,6 +199,12 @@ def cmd_tune_temperature(args: argparse.Namespace) -> None:
     tune.tune_temperature(_load_config(args), args.model, args.sample, sweep, args.out)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from serving import flags, server  # pylint: disable=import-outside-toplevel
+
+    server.serve_forever(flags.options_from_args(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     args.bench_main(args)
 
@@ -283,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "and report recall")
     tune.add_argument("--out", type=pathlib.Path, help="write the report as JSON")
     tune.set_defaults(handler=cmd_tune_temperature)
+    from serving import flags as serving_flags  # pylint: disable=import-outside-toplevel
+    serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC and "
+                                              "REST APIs", description=serving_flags.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serving_flags.add_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
     _add_bench_commands(commands)
     return parser
 

@@ -1,0 +1,87 @@
+"""Flags and options of `twotower serve` (kept free of TensorFlow imports so the CLI starts
+fast).
+
+Flags follow tensorflow_model_server's where one exists (--port, --rest_api_port,
+--model_name, --model_base_path, --model_config_file, --file_system_poll_wait_seconds);
+--host, --max_batch_size, --max_request_bytes, --grpc_threads and
+--ssl_cert_file/--ssl_key_file are ours (TF Serving takes TLS settings as an
+--ssl_config_file proto, which tensorflow-serving-api does not ship).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from typing import Optional
+
+from pipeline.errors import TwoTowerError
+
+
+@dataclasses.dataclass
+class ServerOptions:
+    """Everything `serve` needs; built from flags or by tests."""
+
+    models: dict[str, str]
+    host: str = "127.0.0.1"
+    port: int = 8500
+    rest_api_port: int = 8501
+    poll_seconds: float = 2.0
+    max_batch_size: int = 1024
+    max_request_bytes: int = 4 << 20
+    grpc_threads: int = 16
+    ssl_cert_file: Optional[str] = None
+    ssl_key_file: Optional[str] = None
+
+
+def models_from_flags(model_name: Optional[str], model_base_path: Optional[str],
+                      model_config_file: Optional[str]) -> dict[str, str]:
+    """Model name -> base path from --model_name/--model_base_path or a ModelServerConfig.
+
+    Raises:
+      TwoTowerError: naming the missing or conflicting flags, or an unreadable config file.
+    """
+    if model_config_file:
+        if model_base_path:
+            raise TwoTowerError("pass either --model_config_file or --model_base_path, not both")
+        from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+        from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=import-outside-toplevel
+        try:
+            with open(model_config_file) as f:
+                config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+        except (OSError, text_format.ParseError) as e:
+            raise TwoTowerError(f"--model_config_file {model_config_file}: {e}") from e
+        models = {entry.name: entry.base_path for entry in config.model_config_list.config}
+        if not models:
+            raise TwoTowerError(f"--model_config_file {model_config_file} lists no models")
+        return models
+    if not model_base_path:
+        raise TwoTowerError("pass --model_base_path (and --model_name) or --model_config_file")
+    return {model_name or "default": os.path.abspath(model_base_path)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port")
+    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--model_name", default="twotower")
+    parser.add_argument("--model_base_path", help="folder of numeric version folders")
+    parser.add_argument("--model_config_file", help="ModelServerConfig text proto "
+                                                    "(model_config_list) for several models")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=2.0)
+    parser.add_argument("--max_batch_size", type=int, default=1024)
+    parser.add_argument("--max_request_bytes", type=int, default=4 << 20)
+    parser.add_argument("--grpc_threads", type=int, default=16,
+                        help="concurrent gRPC requests")
+    parser.add_argument("--ssl_cert_file", help="PEM certificate; enables TLS on both ports")
+    parser.add_argument("--ssl_key_file", help="PEM private key for --ssl_cert_file")
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    if bool(args.ssl_cert_file) != bool(args.ssl_key_file):
+        raise TwoTowerError("pass both --ssl_cert_file and --ssl_key_file, or neither")
+    return ServerOptions(
+        models=models_from_flags(args.model_name, args.model_base_path, args.model_config_file),
+        host=args.host, port=args.port, rest_api_port=args.rest_api_port,
+        poll_seconds=args.file_system_poll_wait_seconds, max_batch_size=args.max_batch_size,
+        max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_threads,
+        ssl_cert_file=args.ssl_cert_file, ssl_key_file=args.ssl_key_file)

@@ -1,0 +1,128 @@
+"""TF Serving's gRPC API over the ModelManager: PredictionService.Predict and
+GetModelMetadata, ModelService.GetModelStatus. Classify, Regress, MultiInference and
+HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import grpc
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from serving import metrics as metrics_lib
+from serving import tensors
+from serving.model_manager import ModelManager
+from serving.signatures import RequestError, Signature
+
+STATE = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _version(spec: Any) -> int | None:
+    return spec.version.value if spec.HasField("version") else None
+
+
+def signature_def(signature: Signature, method: str = "tensorflow/serving/predict"
+                  ) -> meta_graph_pb2.SignatureDef:
+    """A SignatureDef describing one loaded signature (for GetModelMetadata)."""
+    definition = meta_graph_pb2.SignatureDef(method_name=method)
+    for target, infos in ((definition.inputs, signature.inputs),
+                          (definition.outputs, signature.outputs)):
+        for name, info in infos.items():
+            entry = target[name]
+            entry.name = name
+            entry.dtype = info.dtype.as_datatype_enum
+            for size in info.shape:
+                entry.tensor_shape.dim.add(size=-1 if size is None else size)
+    return definition
+
+
+class _Guard:
+    """Maps RequestError to its status and counts the request in the metrics."""
+
+    def __init__(self, registry: metrics_lib.Registry) -> None:
+        self.registry = registry
+
+    def run(self, context: grpc.ServicerContext, method: str, model: str,
+            body: Callable[[], Any]) -> Any:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before start")
+        with self.registry.timer("grpc", method, model) as outcome:
+            try:
+                return body()
+            except RequestError as e:
+                outcome.error(e.code.name)
+                context.abort(e.code, str(e))
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata."""
+
+    def __init__(self, manager: ModelManager, max_batch: int,
+                 registry: metrics_lib.Registry) -> None:
+        self.manager = manager
+        self.max_batch = max_batch
+        self.guard = _Guard(registry)
+
+    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+                ) -> predict_pb2.PredictResponse:
+        def body() -> predict_pb2.PredictResponse:
+            spec = request.model_spec
+            inputs = {name: tensors.to_numpy(proto) for name, proto in request.inputs.items()}
+            version, outputs = self.manager.predict(spec.name, _version(spec),
+                                                    spec.signature_name, inputs, self.max_batch)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = spec.name
+            response.model_spec.version.value = version
+            response.model_spec.signature_name = spec.signature_name or "serving_default"
+            wanted = set(request.output_filter) or set(outputs)
+            for name, value in outputs.items():
+                if name in wanted:
+                    response.outputs[name].CopyFrom(tensors.to_proto(value))
+            return response
+        return self.guard.run(context, "Predict", request.model_spec.name, body)
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext
+                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
+            fields = set(request.metadata_field)
+            if fields - {"signature_def"}:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Metadata field {sorted(fields)[0]} is not supported; "
+                                   "use signature_def")
+            loaded = self.manager.get(request.model_spec.name, _version(request.model_spec))
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = request.model_spec.name
+            response.model_spec.version.value = loaded.version
+            definitions = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature in loaded.signatures.items():
+                definitions.signature_def[name].CopyFrom(signature_def(signature))
+            response.metadata["signature_def"].Pack(definitions)
+            return response
+        return self.guard.run(context, "GetModelMetadata", request.model_spec.name, body)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus."""
+
+    def __init__(self, manager: ModelManager, registry: metrics_lib.Registry) -> None:
+        self.manager = manager
+        self.guard = _Guard(registry)
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                       context: grpc.ServicerContext
+                       ) -> get_model_status_pb2.GetModelStatusResponse:
+        def body() -> get_model_status_pb2.GetModelStatusResponse:
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for status in self.manager.status(request.model_spec.name,
+                                              _version(request.model_spec)):
+                entry = response.model_version_status.add(version=status.version,
+                                                          state=STATE.Value(status.state))
+                if status.error:
+                    entry.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                    entry.status.error_message = status.error
+            return response
+        return self.guard.run(context, "GetModelStatus", request.model_spec.name, body)

@@ -1,0 +1,200 @@
+"""Loads model versions from TF Serving model base paths and swaps them in atomically.
+
+For each model, `poll` lists the complete numeric version folders under its base path
+(components/pusher/versions.py). When a newer version appears it is loaded, its warm-up
+requests (assets.extra/tf_serving_warmup_requests) are replayed, and only then does it
+become the served version (one reference assignment under a lock; requests in flight keep
+the version object they started with). If loading or warm-up fails, the previous version
+keeps serving and the failure is reported by `status` (GetModelStatus). Older versions are
+unloaded after a swap (TF Serving's default "latest" policy); a version whose folder is
+deleted keeps serving from memory until a newer one loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Callable, Optional
+
+from absl import logging
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from components.index_builder import warmup
+from components.pusher import versions as versions_lib
+from serving import signatures
+from serving.signatures import RequestError
+
+AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
+
+
+@dataclasses.dataclass
+class LoadedVersion:
+    """A loaded SavedModel version and its signatures."""
+
+    version: int
+    path: str
+    model: Any
+    signatures: dict[str, signatures.Signature]
+
+
+@dataclasses.dataclass
+class VersionStatus:
+    """What GetModelStatus reports for one version; `error` is empty when it is fine."""
+
+    version: int
+    state: str
+    error: str = ""
+
+
+@dataclasses.dataclass
+class _Model:
+    name: str
+    base_path: str
+    served: Optional[LoadedVersion] = None
+    statuses: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
+
+
+def load_version(path: str, version: int) -> LoadedVersion:
+    """Loads a SavedModel and describes its signatures; replays its warm-up requests."""
+    model = tf.saved_model.load(path)
+    described = {name: signatures.describe(function)
+                 for name, function in model.signatures.items()}
+    loaded = LoadedVersion(version, path, model, described)
+    for request in warmup.read(path):
+        signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        signature.function(**signatures.validate(signature, inputs, max_batch=1 << 30))
+    return loaded
+
+
+class ModelManager:
+    """The served versions of every configured model."""
+
+    def __init__(self, models: dict[str, str],
+                 loader: Callable[[str, int], LoadedVersion] = load_version) -> None:
+        """Args:
+          models: Model name -> model base path (numeric version folders beneath).
+          loader: Loads one version folder (tests substitute failures).
+        """
+        self._models = {name: _Model(name, path) for name, path in models.items()}
+        self._lock = threading.Lock()
+        self._loader = loader
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def poll(self) -> None:
+        """Loads the newest complete version of each model if it is new."""
+        for model in self._models.values():
+            available = versions_lib.versions(model.base_path)
+            if not available:
+                continue
+            newest = available[-1]
+            if newest in model.statuses or (model.served and model.served.version >= newest):
+                continue
+            self._load(model, newest)
+
+    def _load(self, model: _Model, version: int) -> None:
+        path = f"{model.base_path.rstrip('/')}/{version}"
+        with self._lock:
+            model.statuses[version] = VersionStatus(version, LOADING)
+        logging.info("Loading %s version %d from %s", model.name, version, path)
+        try:
+            loaded = self._loader(path, version)
+        except Exception as e:  # pylint: disable=broad-except
+            # Any failure (corrupt saved_model.pb, missing variables, failing warm-up) must
+            # leave the served version untouched and be visible in GetModelStatus.
+            message = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            logging.error("Version %d of %s failed to load; still serving %s. %s", version,
+                          model.name, model.served.version if model.served else "nothing",
+                          message)
+            with self._lock:
+                model.statuses[version] = VersionStatus(version, END, message)
+            return
+        with self._lock:
+            previous = model.served
+            model.served = loaded
+            model.statuses[version] = VersionStatus(version, AVAILABLE)
+            if previous is not None:
+                model.statuses[previous.version] = VersionStatus(previous.version, END)
+        logging.info("Serving %s version %d", model.name, version)
+
+    def get(self, name: str, version: Optional[int] = None) -> LoadedVersion:
+        """The served version (or the pinned one, if it is the one loaded).
+
+        Raises:
+          RequestError: NOT_FOUND for an unknown model or a version not loaded.
+        """
+        model = self._models.get(name)
+        if model is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Latest({name}); served "
+                               f"models: {self.names}")
+        served = model.served
+        if served is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"model {name} has no version loaded yet (base path "
+                               f"{model.base_path})")
+        if version is not None and version != served.version:
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Specific({name}, {version}); "
+                               f"loaded version: {served.version}")
+        return served
+
+    def status(self, name: str, version: Optional[int] = None) -> list[VersionStatus]:
+        """Status of every version seen (or one).
+
+        Raises:
+          RequestError: NOT_FOUND for an unknown model or version.
+        """
+        model = self._models.get(name)
+        if model is None:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of "
+                                                          f"model {name}")
+        with self._lock:
+            statuses = dict(model.statuses)
+        if version is not None:
+            if version not in statuses:
+                raise RequestError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {version} of model {name}")
+            return [statuses[version]]
+        return [statuses[v] for v in sorted(statuses, reverse=True)]
+
+    def predict(self, name: str, version: Optional[int], signature_name: str,
+                inputs: dict[str, np.ndarray], max_batch: int
+                ) -> tuple[int, dict[str, np.ndarray]]:
+        """Validates and runs one request; returns (version used, outputs as numpy)."""
+        loaded = self.get(name, version)
+        signature = loaded.signatures.get(signature_name or "serving_default")
+        if signature is None:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Serving signature name: \"{signature_name}\" not found in "
+                               f"signature def; available: {sorted(loaded.signatures)}")
+        tensors = signatures.validate(signature, inputs, max_batch)
+        try:
+            outputs = signature.function(**tensors)
+        except tf.errors.InvalidArgumentError as e:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+        return loaded.version, {key: value.numpy() for key, value in outputs.items()}
+
+    def start(self, poll_seconds: float) -> None:
+        """Polls now, then every poll_seconds in a daemon thread."""
+        self.poll()
+
+        def loop() -> None:
+            while not self._stop.wait(poll_seconds):
+                try:
+                    self.poll()
+                except Exception:  # pylint: disable=broad-except
+                    logging.exception("Polling the model base paths failed; will retry")
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,52 @@
+"""Tiny retrieval SavedModels for server tests: no training, same signatures as the
+IndexBuilder's (a hashed-user query tower + exact top-K over a fixed catalogue)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from components.index_builder import retrieval_model, warmup
+from components.pusher import versions
+
+ITEMS = [f"i{i}" for i in range(50)]
+DIM = 8
+K = 5
+
+
+class _HashTower(tf.Module):
+    """user_id -> a fixed random unit vector per hash bucket (seeded by `seed`)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        table = np.random.default_rng(seed).normal(size=(64, DIM)).astype(np.float32)
+        self.table = tf.Variable(table / np.linalg.norm(table, axis=1, keepdims=True))
+
+    @tf.function(input_signature=[retrieval_model.QUERY_SPECS])
+    def serve(self, features):
+        bucket = tf.strings.to_hash_bucket_fast(features["user_id"], 64)
+        shift = tf.cast(features["age"], tf.float32)[:, tf.newaxis] * 0.0
+        return {"embedding": tf.gather(self.table, bucket) + shift}
+
+
+def write_version(base_path: str, version: int, seed: int, root: str) -> str:
+    """Publishes one version (k = 5 of 50 items) under base_path; returns its folder."""
+    tower_dir = os.path.join(root, f"tower-{seed}")
+    tower = _HashTower(seed)
+    tf.saved_model.save(tower, tower_dir, signatures={"serving_default": tower.serve})
+    items = np.random.default_rng(seed + 1).normal(size=(len(ITEMS), DIM)).astype(np.float32)
+    model = retrieval_model.RetrievalModel(tower_dir, ITEMS, retrieval_model.ExactSearch(items), K)
+    staging = os.path.join(root, f"model-{seed}-{version}")
+    model.save(staging)
+    warmup.write(staging, "twotower", "serving_default", [query(["u1", "u2"])])
+    return versions.publish(staging, base_path, version)
+
+
+def query(users: list[str]) -> dict[str, np.ndarray]:
+    """Raw query features for some users."""
+    n = len(users)
+    return {"user_id": np.array(users, dtype=object), "age": np.full(n, 30, np.int64),
+            "gender": np.array(["F"] * n, dtype=object),
+            "occupation": np.array(["writer"] * n, dtype=object),
+            "zip": np.array(["12345"] * n, dtype=object)}

@@ -1,0 +1,191 @@
+"""The model server through the official tensorflow-serving-api gRPC stubs and plain HTTP."""
+import concurrent.futures
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from serving import server as server_lib
+from serving.flags import ServerOptions
+from serving.tests import fixtures
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="served")
+def fixture_served(tmp_path):
+    base = str(tmp_path / "models" / "twotower")
+    fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
+    server = server_lib.ModelServer(ServerOptions(
+        models={"twotower": base}, port=0, rest_api_port=0, poll_seconds=0.2, max_batch_size=8))
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    yield server, channel, base, tmp_path
+    channel.close()
+    server.stop()
+
+
+def _request(users, version=None, model="twotower", **overrides):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = "serving_default"
+    if version is not None:
+        request.model_spec.version.value = version
+    for name, value in {**fixtures.query(users), **overrides}.items():
+        if value is not None:
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def _predict(channel, request, timeout=10):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
+
+
+def _rest(server, path, body=None):
+    url = f"http://127.0.0.1:{server.rest_port}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_predict_matches_the_saved_model_in_process(served):
+    server, channel, base, _ = served
+    response = _predict(channel, _request(["u1", "u2", "u3"]))
+    ids = tf.make_ndarray(response.outputs["item_ids"])
+    assert ids.shape == (3, fixtures.K) and response.model_spec.version.value == 1
+    local = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in fixtures.query(["u1", "u2", "u3"]).items()})
+    np.testing.assert_array_equal(ids, local["item_ids"].numpy())
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["scores"]),
+                               local["scores"].numpy(), rtol=1e-6)
+
+
+def test_metadata_status_and_version_pinning(served):
+    server, channel, _, _ = served
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "twotower"
+    metadata = stub.GetModelMetadata(request, 10)
+    definitions = get_model_metadata_pb2.SignatureDefMap()
+    metadata.metadata["signature_def"].Unpack(definitions)
+    assert set(definitions.signature_def) == {"serving_default", "query_embedding"}
+    assert set(definitions.signature_def["serving_default"].inputs) == {
+        "user_id", "age", "gender", "occupation", "zip"}
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = "twotower"
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request, 10)
+    assert [(s.version, s.state) for s in status.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+    assert _predict(channel, _request(["u1"], version=1)).model_spec.version.value == 1
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, _request(["u1"], version=7))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"age": np.array(["thirty"], dtype=object)}, "input 'age' must be int64"),
+    ({"zip": None}, "missing ['zip']"),
+    ({"user_id": np.array([["u1"]], dtype=object)}, "input 'user_id' must have rank 1"),
+])
+def test_malformed_inputs_are_invalid_argument(served, overrides, message):
+    _, channel, _, _ = served
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, _request(["u1"], **overrides))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.value.details()
+
+
+def test_oversized_batch_and_unknown_model(served):
+    _, channel, _, _ = served
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, _request([f"u{i}" for i in range(9)]))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceeds the limit 8" in error.value.details()
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, _request(["u1"], model="nope"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_rest_row_and_columnar_formats_status_and_errors(served):
+    server, _, _, _ = served
+    row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}
+    status, body = _rest(server, "/v1/models/twotower:predict", {"instances": [row, row]})
+    assert status == 200, body
+    predictions = json.loads(body)["predictions"]
+    assert len(predictions) == 2 and len(predictions[0]["item_ids"]) == fixtures.K
+    columns = {key: [value] for key, value in row.items()}
+    status, body = _rest(server, "/v1/models/twotower/versions/1:predict", {"inputs": columns})
+    assert status == 200 and json.loads(body)["outputs"]["item_ids"][0] == predictions[0]["item_ids"]
+    status, body = _rest(server, "/v1/models/twotower")
+    assert json.loads(body)["model_version_status"][0]["state"] == "AVAILABLE"
+    status, body = _rest(server, "/v1/models/twotower/metadata")
+    assert "serving_default" in json.loads(body)["metadata"]["signature_def"]["signatureDef"]
+    bad = dict(row, age="thirty")
+    status, body = _rest(server, "/v1/models/twotower:predict", {"instances": [bad]})
+    assert status == 400 and "age" in json.loads(body)["error"]
+    status, _ = _rest(server, "/v1/models/nope:predict", {"instances": [row]})
+    assert status == 404
+    status, metrics = _rest(server, "/metrics")
+    assert status == 200 and 'twotower_loaded_version{model="twotower"} 1' in metrics
+    assert 'method="Predict",model="twotower",code="INVALID_ARGUMENT"' in metrics
+
+
+def _wait_for(predicate, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_corrupt_new_version_keeps_the_old_one_serving(served):
+    server, channel, base, _ = served
+    broken = os.path.join(base, "2")
+    os.makedirs(os.path.join(broken, "variables"))
+    with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+        f.write(b"not a protobuf")
+    assert _wait_for(lambda: any(s.version == 2 for s in server.manager.status("twotower")))
+    assert _wait_for(lambda: server.manager.status("twotower", 2)[0].error)
+    assert _predict(channel, _request(["u1"])).model_spec.version.value == 1
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "twotower"
+    status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, 10)
+    failed = next(s for s in status.model_version_status if s.version == 2)
+    assert failed.status.error_message and failed.state == \
+        get_model_status_pb2.ModelVersionStatus.END
+
+
+def test_hot_swap_under_concurrent_requests_has_no_failures(served):
+    server, channel, base, tmp_path = served
+    failures, versions_seen, stop = [], set(), threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                versions_seen.add(_predict(channel, _request(["u1", "u2"])).model_spec.version.value)
+            except grpc.RpcError as e:  # recorded, asserted below
+                failures.append(e.code())
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(hammer)
+        time.sleep(0.5)
+        fixtures.write_version(base, 3, seed=3, root=str(tmp_path))
+        assert _wait_for(lambda: server.manager.get("twotower").version == 3)
+        time.sleep(0.5)
+        stop.set()
+    assert failures == []
+    assert versions_seen == {1, 3}
