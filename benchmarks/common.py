@@ -39,15 +39,16 @@ def git_commit() -> str:
 
 def write_report(name: str, config: dict[str, Any], rows: Sequence[dict[str, Any]],
                  notes: str, out: Optional[pathlib.Path] = None,
-                 git: Optional[str] = None) -> pathlib.Path:
+                 git: Optional[str] = None,
+                 extra: Optional[dict[str, Any]] = None) -> pathlib.Path:
     """Writes reports/<name>.json in the DESIGN §8 shape and returns its path; `git` is the
-    commit the run started from (default: HEAD now)."""
+    commit the run started from (default: HEAD now); `extra` adds top-level keys."""
     path = out or REPORTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": name,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "git": git or git_commit(), "machine": machine(), "config": config, "rows": list(rows),
-              "notes": notes}
+              "notes": notes, **(extra or {})}
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
 

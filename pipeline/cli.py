@@ -6,7 +6,8 @@
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
-    twotower bench pool|quality|index                        # benchmarks -> reports/<name>.json
+    twotower query --user-features user_id=1 age=24 --k 10     # ask a model server
+    twotower bench pool|quality|index|serving                        # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -205,6 +206,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
     server.serve_forever(flags.options_from_args(args))
 
 
+def cmd_query(args: argparse.Namespace) -> None:
+    from serving import client  # pylint: disable=import-outside-toplevel
+
+    result = client.query(args.host, args.port, args.model_name,
+                          client.parse_features(args.user_features), timeout=args.timeout,
+                          wait_seconds=args.wait)
+    titles = client.read_titles(args.items)
+    print(f"model {args.model_name} version {result.version}: top {min(args.k, len(result.item_ids))}")
+    for rank, (item, score) in enumerate(zip(result.item_ids[:args.k], result.scores), 1):
+        print(f"{rank:>3}. {item:<10} {score:8.4f}  {titles.get(item, '')}")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     args.bench_main(args)
 
@@ -213,6 +226,7 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import index as index_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import quality as quality_bench  # pylint: disable=import-outside-toplevel
+    from benchmarks import serving as serving_bench  # pylint: disable=import-outside-toplevel
 
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
@@ -227,6 +241,11 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     quality_bench.add_arguments(quality)
     quality.set_defaults(handler=cmd_bench, bench_main=quality_bench.main_from_args)
+    serving = names.add_parser("serving", help="model server vs in-process latency, hot swap",
+                               description=serving_bench.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    serving_bench.add_arguments(serving)
+    serving.set_defaults(handler=cmd_bench, bench_main=serving_bench.main_from_args)
     index = names.add_parser("index", help="ScaNN vs exact search vs FAISS on 1M x 64",
                              description=index_bench.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -296,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serving_flags.add_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+    ask = commands.add_parser("query", help="top-K items for one user from a model server "
+                                            "(twotower serve or a real TF Serving)")
+    ask.add_argument("--user-features", nargs="+", default=[], metavar="NAME=VALUE",
+                     help="e.g. user_id=1 age=24 gender=M occupation=technician zip=85711")
+    ask.add_argument("--k", type=int, default=10, help="items to print")
+    ask.add_argument("--host", default="127.0.0.1")
+    ask.add_argument("--port", type=int, default=8500, help="gRPC port")
+    ask.add_argument("--model_name", default="twotower")
+    ask.add_argument("--items", help="items table (CSV) to print titles from")
+    ask.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    ask.add_argument("--wait", type=float, default=0.0,
+                     help="retry for this many seconds while the server starts")
+    ask.set_defaults(handler=cmd_query)
     _add_bench_commands(commands)
     return parser
 

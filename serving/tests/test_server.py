@@ -189,3 +189,17 @@ def test_hot_swap_under_concurrent_requests_has_no_failures(served):
         stop.set()
     assert failures == []
     assert versions_seen == {1, 3}
+
+
+def test_query_client_types_features_from_metadata(served):
+    from serving import client  # pylint: disable=import-outside-toplevel
+    server, channel, _, _ = served
+    result = client.query("127.0.0.1", server.grpc_port, "twotower",
+                          {"user_id": "u1", "age": "30", "gender": "F"})
+    expected = _predict(channel, _request(["u1"]))
+    assert result.version == 1
+    assert result.item_ids == [i.decode() for i in tf.make_ndarray(expected.outputs["item_ids"])[0]]
+    with pytest.raises(client.TwoTowerError, match="age='x' must be an integer"):
+        client.query("127.0.0.1", server.grpc_port, "twotower", {"age": "x"})
+    with pytest.raises(client.TwoTowerError, match="NOT_FOUND"):
+        client.query("127.0.0.1", server.grpc_port, "nope", {})

@@ -1,0 +1,181 @@
+"""`twotower bench serving`: the model server against an in-process call of the same model.
+
+The latest version under --model_base_path (default: what `make demo` pushed) is copied to
+a temporary base path and served by `twotower serve`'s ModelServer on free loopback ports.
+A closed-loop load generator (each of C threads sends its next request when the previous
+one returns, for a bounded time) measures queries/s and p50/p95/p99 latency at
+concurrency 1, 4 and 16 for batches of 1 and 32 rows, over gRPC (official
+tensorflow_serving.apis stubs) and in process (the SavedModel's signature called directly).
+Then, under load at concurrency 4, a new version is published and swapped in; every failed
+request is counted. Writes reports/serving.json (DESIGN §8).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from benchmarks import common
+
+CONCURRENCY = (1, 4, 16)
+BATCHES = (1, 32)
+
+
+def _features(batch: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"user_id": np.array([str(u) for u in rng.integers(1, 900, batch)], dtype=object),
+            "age": rng.integers(18, 70, batch).astype(np.int64),
+            "gender": np.array(rng.choice(["F", "M"], batch), dtype=object),
+            "occupation": np.array(rng.choice(["student", "writer", "other"], batch),
+                                   dtype=object),
+            "zip": np.array([f"{z:05d}" for z in rng.integers(10000, 99999, batch)],
+                            dtype=object)}
+
+
+def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float,
+                max_requests: int) -> dict[str, float]:
+    """Runs `call` back to back from `concurrency` threads; latency percentiles in ms."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                if len(latencies) + errors[0] >= max_requests:
+                    return
+            started = time.perf_counter()
+            try:
+                call()
+            except Exception:  # pylint: disable=broad-except
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    values = np.array(latencies or [float("nan")])
+    return {"requests": len(latencies), "errors": errors[0],
+            "qps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(float(np.percentile(values, 50)), 3),
+            "p95_ms": round(float(np.percentile(values, 95)), 3),
+            "p99_ms": round(float(np.percentile(values, 99)), 3)}
+
+
+def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
+        out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Measures every mode, concurrency and batch, then the swap; writes the report."""
+    import grpc  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+    from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    from serving.flags import ServerOptions  # pylint: disable=import-outside-toplevel
+    from serving.server import ModelServer  # pylint: disable=import-outside-toplevel
+    from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
+
+    available = versions.versions(str(model_base_path))
+    if not available:
+        raise TwoTowerError(f"no model version under {model_base_path}: run `make demo` (or "
+                            "`twotower run`) first, or pass --model_base_path")
+    commit = common.git_commit()
+    source = model_base_path / str(available[-1])
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(tmp, "twotower")
+        versions.publish(str(source), base, 1)
+        server = ModelServer(ServerOptions(models={"twotower": base}, port=0, rest_api_port=0,
+                                           poll_seconds=0.5, grpc_threads=32))
+        server.start()
+        signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            for batch in BATCHES:
+                features = _features(batch, seed=batch)
+                tensors = {name: tf.constant(value) for name, value in features.items()}
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "twotower"
+                for name, value in features.items():
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+                calls = {"in_process": lambda t=tensors: signature(**t),
+                         "grpc": lambda r=request: stub.Predict(r, 30)}
+                for mode, call in calls.items():
+                    call()
+                    for concurrency in CONCURRENCY:
+                        row = {"mode": mode, "concurrency": concurrency, "batch": batch,
+                               **closed_loop(call, concurrency, seconds, max_requests)}
+                        _log(str(row))
+                        rows.append(row)
+            swap = _swap(server, base, source, stub, request, seconds, max_requests)
+        finally:
+            channel.close()
+            server.stop()
+    notes = _notes(rows, swap)
+    config = {"model": str(source), "seconds_per_point": seconds, "max_requests": max_requests,
+              "concurrency": list(CONCURRENCY), "batches": list(BATCHES), "loopback": True}
+    return common.write_report("serving", config, rows, notes, out, commit,
+                               extra={"swap": swap})
+
+
+def _swap(server: Any, base: str, source: pathlib.Path, stub: Any, request: Any,
+          seconds: float, max_requests: int) -> dict[str, int]:
+    """Publishes version 2 while 4 clients send requests; counts failures."""
+    from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    result: dict[str, Any] = {}
+    load = threading.Thread(target=lambda: result.update(closed_loop(
+        lambda: stub.Predict(request, 30), 4, max(seconds, 6.0), max_requests)))
+    load.start()
+    time.sleep(1.0)
+    versions.publish(str(source), base, 2)
+    load.join()
+    swapped = server.manager.get("twotower").version == 2
+    _log(f"swap: {result['requests']} requests, {result['errors']} failed, swapped {swapped}")
+    return {"requests": result["requests"], "failed": result["errors"], "swapped": swapped}
+
+
+def _notes(rows: list[dict[str, Any]], swap: dict[str, int]) -> str:
+    def p50(mode: str, batch: int) -> float:
+        return next(r["p50_ms"] for r in rows if r["mode"] == mode and r["batch"] == batch
+                    and r["concurrency"] == 1)
+    parts = ["Closed loop on loopback; one process holds the server and the load generator, "
+             "so at concurrency > 1 both compete for the 2 cores."]
+    for batch in BATCHES:
+        grpc_ms, local_ms = p50("grpc", batch), p50("in_process", batch)
+        parts.append(f"batch {batch}, concurrency 1: gRPC p50 {grpc_ms:.2f} ms vs in-process "
+                     f"{local_ms:.2f} ms ({grpc_ms / local_ms:.2f}x, +{grpc_ms - local_ms:.2f} ms).")
+    parts.append(f"Hot swap under load: {swap['failed']} of {swap['requests']} requests failed.")
+    return " ".join(parts)
+
+
+def _log(message: str) -> None:
+    print(f"[serving] {message}", file=sys.stderr, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_base_path", type=pathlib.Path,
+                        default=pathlib.Path("serving_models/twotower"),
+                        help="base path whose latest version is benchmarked")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per operating point")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="per operating point")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help="report path (default reports/serving.json)")
+
+
+def main_from_args(args: argparse.Namespace) -> None:
+    path = run(args.model_base_path, args.seconds, args.max_requests, args.out)
+    print(f"wrote {path}")

@@ -1,0 +1,120 @@
+"""`twotower query`: top-K items for one user from a model server over TF Serving's gRPC API.
+
+Uses only the official tensorflow_serving.apis stubs, so the same function works against a
+real `tensorflow_model_server`. Input dtypes are read from the server's GetModelMetadata,
+so the user features are typed as the served signature wants them.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from typing import Mapping, Optional
+
+import grpc
+import numpy as np
+
+from pipeline.errors import TwoTowerError
+
+
+@dataclasses.dataclass
+class QueryResult:
+    """The served version and the top items with their scores."""
+
+    version: int
+    item_ids: list[str]
+    scores: list[float]
+
+
+def parse_features(pairs: list[str]) -> dict[str, str]:
+    """["user_id=1", "age=30", ...] -> {"user_id": "1", ...}.
+
+    Raises:
+      TwoTowerError: naming a pair without "=".
+    """
+    features = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise TwoTowerError(f"--user-features {pair!r}: expected NAME=VALUE, e.g. age=30")
+        features[name] = value
+    return features
+
+
+def _input_dtypes(stub, model_name: str, signature: str, timeout: float) -> dict[str, int]:
+    from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=import-outside-toplevel
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = model_name
+    response = stub.GetModelMetadata(request, timeout)
+    definitions = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(definitions)
+    if signature not in definitions.signature_def:
+        raise TwoTowerError(f"model {model_name} has no signature {signature!r}; it has "
+                            f"{sorted(definitions.signature_def)}")
+    return {name: info.dtype for name, info in definitions.signature_def[signature].inputs.items()}
+
+
+def query(host: str, port: int, model_name: str, features: Mapping[str, str],
+          signature: str = "serving_default", timeout: float = 10.0,
+          wait_seconds: float = 0.0) -> QueryResult:
+    """Asks the server for one user's top items.
+
+    Args:
+      host: Server address.
+      port: gRPC port.
+      model_name: Served model name.
+      features: Raw user features as strings (typed here by the signature's dtypes; missing
+        ones are sent empty/0, which the towers treat as unknown).
+      signature: Signature to call.
+      timeout: Per-call deadline in seconds.
+      wait_seconds: Keep retrying while the server is not up yet, for this long.
+
+    Raises:
+      TwoTowerError: with the server's message when the call fails.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+    deadline = time.time() + wait_seconds
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        while True:
+            try:
+                dtypes = _input_dtypes(stub, model_name, signature, timeout)
+                break
+            except grpc.RpcError as e:
+                retry = e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
+                if not retry or time.time() >= deadline:
+                    raise TwoTowerError(f"{host}:{port} {e.code().name}: {e.details()}") from e
+                time.sleep(0.5)
+        unknown = sorted(set(features) - set(dtypes))
+        if unknown:
+            raise TwoTowerError(f"unknown features {unknown}; the model takes {sorted(dtypes)}")
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = signature
+        for name, dtype in dtypes.items():
+            raw = features.get(name, "")
+            if dtype == types_pb2.DT_STRING:
+                value = np.array([raw.encode()], dtype=object)
+            else:
+                try:
+                    value = np.array([int(raw or 0)], dtype=np.int64)
+                except ValueError as e:
+                    raise TwoTowerError(f"feature {name}={raw!r} must be an integer") from e
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        try:
+            response = stub.Predict(request, timeout)
+        except grpc.RpcError as e:
+            raise TwoTowerError(f"{e.code().name}: {e.details()}") from e
+    ids = [item.decode() for item in tf.make_ndarray(response.outputs["item_ids"])[0]]
+    scores = tf.make_ndarray(response.outputs["scores"])[0].tolist()
+    return QueryResult(response.model_spec.version.value, ids, scores)
+
+
+def read_titles(items_csv: Optional[str]) -> dict[str, str]:
+    """item_id -> title from an items table (empty without a path)."""
+    if not items_csv:
+        return {}
+    with open(items_csv, newline="") as f:
+        return {row["item_id"]: row.get("title", "") for row in csv.DictReader(f)}
