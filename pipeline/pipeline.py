@@ -112,7 +112,7 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
     index = config.index
     index_builder = IndexBuilder(
         model=trainer.outputs[keys.MODEL_KEY], examples=examples,
-        serving_model_name=config.serving.model_name, k=index.k,
+        serving_model_name=config.serving.model_name, k=index.k, max_k=index.max_k,
         brute_force_below=index.brute_force_below, num_leaves=index.num_leaves,
         num_leaves_to_search=index.num_leaves_to_search,
         anisotropic_quantization_threshold=index.anisotropic_quantization_threshold,

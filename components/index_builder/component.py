@@ -9,7 +9,8 @@ Usage (see pipeline/pipeline.py):
 Outputs:
   scann_model: Model; Format-Serving/ is one SavedModel wrapping the query tower and a ScaNN
     index of every catalogue embedding (signatures serving_default: raw query features ->
-    item_ids [B, K], scores [B, K]; query_embedding), with TF Serving warm-up requests in
+    item_ids [B, K], scores [B, K]; serving_top_k with a k input up to max_k;
+    query_embedding), with TF Serving warm-up requests in
     assets.extra/; index_report.json beside it (ScaNN recall against exact search on eval
     queries, latency).
   stock_model: Model; the same signatures with exact top-K in built-in ops only (loads on a
@@ -37,6 +38,7 @@ class IndexBuilderSpec(types.ComponentSpec):
 
     PARAMETERS = {
         keys.INDEX_K_KEY: ExecutionParameter(type=int),
+        keys.MAX_K_KEY: ExecutionParameter(type=int),
         keys.BRUTE_FORCE_BELOW_KEY: ExecutionParameter(type=int),
         keys.NUM_LEAVES_KEY: ExecutionParameter(type=int, optional=True),
         keys.NUM_LEAVES_TO_SEARCH_KEY: ExecutionParameter(type=int, optional=True),
@@ -62,7 +64,7 @@ class IndexBuilder(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 serving_model_name: str, k: int = DEFAULTS.k,
+                 serving_model_name: str, k: int = DEFAULTS.k, max_k: int = DEFAULTS.max_k,
                  brute_force_below: int = DEFAULTS.brute_force_below,
                  num_leaves: Optional[int] = DEFAULTS.num_leaves,
                  num_leaves_to_search: Optional[int] = DEFAULTS.num_leaves_to_search,
@@ -76,7 +78,8 @@ class IndexBuilder(base_component.BaseComponent):
           model: The Trainer's Model (query_tower/ and candidate_embeddings in its export).
           examples: Interactions with an `eval` split (queries for the report and warm-up).
           serving_model_name: Model name in the warm-up requests (TF Serving's model_name).
-          k: Results per query (index.k; at most index.max_k).
+          k: Results per query of serving_default (index.k; at most max_k).
+          max_k: Largest k the serving_top_k signature accepts (index.max_k).
           brute_force_below: Catalogues smaller than this are searched exactly.
           num_leaves: Partitions of the ScaNN tree (None: about √n).
           num_leaves_to_search: Partitions searched per query (None: about 1/20).
@@ -84,14 +87,14 @@ class IndexBuilder(base_component.BaseComponent):
           reorder: Candidates re-scored exactly (None: max(4k, 100)).
           report_queries: Eval queries used for index_report.json.
         """
-        IndexConfig(k=k, brute_force_below=brute_force_below, num_leaves=num_leaves,
+        IndexConfig(k=k, max_k=max_k, brute_force_below=brute_force_below, num_leaves=num_leaves,
                     num_leaves_to_search=num_leaves_to_search,
                     anisotropic_quantization_threshold=anisotropic_quantization_threshold,
                     reorder=reorder).validate()
         if report_queries < 1:
             raise ValueError(f"report_queries must be >= 1, got {report_queries}")
         spec = IndexBuilderSpec(
-            model=model, examples=examples, k=k, brute_force_below=brute_force_below,
+            model=model, examples=examples, k=k, max_k=max_k, brute_force_below=brute_force_below,
             num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
             anisotropic_quantization_threshold=anisotropic_quantization_threshold,
             reorder=reorder, serving_model_name=serving_model_name,

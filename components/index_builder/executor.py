@@ -29,7 +29,7 @@ WARMUP_ROWS = 4
 def index_config(exec_properties: Mapping[str, Any]) -> IndexConfig:
     """The component's parameters as the config section they came from (validated)."""
     config = IndexConfig(
-        k=exec_properties[keys.INDEX_K_KEY],
+        k=exec_properties[keys.INDEX_K_KEY], max_k=exec_properties[keys.MAX_K_KEY],
         brute_force_below=exec_properties[keys.BRUTE_FORCE_BELOW_KEY],
         num_leaves=exec_properties.get(keys.NUM_LEAVES_KEY),
         num_leaves_to_search=exec_properties.get(keys.NUM_LEAVES_TO_SEARCH_KEY),
@@ -81,9 +81,10 @@ class Executor(base_executor.BaseExecutor):
                      settings)
         query_tower = os.path.join(trained, trainer_export.QUERY_TOWER_DIR)
         scann = retrieval_model.RetrievalModel(
-            query_tower, ids, retrieval_model.ScannSearch(embeddings, settings), settings.k)
+            query_tower, ids, retrieval_model.ScannSearch(embeddings, settings), settings.k,
+            config.max_k)
         exact = retrieval_model.RetrievalModel(
-            query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k)
+            query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k, config.max_k)
         queries = eval_queries(artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY]),
                                exec_properties[keys.REPORT_QUERIES_KEY])
         index_report = report_lib.index_report(scann, exact, queries, settings)

@@ -2,8 +2,12 @@
 
 Both variants have the same signatures over raw query features ([B] tensors named as in
 components/trainer/features.py):
-  serving_default:  -> item_ids [B, K] string, scores [B, K] float32
+  serving_default:  -> item_ids [B, K] string, scores [B, K] float32 (K from the config)
+  serving_top_k:    + k (int32 scalar, 1..max_k) -> item_ids [B, k], scores [B, k]
   query_embedding:  -> embedding [B, D]
+A k outside 1..max_k fails inside the model with InvalidArgumentError, which TF Serving (and
+`twotower serve`) return as INVALID_ARGUMENT. TF Serving's REST row format cannot carry a
+scalar input: call serving_top_k with the columnar "inputs" format or gRPC.
 With `ScannSearch` it searches a ScaNN index (the ScaNN TF ops must be registered where it
 is loaded: `import scann`); with `ExactSearch` it uses only built-in ops (matmul + top_k),
 so it loads on a stock `tensorflow/serving`.
@@ -23,7 +27,9 @@ ITEM_IDS_OUTPUT = "item_ids"
 SCORES_OUTPUT = "scores"
 EMBEDDING_OUTPUT = "embedding"
 SERVING_SIGNATURE = "serving_default"
+TOP_K_SIGNATURE = "serving_top_k"
 EMBEDDING_SIGNATURE = "query_embedding"
+K_INPUT = "k"
 QUERY_SPECS = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_FEATURES
                                    else tf.string, name=name)
                for name in features_lib.QUERY_FEATURES}
@@ -35,12 +41,14 @@ class ScannSearch(tf.Module):
     def __init__(self, embeddings: np.ndarray, settings: scann_settings.ScannSettings) -> None:
         super().__init__()
         self.state = scann_settings.build_searcher(embeddings, settings).serialize_to_module()
+        self.reorder = settings.reorder
 
-    def __call__(self, queries: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
         scann_ops = scann_settings.import_scann_ops()
+        reorder = None if self.reorder is None else tf.maximum(k, self.reorder)
         result = scann_ops.searcher_from_module(self.state).search_batched(
-            queries, final_num_neighbors=k)
+            queries, final_num_neighbors=k, pre_reorder_num_neighbors=reorder)
         return result.indices, result.distances
 
 
@@ -52,7 +60,7 @@ class ExactSearch(tf.Module):
         self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False,
                                       name="embeddings")
 
-    def __call__(self, queries: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
         top = tf.math.top_k(tf.matmul(queries, self.embeddings, transpose_b=True), k=k)
         return top.indices, top.values
@@ -62,8 +70,9 @@ class RetrievalModel(tf.Module):
     """The query tower (a loaded SavedModel), the catalogue's ids and a search."""
 
     def __init__(self, query_tower_dir: str, item_ids: Sequence[str],
-                 search: ScannSearch | ExactSearch, k: int) -> None:
+                 search: ScannSearch | ExactSearch, k: int, max_k: int) -> None:
         super().__init__()
+        self.max_k = min(max_k, len(item_ids))
         self.query_tower = tf.saved_model.load(query_tower_dir)
         self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False,
                                     dtype=tf.string, name="item_ids")
@@ -85,8 +94,20 @@ class RetrievalModel(tf.Module):
         indices, scores = self.search(self._embed(features), self.k)
         return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
 
+    @tf.function(input_signature=[QUERY_SPECS, tf.TensorSpec([], tf.int32, name=K_INPUT)])
+    def retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
+                       ) -> dict[str, tf.Tensor]:
+        """Raw query features and k -> {"item_ids": [B, k], "scores": [B, k]}."""
+        checks = [tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1"),
+                  tf.debugging.assert_less_equal(
+                      k, self.max_k, message=f"k must be at most {self.max_k} (index.max_k)")]
+        with tf.control_dependencies(checks):
+            indices, scores = self.search(self._embed(features), tf.identity(k))
+        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
+
     def save(self, path: str) -> None:
-        """Writes the SavedModel with both signatures."""
+        """Writes the SavedModel with its three signatures."""
         tf.saved_model.save(self, path, signatures={
             SERVING_SIGNATURE: self.retrieve.get_concrete_function(),
+            TOP_K_SIGNATURE: self.retrieve_top_k.get_concrete_function(),
             EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function()})

@@ -36,7 +36,8 @@ def write_version(base_path: str, version: int, seed: int, root: str) -> str:
     tower = _HashTower(seed)
     tf.saved_model.save(tower, tower_dir, signatures={"serving_default": tower.serve})
     items = np.random.default_rng(seed + 1).normal(size=(len(ITEMS), DIM)).astype(np.float32)
-    model = retrieval_model.RetrievalModel(tower_dir, ITEMS, retrieval_model.ExactSearch(items), K)
+    model = retrieval_model.RetrievalModel(tower_dir, ITEMS, retrieval_model.ExactSearch(items), K,
+                                           max_k=20)
     staging = os.path.join(root, f"model-{seed}-{version}")
     model.save(staging)
     warmup.write(staging, "twotower", "serving_default", [query(["u1", "u2"])])

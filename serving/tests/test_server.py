@@ -81,7 +81,8 @@ def test_metadata_status_and_version_pinning(served):
     metadata = stub.GetModelMetadata(request, 10)
     definitions = get_model_metadata_pb2.SignatureDefMap()
     metadata.metadata["signature_def"].Unpack(definitions)
-    assert set(definitions.signature_def) == {"serving_default", "query_embedding"}
+    assert set(definitions.signature_def) == {"serving_default", "serving_top_k",
+                                              "query_embedding"}
     assert set(definitions.signature_def["serving_default"].inputs) == {
         "user_id", "age", "gender", "occupation", "zip"}
     status_request = get_model_status_pb2.GetModelStatusRequest()
@@ -203,3 +204,16 @@ def test_query_client_types_features_from_metadata(served):
         client.query("127.0.0.1", server.grpc_port, "twotower", {"age": "x"})
     with pytest.raises(client.TwoTowerError, match="NOT_FOUND"):
         client.query("127.0.0.1", server.grpc_port, "nope", {})
+
+
+def test_top_k_signature_and_k_too_large(served):
+    _, channel, _, _ = served
+    request = _request(["u1"])
+    request.model_spec.signature_name = "serving_top_k"
+    request.inputs["k"].CopyFrom(tf.make_tensor_proto(7, dtype=tf.int32))
+    assert tf.make_ndarray(_predict(channel, request).outputs["item_ids"]).shape == (1, 7)
+    request.inputs["k"].CopyFrom(tf.make_tensor_proto(21, dtype=tf.int32))
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "k must be at most 20" in error.value.details()

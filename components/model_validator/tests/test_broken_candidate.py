@@ -20,7 +20,7 @@ from components.trainer.tests import small_world
 
 pytestmark = pytest.mark.e2e
 
-INDEX_PROPERTIES = {keys.INDEX_K_KEY: 10, keys.BRUTE_FORCE_BELOW_KEY: 20_000,
+INDEX_PROPERTIES = {keys.INDEX_K_KEY: 10, keys.MAX_K_KEY: 50, keys.BRUTE_FORCE_BELOW_KEY: 20_000,
                     keys.NUM_LEAVES_KEY: None, keys.NUM_LEAVES_TO_SEARCH_KEY: None,
                     keys.ANISOTROPIC_THRESHOLD_KEY: 0.2, keys.REORDER_KEY: None,
                     keys.SERVING_MODEL_NAME_KEY: "twotower", keys.REPORT_QUERIES_KEY: 100}
