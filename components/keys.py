@@ -80,6 +80,7 @@ ANISOTROPIC_THRESHOLD_KEY = "anisotropic_quantization_threshold"
 REORDER_KEY = "reorder"
 SERVING_MODEL_NAME_KEY = "serving_model_name"
 REPORT_QUERIES_KEY = "report_queries"
+TARGET_RECALL_KEY = "target_recall"
 INDEX_REPORT_FILE = "index_report.json"
 
 # ModelValidator channels, parameters and files.

@@ -116,7 +116,8 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
         brute_force_below=index.brute_force_below, num_leaves=index.num_leaves,
         num_leaves_to_search=index.num_leaves_to_search,
         anisotropic_quantization_threshold=index.anisotropic_quantization_threshold,
-        reorder=index.reorder).with_id("IndexBuilder")
+        reorder=index.reorder, target_recall=config.validation.min_scann_recall,
+    ).with_id("IndexBuilder")
     validation = config.validation
     validator = ModelValidator(
         model=trainer.outputs[keys.MODEL_KEY], baseline_model=blessed.outputs[keys.MODEL_KEY],

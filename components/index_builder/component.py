@@ -27,7 +27,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import keys
 from components.index_builder import executor
-from pipeline.config import IndexConfig
+from pipeline.config import IndexConfig, ValidationConfig
 
 DEFAULTS = IndexConfig()
 DEFAULT_REPORT_QUERIES = 1000
@@ -46,6 +46,7 @@ class IndexBuilderSpec(types.ComponentSpec):
         keys.REORDER_KEY: ExecutionParameter(type=int, optional=True),
         keys.SERVING_MODEL_NAME_KEY: ExecutionParameter(type=str),
         keys.REPORT_QUERIES_KEY: ExecutionParameter(type=int),
+        keys.TARGET_RECALL_KEY: ExecutionParameter(type=float),
     }
     INPUTS = {
         keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -71,7 +72,8 @@ class IndexBuilder(base_component.BaseComponent):
                  anisotropic_quantization_threshold: float =
                  DEFAULTS.anisotropic_quantization_threshold,
                  reorder: Optional[int] = DEFAULTS.reorder,
-                 report_queries: int = DEFAULT_REPORT_QUERIES) -> None:
+                 report_queries: int = DEFAULT_REPORT_QUERIES,
+                 target_recall: float = ValidationConfig().min_scann_recall) -> None:
         """Builds the component; bad parameters raise ValueError now.
 
         Args:
@@ -86,6 +88,9 @@ class IndexBuilder(base_component.BaseComponent):
           anisotropic_quantization_threshold: ScaNN's anisotropic quantization threshold.
           reorder: Candidates re-scored exactly (None: max(4k, 100)).
           report_queries: Eval queries used for index_report.json.
+          target_recall: Leaves searched and reordering depth are doubled from the derived
+            values until ScaNN's recall@K against exact search on those queries reaches
+            this (the validator's validation.min_scann_recall).
         """
         IndexConfig(k=k, max_k=max_k, brute_force_below=brute_force_below, num_leaves=num_leaves,
                     num_leaves_to_search=num_leaves_to_search,
@@ -93,12 +98,14 @@ class IndexBuilder(base_component.BaseComponent):
                     reorder=reorder).validate()
         if report_queries < 1:
             raise ValueError(f"report_queries must be >= 1, got {report_queries}")
+        if not 0.0 <= target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in [0, 1], got {target_recall}")
         spec = IndexBuilderSpec(
             model=model, examples=examples, k=k, max_k=max_k, brute_force_below=brute_force_below,
             num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
             anisotropic_quantization_threshold=anisotropic_quantization_threshold,
             reorder=reorder, serving_model_name=serving_model_name,
-            report_queries=report_queries,
+            report_queries=report_queries, target_recall=target_recall,
             scann_model=types.Channel(type=standard_artifacts.Model),
             stock_model=types.Channel(type=standard_artifacts.Model))
         super().__init__(spec=spec)

@@ -87,7 +87,10 @@ class Executor(base_executor.BaseExecutor):
             query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k, config.max_k)
         queries = eval_queries(artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY]),
                                exec_properties[keys.REPORT_QUERIES_KEY])
-        index_report = report_lib.index_report(scann, exact, queries, settings)
+        settings, tuning = report_lib.tune_search(scann, exact, queries, settings,
+                                                  exec_properties[keys.TARGET_RECALL_KEY])
+        index_report = {**report_lib.index_report(scann, exact, queries, settings),
+                        "tuning": tuning}
         logging.info("Index report: %s", index_report)
         name = exec_properties[keys.SERVING_MODEL_NAME_KEY]
         scann_uri = artifact_utils.get_single_uri(output_dict[keys.SCANN_MODEL_KEY])

@@ -38,6 +38,37 @@ def _latency_ms(retrieve: Callable[..., Any], queries: Mapping[str, np.ndarray],
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
 
 
+def tune_search(scann: retrieval_model.RetrievalModel, exact: retrieval_model.RetrievalModel,
+                queries: Mapping[str, np.ndarray], settings: ScannSettings,
+                target_recall: float) -> tuple[ScannSettings, list[dict[str, Any]]]:
+    """Doubles leaves searched and reordering depth until ScaNN's recall@K against exact
+    search on the eval queries reaches `target_recall` (or every leaf is searched).
+
+    The derived settings suit well-clustered embeddings; overlapping ones need far more
+    leaves (reports/index.json: 0.53 recall at 50 of 1000 leaves on the `hard` data set,
+    0.96 at 400). Both knobs are read at query time, so no rebuild is needed.
+
+    Returns:
+      The settings reached and one {leaves_to_search, reorder, recall} entry per step.
+    """
+    batch = {name: tf.constant(values) for name, values in queries.items()}
+    truth = exact.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+    steps = []
+    while True:
+        found = scann.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+        recall = recall_against_exact(found, truth)
+        steps.append({"leaves_to_search": settings.num_leaves_to_search,
+                      "reorder": settings.reorder, "recall": recall})
+        if (recall >= target_recall or settings.brute_force
+                or settings.num_leaves_to_search >= settings.num_leaves):
+            return settings, steps
+        settings = dataclasses.replace(
+            settings, num_leaves_to_search=min(settings.num_leaves,
+                                               2 * settings.num_leaves_to_search),
+            reorder=min(len(exact.item_ids.numpy()), 2 * settings.reorder))
+        scann.search.set_search(settings)
+
+
 def index_report(scann: retrieval_model.RetrievalModel, exact: retrieval_model.RetrievalModel,
                  queries: Mapping[str, np.ndarray], settings: ScannSettings,
                  latency_queries: int = 200) -> dict[str, Any]:

@@ -36,19 +36,31 @@ QUERY_SPECS = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_
 
 
 class ScannSearch(tf.Module):
-    """Top-K by a ScaNN searcher over the catalogue embeddings (dot product)."""
+    """Top-K by a ScaNN searcher over the catalogue embeddings (dot product).
+
+    Leaves searched and reordering depth are variables read at query time, so they can be
+    tuned after the index is built (`set_search`) and are saved with the model.
+    """
 
     def __init__(self, embeddings: np.ndarray, settings: scann_settings.ScannSettings) -> None:
         super().__init__()
         self.state = scann_settings.build_searcher(embeddings, settings).serialize_to_module()
-        self.reorder = settings.reorder
+        self.leaves_to_search = tf.Variable(-1, trainable=False, name="leaves_to_search")
+        self.reorder = tf.Variable(-1, trainable=False, name="reorder")
+        self.set_search(settings)
+
+    def set_search(self, settings: scann_settings.ScannSettings) -> None:
+        """Query-time leaves searched and reordering depth (-1: the searcher's own)."""
+        self.leaves_to_search.assign(settings.num_leaves_to_search or -1)
+        self.reorder.assign(settings.reorder or -1)
 
     def __call__(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
         scann_ops = scann_settings.import_scann_ops()
-        reorder = None if self.reorder is None else tf.maximum(k, self.reorder)
+        reorder = tf.where(self.reorder > 0, tf.maximum(k, self.reorder), -1)
         result = scann_ops.searcher_from_module(self.state).search_batched(
-            queries, final_num_neighbors=k, pre_reorder_num_neighbors=reorder)
+            queries, final_num_neighbors=k, pre_reorder_num_neighbors=reorder,
+            leaves_to_search=self.leaves_to_search)
         return result.indices, result.distances
 
 

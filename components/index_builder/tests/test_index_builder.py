@@ -20,14 +20,14 @@ from pipeline.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 
-# A tree over the 120 items (not brute force), as a large catalogue would get: 11 leaves.
-# 8 are searched: with the popularity prior's extra column a query's top 10 spans more
-# leaves than the derived default (5) covers (recall 0.85 at 5, 0.98 at 8 on this data).
+# A tree over the 120 items (not brute force), as a large catalogue would get: 11 leaves,
+# 5 searched by default. With the popularity prior's extra column a query's top 10 spans
+# more leaves (recall about 0.85 at 5), so the builder's tuning has to widen the search.
 PROPERTIES = {keys.INDEX_K_KEY: 10, keys.MAX_K_KEY: 50, keys.BRUTE_FORCE_BELOW_KEY: 50,
-              keys.NUM_LEAVES_KEY: None, keys.NUM_LEAVES_TO_SEARCH_KEY: 8,
+              keys.NUM_LEAVES_KEY: None, keys.NUM_LEAVES_TO_SEARCH_KEY: None,
               keys.ANISOTROPIC_THRESHOLD_KEY: 0.2,
               keys.REORDER_KEY: None, keys.SERVING_MODEL_NAME_KEY: "twotower",
-              keys.REPORT_QUERIES_KEY: 300}
+              keys.REPORT_QUERIES_KEY: 300, keys.TARGET_RECALL_KEY: 0.95}
 
 LOAD_AND_QUERY = textwrap.dedent("""
     import json, os, sys
@@ -88,6 +88,10 @@ def test_scann_model_in_a_fresh_process_matches_exact_search(built):
     report = json.loads(open(os.path.join(outputs[keys.SCANN_MODEL_KEY].uri,
                                           keys.INDEX_REPORT_FILE)).read())
     assert report["settings"]["num_leaves"] == 11 and report["scann_recall"] >= 0.95
+    assert report["tuning"][0]["leaves_to_search"] == 5
+    assert report["tuning"][-1]["recall"] >= 0.95
+    assert [step["leaves_to_search"] for step in report["tuning"]] == [
+        min(11, 5 * 2 ** i) for i in range(len(report["tuning"]))]
     assert report["queries"] == 300 and report["scann_latency"]["p50_ms"] > 0
 
 

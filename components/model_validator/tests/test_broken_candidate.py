@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 INDEX_PROPERTIES = {keys.INDEX_K_KEY: 10, keys.MAX_K_KEY: 50, keys.BRUTE_FORCE_BELOW_KEY: 20_000,
                     keys.NUM_LEAVES_KEY: None, keys.NUM_LEAVES_TO_SEARCH_KEY: None,
                     keys.ANISOTROPIC_THRESHOLD_KEY: 0.2, keys.REORDER_KEY: None,
-                    keys.SERVING_MODEL_NAME_KEY: "twotower", keys.REPORT_QUERIES_KEY: 100}
+                    keys.SERVING_MODEL_NAME_KEY: "twotower", keys.REPORT_QUERIES_KEY: 100,
+                    keys.TARGET_RECALL_KEY: 0.95}
 VALIDATION_PROPERTIES = {keys.VALIDATION_K_KEY: 10, keys.PROTOCOL_KEY: "filtered",
                          keys.MIN_RECALL_KEY: 0.0, keys.MAX_RELATIVE_REGRESSION_KEY: 0.05,
                          keys.MIN_SCANN_RECALL_KEY: 0.95}
