@@ -33,6 +33,9 @@ def signature_def(signature: Signature, method: str = "tensorflow/serving/predic
             entry = target[name]
             entry.name = name
             entry.dtype = info.dtype.as_datatype_enum
+            if info.shape is None:
+                entry.tensor_shape.unknown_rank = True
+                continue
             for size in info.shape:
                 entry.tensor_shape.dim.add(size=-1 if size is None else size)
     return definition

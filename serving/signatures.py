@@ -7,7 +7,7 @@ message naming the input and what was expected.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import grpc
 import numpy as np
@@ -24,10 +24,15 @@ class RequestError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
-    """dtype and shape (None for unknown dimensions) of one signature input or output."""
+    """dtype and shape of one signature input or output: None for unknown dimensions, and
+    shape None when even the rank is unknown (e.g. ScaNN's outputs)."""
 
     dtype: tf.DType
-    shape: tuple[Any, ...]
+    shape: Optional[tuple[Any, ...]]
+
+
+def _shape(shape: tf.TensorShape) -> Optional[tuple[Any, ...]]:
+    return tuple(shape.as_list()) if shape.rank is not None else None
 
 
 @dataclasses.dataclass
@@ -42,9 +47,8 @@ class Signature:
 def describe(function: Any) -> Signature:
     """Reads the input specs and output structure of a SavedModel signature function."""
     _, kwargs = function.structured_input_signature
-    inputs = {name: TensorInfo(spec.dtype, tuple(spec.shape.as_list()))
-              for name, spec in kwargs.items()}
-    outputs = {name: TensorInfo(tensor.dtype, tuple(tensor.shape.as_list()))
+    inputs = {name: TensorInfo(spec.dtype, _shape(spec.shape)) for name, spec in kwargs.items()}
+    outputs = {name: TensorInfo(tensor.dtype, _shape(tensor.shape))
                for name, tensor in function.structured_outputs.items()}
     return Signature(function, inputs, outputs)
 
@@ -72,6 +76,9 @@ def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: 
         elif value.dtype.kind not in "iuf" or (info.dtype.is_integer and value.dtype.kind == "f"):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input '{name}' must be {info.dtype.name}, got {value.dtype}")
+        if info.shape is None:
+            tensors[name] = tf.constant(value, dtype=info.dtype)
+            continue
         if value.ndim != len(info.shape):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input '{name}' must have rank {len(info.shape)} (shape "

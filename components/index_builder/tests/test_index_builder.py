@@ -138,3 +138,23 @@ def test_scann_top_k_signature_takes_k_up_to_max_k(built):
     assert top_k(**inputs, k=tf.constant(25))["item_ids"].shape == (4, 25)
     with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at most 50"):
         top_k(**inputs, k=tf.constant(51))
+
+
+def test_model_server_loads_and_describes_the_scann_model(built, tmp_path):
+    from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    from serving import model_manager  # pylint: disable=import-outside-toplevel
+    from serving.grpc_service import signature_def  # pylint: disable=import-outside-toplevel
+    root, _, outputs = built
+    base = str(tmp_path / "twotower")
+    versions.publish(path_utils.serving_model_path(outputs[keys.SCANN_MODEL_KEY].uri), base, 1)
+    manager = model_manager.ModelManager({"twotower": base})
+    manager.poll()  # loads version 1 and replays its warm-up requests
+    assert [s.state for s in manager.status("twotower")] == [model_manager.AVAILABLE]
+    loaded = manager.get("twotower")
+    assert set(loaded.signatures) == {"serving_default", "serving_top_k", "query_embedding"}
+    # ScaNN's outputs have an unknown rank; the metadata says so instead of failing.
+    definition = signature_def(loaded.signatures["serving_default"])
+    assert set(definition.outputs) == {"item_ids", "scores"}
+    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 3)
+    _, result = manager.predict("twotower", None, "serving_default", queries, max_batch=8)
+    assert result["item_ids"].shape == (3, 10)
