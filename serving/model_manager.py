@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from components.index_builder import warmup
 from components.pusher import versions as versions_lib
-from serving import signatures
+from serving import proto_call, signatures
 from serving.signatures import RequestError
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
@@ -36,6 +37,7 @@ class LoadedVersion:
     path: str
     model: Any
     signatures: dict[str, signatures.Signature]
+    runners: dict[str, proto_call.ProtoRunner]
 
 
 @dataclasses.dataclass
@@ -60,11 +62,12 @@ def load_version(path: str, version: int) -> LoadedVersion:
     model = tf.saved_model.load(path)
     described = {name: signatures.describe(function)
                  for name, function in model.signatures.items()}
-    loaded = LoadedVersion(version, path, model, described)
+    runners = {name: proto_call.ProtoRunner(signature) for name, signature in described.items()}
+    loaded = LoadedVersion(version, path, model, described, runners)
     for request in warmup.read(path):
-        signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
-        inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-        signature.function(**signatures.validate(signature, inputs, max_batch=1 << 30))
+        name = request.model_spec.signature_name or "serving_default"
+        signatures.validate_protos(loaded.signatures[name], request.inputs, max_batch=1 << 30)
+        runners[name](request.inputs)
     return loaded
 
 
@@ -164,22 +167,44 @@ class ModelManager:
             return [statuses[version]]
         return [statuses[v] for v in sorted(statuses, reverse=True)]
 
+    def _signature(self, name: str, version: Optional[int], signature_name: str
+                   ) -> tuple[LoadedVersion, str]:
+        loaded = self.get(name, version)
+        signature_name = signature_name or "serving_default"
+        if signature_name not in loaded.signatures:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Serving signature name: \"{signature_name}\" not found in "
+                               f"signature def; available: {sorted(loaded.signatures)}")
+        return loaded, signature_name
+
     def predict(self, name: str, version: Optional[int], signature_name: str,
                 inputs: dict[str, np.ndarray], max_batch: int
                 ) -> tuple[int, dict[str, np.ndarray]]:
         """Validates and runs one request; returns (version used, outputs as numpy)."""
-        loaded = self.get(name, version)
-        signature = loaded.signatures.get(signature_name or "serving_default")
-        if signature is None:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Serving signature name: \"{signature_name}\" not found in "
-                               f"signature def; available: {sorted(loaded.signatures)}")
+        loaded, signature_name = self._signature(name, version, signature_name)
+        signature = loaded.signatures[signature_name]
         tensors = signatures.validate(signature, inputs, max_batch)
         try:
             outputs = signature.function(**tensors)
         except tf.errors.InvalidArgumentError as e:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
         return loaded.version, {key: value.numpy() for key, value in outputs.items()}
+
+    def predict_protos(self, name: str, version: Optional[int], signature_name: str,
+                       inputs: Mapping[str, tensor_pb2.TensorProto], max_batch: int
+                       ) -> tuple[int, str, dict[str, bytes]]:
+        """Validates and runs one gRPC request in one TensorFlow call.
+
+        Returns:
+          (version used, signature name used, output name -> serialized TensorProto).
+        """
+        loaded, signature_name = self._signature(name, version, signature_name)
+        signatures.validate_protos(loaded.signatures[signature_name], inputs, max_batch)
+        try:
+            outputs = loaded.runners[signature_name](inputs)
+        except tf.errors.InvalidArgumentError as e:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+        return loaded.version, signature_name, outputs
 
     def start(self, poll_seconds: float) -> None:
         """Polls now, then every poll_seconds in a daemon thread."""

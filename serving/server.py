@@ -11,7 +11,6 @@ import threading
 
 from absl import logging
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving import grpc_service, rest
 from serving import metrics as metrics_lib
@@ -32,10 +31,8 @@ class ModelServer:
                            ("grpc.max_send_message_length", options.max_request_bytes)]
         self.grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(options.grpc_threads),
                                 options=message_options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        grpc_service.add_to_server(
             grpc_service.PredictionService(self.manager, options.max_batch_size, self.registry),
-            self.grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             grpc_service.ModelService(self.manager, self.registry), self.grpc)
         address = f"{options.host}:{options.port}"
         if options.ssl_cert_file:

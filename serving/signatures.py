@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 
 class RequestError(Exception):
@@ -53,22 +54,57 @@ def describe(function: Any) -> Signature:
     return Signature(function, inputs, outputs)
 
 
-def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: int
-             ) -> dict[str, tf.Tensor]:
-    """Checks names, dtypes, ranks and the batch size; returns tensors to call with.
-
-    Raises:
-      RequestError: INVALID_ARGUMENT naming the first problem.
-    """
-    missing = sorted(set(signature.inputs) - set(inputs))
-    unknown = sorted(set(inputs) - set(signature.inputs))
+def _check_names(signature: Signature, names: set[str]) -> None:
+    missing = sorted(set(signature.inputs) - names)
+    unknown = sorted(names - set(signature.inputs))
     if missing or unknown:
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"input names must be {sorted(signature.inputs)}; missing {missing}, "
                            f"unknown {unknown}")
-    tensors, batch = {}, None
+
+
+def _check_shapes(signature: Signature, shapes: Mapping[str, tuple[int, ...]],
+                  max_batch: int) -> None:
+    """Ranks, fixed dimensions, one batch size for all batched inputs, the batch limit."""
+    batch = None
     for name, info in signature.inputs.items():
-        value = np.asarray(inputs[name])
+        shape = shapes[name]
+        if info.shape is None:
+            continue
+        if len(shape) != len(info.shape):
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input '{name}' must have rank {len(info.shape)} (shape "
+                               f"{list(info.shape)}), got shape {list(shape)}")
+        for size, expected in zip(shape, info.shape):
+            if expected is not None and size != expected:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"input '{name}' must have shape {list(info.shape)}, got "
+                                   f"{list(shape)}")
+        if shape:
+            if batch is not None and shape[0] != batch:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"inputs must share the batch size; '{name}' has "
+                                   f"{shape[0]}, others {batch}")
+            batch = shape[0]
+    if batch is not None and batch > max_batch:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"batch size {batch} exceeds the limit {max_batch} (--max_batch_size)")
+    if batch == 0:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the batch is empty")
+
+
+def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: int
+             ) -> dict[str, tf.Tensor]:
+    """Checks names, dtypes, ranks and the batch size of numpy inputs (REST); numbers are
+    converted to the signature's dtype. Returns tensors to call with.
+
+    Raises:
+      RequestError: INVALID_ARGUMENT naming the first problem.
+    """
+    _check_names(signature, set(inputs))
+    values = {name: np.asarray(inputs[name]) for name in signature.inputs}
+    for name, info in signature.inputs.items():
+        value = values[name]
         if info.dtype == tf.string:
             if value.dtype.kind not in "OSU":
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -76,28 +112,26 @@ def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: 
         elif value.dtype.kind not in "iuf" or (info.dtype.is_integer and value.dtype.kind == "f"):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input '{name}' must be {info.dtype.name}, got {value.dtype}")
-        if info.shape is None:
-            tensors[name] = tf.constant(value, dtype=info.dtype)
-            continue
-        if value.ndim != len(info.shape):
+    _check_shapes(signature, {name: value.shape for name, value in values.items()}, max_batch)
+    return {name: tf.constant(value, dtype=signature.inputs[name].dtype)
+            for name, value in values.items()}
+
+
+def validate_protos(signature: Signature, inputs: Mapping[str, tensor_pb2.TensorProto],
+                    max_batch: int) -> None:
+    """Checks names, dtypes (exactly, as TF Serving does), ranks and the batch size of gRPC
+    inputs from their headers, without decoding the values.
+
+    Raises:
+      RequestError: INVALID_ARGUMENT naming the first problem.
+    """
+    _check_names(signature, set(inputs))
+    for name, info in signature.inputs.items():
+        if inputs[name].dtype != info.dtype.as_datatype_enum:
+            got = types_pb2.DataType.Name(inputs[name].dtype)
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input '{name}' must have rank {len(info.shape)} (shape "
-                               f"{list(info.shape)}), got shape {list(value.shape)}")
-        for size, expected in zip(value.shape, info.shape):
-            if expected is not None and size != expected:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input '{name}' must have shape {list(info.shape)}, got "
-                                   f"{list(value.shape)}")
-        if value.ndim:
-            if batch is not None and value.shape[0] != batch:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"inputs must share the batch size; '{name}' has "
-                                   f"{value.shape[0]}, others {batch}")
-            batch = value.shape[0]
-        tensors[name] = tf.constant(value, dtype=info.dtype)
-    if batch is not None and batch > max_batch:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"batch size {batch} exceeds the limit {max_batch} (--max_batch_size)")
-    if batch == 0:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the batch is empty")
-    return tensors
+                               f"input '{name}' must be {info.dtype.name} "
+                               f"({types_pb2.DataType.Name(info.dtype.as_datatype_enum)}), "
+                               f"got {got}")
+    _check_shapes(signature, {name: tuple(dim.size for dim in proto.tensor_shape.dim)
+                              for name, proto in inputs.items()}, max_batch)

@@ -217,3 +217,83 @@ def test_top_k_signature_and_k_too_large(served):
         _predict(channel, request)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "k must be at most 20" in error.value.details()
+
+
+def test_content_not_matching_the_header_and_output_filter(served):
+    _, channel, _, _ = served
+    request = _request(["u1", "u2"])
+    request.inputs["age"].tensor_shape.dim[0].size = 3  # header says 3 rows, content has 2
+    request.inputs["age"].tensor_content = np.array([30, 40], np.int64).tobytes()
+    request.inputs["user_id"].tensor_shape.dim[0].size = 3
+    for name in ("gender", "occupation", "zip"):
+        request.inputs[name].tensor_shape.dim[0].size = 3
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    request = _request(["u1"])
+    request.output_filter.append("scores")
+    assert set(_predict(channel, request).outputs) == {"scores"}
+    request.output_filter.append("nope")
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown outputs ['nope']" in error.value.details()
+
+
+def test_expired_deadlines_fail_alone(served):
+    server, channel, _, _ = served
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(channel, _request(["u1"]), timeout=1e-6)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert _predict(channel, _request(["u1"])).model_spec.version.value == 1
+
+
+def _self_signed(tmp_path):
+    import datetime  # pylint: disable=import-outside-toplevel
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def test_tls_on_both_ports(tmp_path):
+    import ssl  # pylint: disable=import-outside-toplevel
+    base = str(tmp_path / "models" / "twotower")
+    fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
+    cert_file, key_file = _self_signed(tmp_path)
+    server = server_lib.ModelServer(ServerOptions(
+        models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
+        ssl_key_file=key_file))
+    server.start()
+    try:
+        with open(cert_file, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        with grpc.secure_channel(f"localhost:{server.grpc_port}", credentials) as channel:
+            assert _predict(channel, _request(["u1"])).model_spec.version.value == 1
+        with grpc.insecure_channel(f"localhost:{server.grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                _predict(channel, _request(["u1"]), timeout=5)
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        context = ssl.create_default_context(cafile=cert_file)
+        url = f"https://localhost:{server.rest_port}/v1/models/twotower"
+        with urllib.request.urlopen(url, timeout=10, context=context) as reply:
+            assert json.loads(reply.read())["model_version_status"][0]["state"] == "AVAILABLE"
+    finally:
+        server.stop()
