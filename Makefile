@@ -20,13 +20,13 @@ help:
 	@echo "make test       create .venv and run every test (end-to-end ones included)"
 	@echo "make test-fast  unit tests only (skips tests marked e2e)"
 
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py constraints.txt Makefile
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "error: Python 3.10 not found. Install it with 'pyenv install 3.10.13' (or apt-get install python3.10 python3.10-venv), or pass PYTHON310=/path/to/python3.10" >&2; exit 1; fi
 	@echo "creating $(VENV) with $(PYTHON310)"
 	$(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "pip==24.3.1"
-	$(PY) -m pip install --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[test,airflow,kubeflow]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

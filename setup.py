@@ -1,7 +1,7 @@
 """twotower: a TFX pipeline for two-tower candidate retrieval.
 
 Install with the pinned constraints (the Makefile does this):
-    pip install -c constraints.txt -e '.[test]'
+    pip install -c constraints.txt -e '.[test,airflow,kubeflow]'
 """
 from setuptools import find_packages, setup
 

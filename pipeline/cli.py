@@ -5,6 +5,7 @@
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
+    twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 --k 10     # ask a model server
     twotower bench pool|quality|index|serving                        # benchmarks -> reports/<name>.json
@@ -52,7 +53,13 @@ def cmd_data_movielens(args: argparse.Namespace) -> None:
 
     archive = movielens.fetch(pathlib.Path(args.cache) if args.cache else None)
     print(f"source: {archive}", file=sys.stderr)
-    counts = movielens.write(movielens.read_archive(archive), pathlib.Path(args.out), args.format)
+    raw = movielens.read_archive(archive)
+    if args.sample is not None:
+        try:
+            raw = movielens.first_ratings(raw, args.sample)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--sample: {e}") from e
+    counts = movielens.write(raw, pathlib.Path(args.out), args.format)
     for table, count in counts.items():
         print(f"{table}: {count} rows -> {pathlib.Path(args.out) / f'{table}.{args.format}'}")
 
@@ -162,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipeline.runners import local  # pylint: disable=import-outside-toplevel
 
     built = pipeline_lib.create_pipeline(config)
-    log_dir = pathlib.Path(pipeline_lib.absolute(config.orchestration.pipeline_root)) / "logs"
+    log_dir = pathlib.Path(config_lib.absolute(config.orchestration.pipeline_root)) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     print(f"running {len(built.components)} components; full log: {log_file}", file=sys.stderr)
@@ -191,6 +198,21 @@ def find_user_error(error: BaseException) -> Optional[TwoTowerError]:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    config = _load_config(args)
+    if args.orchestrator == "airflow":
+        from pipeline.runners import airflow_dag  # pylint: disable=import-outside-toplevel
+        dag_file, config_file = airflow_dag.write_dag_file(config, args.out)
+        print(f"wrote {dag_file} and {config_file}; copy both into Airflow's dags folder "
+              f"(DAG id {config.orchestration.pipeline_name})")
+        return
+    from pipeline.runners import kubeflow_v2  # pylint: disable=import-outside-toplevel
+    spec = kubeflow_v2.compile_spec(config, args.out)
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    print(f"wrote {args.out}: {len(tasks)} tasks on image {config.orchestration.image}; "
+          "submit it to Kubeflow Pipelines or Vertex AI Pipelines (README: Orchestration)")
 
 
 def cmd_tune_temperature(args: argparse.Namespace) -> None:
@@ -268,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--format", choices=("csv", "parquet"), default="csv")
     ml.add_argument("--cache", help="download cache (default $TWOTOWER_CACHE or "
                                     "~/.cache/twotower)")
+    ml.add_argument("--sample", type=int, metavar="N",
+                    help="keep only the N earliest ratings (all items and users); for quick "
+                         "trials and tests")
     ml.set_defaults(handler=cmd_data_movielens)
 
     syn = sources.add_parser("synthetic", help="generate data with planted clusters",
@@ -294,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(run)
     run.add_argument("--verbose", action="store_true", help="print the full log to stderr")
     run.set_defaults(handler=cmd_run)
+    build = commands.add_parser(
+        "compile", help="write the pipeline for a scheduler: an Airflow DAG or a Kubeflow "
+                        "Pipelines v2 spec",
+        description="airflow: writes <pipeline_name>_dag.py (TFX AirflowDagRunner) and the "
+                    "config it reads into --out, a dags folder. kubeflow: writes the "
+                    "PipelineJob JSON (TFX KubeflowV2DagRunner) to --out; paths in the "
+                    "config must be URIs the pods can read.")
+    build.add_argument("orchestrator", choices=("airflow", "kubeflow"))
+    _add_config_args(build)
+    build.add_argument("--out", required=True,
+                       help="airflow: the dags folder; kubeflow: the spec file (.json)")
+    build.set_defaults(handler=cmd_compile)
     tune = commands.add_parser(
         "tune-temperature", help="suggest model.temperature; --sweep trains at several",
         description="Measure the range of dot products of an unnormalised model (trained "

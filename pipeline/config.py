@@ -14,7 +14,10 @@ Relative paths are resolved against the current working directory.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import os
 import pathlib
+import re
 from typing import Any, Literal, Mapping, Optional
 
 import yaml
@@ -273,6 +276,10 @@ class ServingConfig:
                "a number > 0")
 
 
+SCHEDULE_PRESETS = frozenset({"none", "@once", "@hourly", "@daily", "@weekly", "@monthly",
+                              "@yearly"})
+
+
 @dataclasses.dataclass(frozen=True)
 class OrchestrationConfig:
     """Pipeline identity, storage and scheduling.
@@ -284,7 +291,8 @@ class OrchestrationConfig:
         `<pipeline_root>/metadata.sqlite`.
       enable_cache: Re-use outputs of components whose inputs did not change.
       beam_pipeline_args: Passed to every Beam-based component.
-      schedule: Cron string for Airflow / recurring runs.
+      schedule: Cron string for Airflow / recurring runs (or an Airflow preset such as
+        `@daily`; `none` for manual runs only).
       start_date: ISO date of the first scheduled run.
       retries: Task retries in Airflow.
       image: Container image for Kubeflow Pipelines.
@@ -302,9 +310,17 @@ class OrchestrationConfig:
     image: str = "twotower:latest"
 
     def validate(self) -> None:
-        _check(bool(self.pipeline_name.strip()), "orchestration.pipeline_name",
-               self.pipeline_name, "a non-empty name")
+        _check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.pipeline_name)),
+               "orchestration.pipeline_name", self.pipeline_name,
+               "letters, digits, '_', '.' and '-' only (Airflow DAG ids and Kubeflow names)")
         _check(self.retries >= 0, "orchestration.retries", self.retries, "an integer >= 0")
+        _check(self.schedule in SCHEDULE_PRESETS or len(self.schedule.split()) == 5,
+               "orchestration.schedule", self.schedule,
+               f"a 5-field cron string such as '0 3 * * *' or one of {sorted(SCHEDULE_PRESETS)}")
+        try:
+            datetime.date.fromisoformat(self.start_date)
+        except ValueError:
+            _check(False, "orchestration.start_date", self.start_date, "an ISO date YYYY-MM-DD")
 
     @property
     def resolved_metadata_path(self) -> str:
@@ -331,6 +347,34 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+PATH_FIELDS = (("data", "interactions"), ("data", "items"), ("data", "schema_dir"),
+               ("orchestration", "pipeline_root"), ("orchestration", "metadata_path"),
+               ("serving", "base_path"))
+
+
+def is_uri(path: str) -> bool:
+    """True for URIs such as gs://bucket/x (read through tf.io.gfile), False for local paths."""
+    return "://" in path
+
+
+def absolute(path: str) -> str:
+    """Makes a local path absolute (against the working directory); leaves URIs unchanged."""
+    return path if is_uri(path) else os.path.abspath(path)
+
+
+def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
+    """The config with every relative local path in PATH_FIELDS made absolute, so it means
+    the same thing when another process (an Airflow worker) reads it from elsewhere."""
+    sections = {}
+    for section, field in PATH_FIELDS:
+        value = getattr(getattr(config, section), field)
+        if value:
+            sections.setdefault(section, {})[field] = absolute(value)
+    return dataclasses.replace(config, **{
+        section: dataclasses.replace(getattr(config, section), **fields)
+        for section, fields in sections.items()})
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -362,7 +406,7 @@ def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> Pipelin
             raise ConfigError(f"config file {path} not found; pass an existing YAML file "
                               "to --config (see configs/ for examples)")
         try:
-            values = yaml.safe_load(file.read_text()) or {}
+            values = config_parsing.load_yaml(file.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
         if not isinstance(values, dict):

@@ -12,6 +12,24 @@ import yaml
 from pipeline.errors import ConfigError
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without timestamps: `start_date: 2026-01-01` stays the string the field wants."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def load_yaml(text: str) -> Any:
+    """Parses YAML text with _Loader.
+
+    Raises:
+      yaml.YAMLError: if the text is not YAML.
+    """
+    return yaml.load(text, Loader=_Loader)  # nosec B506: a SafeLoader subclass
+
+
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
     """Checks `value` against a field annotation and converts lists to tuples."""
     origin = typing.get_origin(annotation)
@@ -78,4 +96,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if len(path) != 2 or not all(path):
         raise ConfigError(f"override {text!r}: expected section.field=value")
-    return path, yaml.safe_load(raw)
+    try:
+        return path, load_yaml(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: the value is not YAML: {e}") from e

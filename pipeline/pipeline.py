@@ -8,6 +8,7 @@ from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
 from tfx import types
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.common import resolver
+from tfx.dsl.io import fileio
 from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -22,7 +23,7 @@ from components.model_validator.component import ModelValidator
 from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, absolute, is_uri
 from pipeline.errors import IngestionError
 
 TRAINER_ID = "Trainer"
@@ -32,16 +33,15 @@ INTERACTIONS = "interactions"
 ITEMS = "items"
 
 
-def absolute(path: str) -> str:
-    """Makes a local path absolute; leaves URIs such as gs://bucket/x unchanged."""
-    return path if "://" in path else os.path.abspath(path)
-
-
 def _split_pattern(path: str) -> tuple[str, str]:
-    """Splits a file or folder path into (absolute base folder, relative glob)."""
+    """Splits a file or folder path into (absolute base folder, relative glob).
+
+    A local folder, or any path ending in '/' (how to name a gs:// folder without a
+    network call at build time), means every file in it.
+    """
     full = absolute(path)
-    if "://" not in full and os.path.isdir(full):
-        return full, "*"
+    if full.endswith("/") or (not is_uri(full) and os.path.isdir(full)):
+        return full.rstrip("/"), "*"
     return os.path.dirname(full), os.path.basename(full)
 
 
@@ -54,7 +54,7 @@ class Ingestion(NamedTuple):
 
 
 def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
-                    split_method: str) -> Ingestion:
+                    split_method: str, check_schema: bool = True) -> Ingestion:
     """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
 
     Args:
@@ -63,12 +63,14 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
       schema_file: Curated schema (.pbtxt).
       config: Pipeline config (data section).
       split_method: "time", "hash" or "none".
+      check_schema: Check now that schema_file exists (off when it is a path inside a
+        container image, read only by the pods).
 
     Returns:
       The nodes in order, the ExampleGen and the gate (whose report downstream stages
       consume, so they run only on validated data).
     """
-    if not os.path.isfile(schema_file):
+    if check_schema and not fileio.exists(schema_file):
         raise IngestionError(f"schema {schema_file} not found; set data.schema_dir to the "
                              "folder with interactions.pbtxt and items.pbtxt")
     prefix = name.capitalize()
@@ -142,14 +144,15 @@ def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
 
 
 def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None
-                    ) -> tfx_pipeline.Pipeline:
+                    metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None,
+                    check_schemas: bool = True) -> tfx_pipeline.Pipeline:
     """Builds the twotower pipeline from a validated config.
 
     Args:
       config: The whole pipeline config.
       metadata_connection_config: ML Metadata connection; None lets the orchestrator
         choose (local runs pass SQLite at orchestration.metadata_path).
+      check_schemas: Check that the schema files exist (see ingestion_nodes).
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
@@ -160,9 +163,9 @@ def create_pipeline(config: PipelineConfig,
     schema_dir = config.data.schema_dir
     interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions, os.path.join(schema_dir, "interactions.pbtxt"),
-        config, config.data.split)
+        config, config.data.split, check_schemas)
     items = ingestion_nodes(ITEMS, config.data.items, os.path.join(schema_dir, "items.pbtxt"),
-                            config, keys.SPLIT_NONE)
+                            config, keys.SPLIT_NONE, check_schemas)
     settings = config.pool
     negative_pool = NegativePoolBuilder(
         interactions=interactions.example_gen.outputs[keys.EXAMPLES_KEY],

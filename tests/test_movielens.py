@@ -140,3 +140,12 @@ def test_real_movielens_100k(tmp_path):
     assert titles["1"] == "Toy Story"
     assert not titles.str.contains(r"\(\d{4}\)").any()
     assert raw.items["release_year"].isna().sum() == 1
+
+
+def test_first_ratings_keeps_the_earliest_and_the_whole_catalogue(grouplens_zip):
+    raw = movielens.read_grouplens(grouplens_zip)
+    sample = movielens.first_ratings(raw, 2)
+    assert list(sample.ratings["timestamp"]) == [880000001, 880000002]
+    assert len(sample.items) == len(raw.items) and len(sample.users) == len(raw.users)
+    with pytest.raises(ValueError, match="at least 1 rating"):
+        movielens.first_ratings(raw, 0)

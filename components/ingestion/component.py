@@ -43,7 +43,7 @@ DEFAULTS = DataConfig()
 class DataValidationReport(types.Artifact):
     """The ValidationGate's verdict: example counts and problems per split (`report.json`)."""
 
-    TYPE_NAME = "TwoTowerDataValidationReport"
+    TYPE_NAME = "twotower.DataValidationReport"  # KFP v2 schema title form
 
 
 class SchemaExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

@@ -34,7 +34,7 @@ from components.negative_pool.pool import DEFAULTS, PoolSettings
 class NegativePool(types.Artifact):
     """Item frequencies, id vocabularies, the negative pool and its stats (see module doc)."""
 
-    TYPE_NAME = "TwoTowerNegativePool"
+    TYPE_NAME = "twotower.NegativePool"  # <namespace>.<Title>: KFP v2 schema titles
 
 
 class NegativePoolBuilderSpec(types.ComponentSpec):

@@ -234,6 +234,19 @@ def read_archive(archive: pathlib.Path) -> RawTables:
     return raw
 
 
+def first_ratings(raw: RawTables, count: int) -> RawTables:
+    """The `count` earliest ratings (ties kept in file order) with every item and user: a
+    small sample that keeps the whole catalogue.
+
+    Raises:
+      ValueError: if count < 1.
+    """
+    if count < 1:
+        raise ValueError(f"the sample must hold at least 1 rating, got {count}")
+    ratings = raw.ratings.sort_values("timestamp", kind="stable").head(count)
+    return raw._replace(ratings=ratings.reset_index(drop=True))
+
+
 def write(raw: RawTables, out_dir: pathlib.Path, output_format: tables.OutputFormat) -> dict[str, int]:
     """Writes interactions, items and users tables; returns their row counts."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""The pipeline compiled for Kubeflow Pipelines v2 / Vertex AI Pipelines.
+
+TFX's KubeflowV2DagRunner turns the same `create_pipeline` into a PipelineJob JSON (KFP's
+pipeline spec with a runtime config): one container task per node, all on the image
+orchestration.image (built from ./Dockerfile). ML Metadata is the cluster's, so no
+connection config is passed. Every path in the config is read inside the pods: data,
+pipeline root and serving base path must be URIs such as gs://bucket/x (or absolute paths
+on a volume the pods mount), and the curated schemas are read from the image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from pipeline import config as config_lib
+from pipeline.config import PipelineConfig
+from pipeline.errors import ConfigError
+from pipeline.pipeline import create_pipeline
+
+# Where ./Dockerfile installs the repository (WORKDIR); the schemas are read from here.
+CONTAINER_REPO = "/twotower"
+
+
+def container_config(config: PipelineConfig) -> PipelineConfig:
+    """The config as the pods must see it.
+
+    The default schema folder becomes the image's copy (it was checked when the local
+    config loaded); any other relative path is refused (a pod has no working directory
+    of ours).
+
+    Raises:
+      ConfigError: naming the field with a relative path and the fix.
+    """
+    for section, field in config_lib.PATH_FIELDS:
+        value = getattr(getattr(config, section), field)
+        if value and not config_lib.is_uri(value) and not os.path.isabs(value):
+            raise ConfigError(f"{section}.{field}: got {value!r}; Kubeflow pods cannot read "
+                              "relative local paths: use a URI such as gs://bucket/path "
+                              "(or an absolute path on a volume the pods mount)")
+    data = config.data
+    if data.schema_dir == config_lib.DEFAULT_SCHEMA_DIR:
+        data = dataclasses.replace(data, schema_dir=f"{CONTAINER_REPO}/schemas")
+    return dataclasses.replace(config, data=data)
+
+
+def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
+    """Writes the PipelineJob JSON to out_file and returns it as a dict.
+
+    Raises:
+      ConfigError: a path the pods cannot read (see container_config).
+    """
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
+
+    config = container_config(config)
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=config.orchestration.image,
+            display_name=config.orchestration.pipeline_name),
+        output_dir=os.path.dirname(os.path.abspath(out_file)),
+        output_filename=os.path.basename(out_file))
+    return runner.run(create_pipeline(config, metadata_connection_config=None,
+                                      check_schemas=False))
