@@ -1,6 +1,9 @@
 """The typed config: defaults, YAML loading, overrides, and errors naming the field."""
+import typing
+
 import pytest
 
+from pipeline import cli
 from pipeline import config as config_lib
 from pipeline.config import ConfigError
 
@@ -81,3 +84,34 @@ def test_yaml_round_trip(tmp_path):
 def test_metadata_path_defaults_under_pipeline_root():
     config = config_lib.load(None, ("orchestration.pipeline_root=/x/root",))
     assert config.orchestration.resolved_metadata_path == "/x/root/metadata.sqlite"
+
+
+def _every_field():
+    for section, section_class in typing.get_type_hints(config_lib.PipelineConfig).items():
+        for field, hint in typing.get_type_hints(section_class).items():
+            yield section, field, hint
+
+
+@pytest.mark.parametrize("section, field, hint", [pytest.param(*f, id=f"{f[0]}.{f[1]}")
+                                                  for f in _every_field()])
+def test_every_field_refuses_a_wrong_value_naming_field_and_allowed_values(section, field,
+                                                                           hint):
+    with pytest.raises(ConfigError) as error:
+        config_lib.from_dict({section: {field: {"not": "a value"}}})
+    message = str(error.value)
+    assert message.startswith(f"{section}.{field}: got "), message
+    assert "expected " in message, message
+    if typing.get_origin(hint) is typing.Literal:
+        with pytest.raises(ConfigError) as error:
+            config_lib.from_dict({section: {field: "no-such-choice"}})
+        assert f"expected one of {list(typing.get_args(hint))}" in str(error.value)
+
+
+def test_a_bad_field_stops_the_run_before_any_work(tmp_path, capsys):
+    root = tmp_path / "root"
+    code = cli.main(["run", "--set", f"orchestration.pipeline_root={root}",
+                     "--set", "loss.loss=softmx"])
+    assert code == cli.EXIT_USER_ERROR
+    assert "error: loss.loss: got 'softmx'; expected one of ['softmax', 'bce', 'bpr', 'hinge']" \
+        in capsys.readouterr().err
+    assert not root.exists()

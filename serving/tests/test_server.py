@@ -2,6 +2,7 @@
 import concurrent.futures
 import json
 import os
+import shutil
 import threading
 import time
 import urllib.error
@@ -297,3 +298,48 @@ def test_tls_on_both_ports(tmp_path):
             assert json.loads(reply.read())["model_version_status"][0]["state"] == "AVAILABLE"
     finally:
         server.stop()
+
+
+def test_faulty_versions_and_a_deleted_model_dir_keep_the_last_good_one(served):
+    server, channel, base, tmp_path = served
+    # A version whose variables are missing: saved_model.pb is fine, the weights are gone.
+    fixtures.write_version(str(tmp_path / "scratch"), 2, seed=2, root=str(tmp_path))
+    missing = tmp_path / "scratch" / "2"
+    for name in os.listdir(missing / "variables"):
+        os.remove(missing / "variables" / name)
+    os.rename(missing, os.path.join(base, "2"))
+    assert _wait_for(lambda: any(s.version == 2 and s.error
+                                 for s in server.manager.status("twotower")))
+    assert _predict(channel, _request(["u1"])).model_spec.version.value == 1
+    # The whole model directory deleted while serving: the loaded version keeps answering.
+    shutil.rmtree(base)
+    time.sleep(0.6)  # three polls
+    assert _predict(channel, _request(["u1"])).model_spec.version.value == 1
+    # It comes back: the next complete version is loaded.
+    fixtures.write_version(base, 4, seed=4, root=str(tmp_path))
+    assert _wait_for(lambda: server.manager.get("twotower").version == 4)
+
+
+def test_malformed_requests_mixed_with_good_ones_fail_alone(served):
+    _, channel, _, _ = served
+    bad = [_request(["u1"], age=np.array(["x"], dtype=object)), _request(["u1"], zip=None),
+           _request([f"u{i}" for i in range(9)]), _request(["u1"], model="nope")]
+    bad[0].inputs["user_id"].tensor_content = b"\x00" * 7  # junk bytes too
+    good = _request(["u1", "u2"])
+    expected = tf.make_ndarray(_predict(channel, good).outputs["item_ids"])
+
+    def send(i):
+        try:
+            response = _predict(channel, good if i % 3 == 0 else bad[i % 4])
+            return "ok", tf.make_ndarray(response.outputs["item_ids"])
+        except grpc.RpcError as e:
+            return e.code(), None
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(300)))
+    for i, (code, ids) in enumerate(results):
+        if i % 3 == 0:
+            assert code == "ok"
+            np.testing.assert_array_equal(ids, expected)
+        else:
+            assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), code
+    assert _predict(channel, good).model_spec.version.value == 1
