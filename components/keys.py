@@ -92,6 +92,7 @@ PROTOCOL_KEY = "protocol"
 MIN_RECALL_KEY = "min_recall"
 MAX_RELATIVE_REGRESSION_KEY = "max_relative_regression"
 MIN_SCANN_RECALL_KEY = "min_scann_recall"
+MAX_EVAL_INTERACTIONS_KEY = "max_eval_interactions"
 VALIDATION_METRICS_FILE = "metrics.json"
 VALIDATION_PLOT_FILE = "validation.png"
 # ModelBlessing custom properties that TFX's Pusher and LatestBlessedModelStrategy read.

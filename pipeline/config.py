@@ -222,6 +222,10 @@ class ValidationConfig:
       max_relative_regression: Largest allowed drop against the latest blessed model on
         the same eval split (0.05: at most 5% lower).
       min_scann_recall: Smallest ScaNN recall@k against exact search on eval queries.
+      max_eval_interactions: Score on at most this many eval interactions (the first ones
+        of the eval split; null: all). Exact search over the whole catalogue costs
+        eval interactions x catalogue size; this bounds it on large data. The Trainer's
+        metrics and the validator (candidate and baseline alike) use the same rows.
     """
 
     k: int = 100
@@ -229,8 +233,12 @@ class ValidationConfig:
     min_recall: float = 0.0
     max_relative_regression: float = 0.05
     min_scann_recall: float = 0.95
+    max_eval_interactions: Optional[int] = None
 
     def validate(self) -> None:
+        _check(self.max_eval_interactions is None or self.max_eval_interactions >= 1,
+               "validation.max_eval_interactions", self.max_eval_interactions,
+               "null (all) or an integer >= 1")
         _check(self.k >= 1, "validation.k", self.k, "an integer >= 1")
         _check(self.protocol in ("filtered", "tfrs"), "validation.protocol", self.protocol,
                "one of ['filtered', 'tfrs']")

@@ -126,7 +126,8 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
         examples=examples, index_model=index_builder.outputs[keys.SCANN_MODEL_KEY],
         k=validation.k, protocol=validation.protocol, min_recall=validation.min_recall,
         max_relative_regression=validation.max_relative_regression,
-        min_scann_recall=validation.min_scann_recall).with_id(VALIDATOR_ID)
+        min_scann_recall=validation.min_scann_recall,
+        max_eval_interactions=validation.max_eval_interactions).with_id(VALIDATOR_ID)
     pushers = []
     for pusher_id, output, name in (("Pusher", keys.SCANN_MODEL_KEY, ""),
                                     ("StockPusher", keys.STOCK_MODEL_KEY, STOCK_SUFFIX)):

@@ -45,6 +45,7 @@ class ModelValidatorSpec(types.ComponentSpec):
         keys.MIN_RECALL_KEY: ExecutionParameter(type=float),
         keys.MAX_RELATIVE_REGRESSION_KEY: ExecutionParameter(type=float),
         keys.MIN_SCANN_RECALL_KEY: ExecutionParameter(type=float),
+        keys.MAX_EVAL_INTERACTIONS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         keys.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -66,7 +67,9 @@ class ModelValidator(base_component.BaseComponent):
                  baseline_model: Optional[types.BaseChannel] = None, k: int = DEFAULTS.k,
                  protocol: str = DEFAULTS.protocol, min_recall: float = DEFAULTS.min_recall,
                  max_relative_regression: float = DEFAULTS.max_relative_regression,
-                 min_scann_recall: float = DEFAULTS.min_scann_recall) -> None:
+                 min_scann_recall: float = DEFAULTS.min_scann_recall,
+                 max_eval_interactions: Optional[int] = DEFAULTS.max_eval_interactions
+                 ) -> None:
         """Builds the component; out-of-range thresholds raise ConfigError now.
 
         Args:
@@ -80,13 +83,15 @@ class ModelValidator(base_component.BaseComponent):
           min_recall: Absolute floor.
           max_relative_regression: Largest allowed relative drop against the baseline.
           min_scann_recall: Smallest ScaNN recall@k against exact search.
+          max_eval_interactions: Score on the first this many eval interactions (None: all).
         """
         ValidationConfig(k=k, protocol=protocol, min_recall=min_recall,
                          max_relative_regression=max_relative_regression,
-                         min_scann_recall=min_scann_recall).validate()
+                         min_scann_recall=min_scann_recall,
+                         max_eval_interactions=max_eval_interactions).validate()
         spec = ModelValidatorSpec(
             model=model, baseline_model=baseline_model, examples=examples,
             index_model=index_model, k=k, protocol=protocol, min_recall=min_recall,
             max_relative_regression=max_relative_regression, min_scann_recall=min_scann_recall,
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+            max_eval_interactions=max_eval_interactions, blessing=types.Channel(type=standard_artifacts.ModelBlessing))
         super().__init__(spec=spec)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -28,7 +28,7 @@ def train_history(train_pattern: str, catalog_ids: Sequence[str]
 
 
 def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
-                    ks: Sequence[int]) -> dict[str, float]:
+                    ks: Sequence[int], max_rows: Optional[int] = None) -> dict[str, float]:
     """metrics.evaluate for the query tower and catalogue embeddings of one export.
 
     Args:
@@ -36,6 +36,7 @@ def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
       train_pattern: Train split files (the history removed by the filtered protocol).
       eval_pattern: Eval split files.
       ks: Cut-offs.
+      max_rows: Score only the first max_rows eval interactions; None scores all.
     """
     ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
     tower = tf.saved_model.load(os.path.join(serving_dir, export.QUERY_TOWER_DIR))
@@ -44,5 +45,6 @@ def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return serve(**features.select(batch, features.QUERY_FEATURES))[export.EMBEDDING_OUTPUT]
     seen, counts = train_history(train_pattern, ids)
-    return metrics.evaluate(embed, features.dataset(eval_pattern, EVAL_BATCH, False, 0), ids,
+    return metrics.evaluate(embed, features.dataset(eval_pattern, EVAL_BATCH, False, 0,
+                                                    max_rows=max_rows), ids,
                             tf.constant(embeddings), seen, counts, ks)

@@ -27,7 +27,8 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
         k=exec_properties[keys.VALIDATION_K_KEY], protocol=exec_properties[keys.PROTOCOL_KEY],
         min_recall=exec_properties[keys.MIN_RECALL_KEY],
         max_relative_regression=exec_properties[keys.MAX_RELATIVE_REGRESSION_KEY],
-        min_scann_recall=exec_properties[keys.MIN_SCANN_RECALL_KEY])
+        min_scann_recall=exec_properties[keys.MIN_SCANN_RECALL_KEY],
+        max_eval_interactions=exec_properties.get(keys.MAX_EVAL_INTERACTIONS_KEY))
     config.validate()
     return config
 
@@ -36,11 +37,13 @@ def _split_pattern(examples: types.Artifact, split: str) -> str:
     return io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
 
 
-def _score(model: types.Artifact, examples: types.Artifact, k: int) -> dict[str, float]:
+def _score(model: types.Artifact, examples: types.Artifact, config: ValidationConfig
+           ) -> dict[str, float]:
     return evaluation.evaluate_export(path_utils.serving_model_path(model.uri),
                                       _split_pattern(examples, keys.TRAIN_SPLIT),
                                       _split_pattern(examples, keys.EVAL_SPLIT),
-                                      sorted({10, 50, 100, k}))
+                                      sorted({10, 50, 100, config.k}),
+                                      config.max_eval_interactions)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -59,8 +62,8 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(index.uri, keys.INDEX_REPORT_FILE)) as f:
             index_report = json.load(f)
 
-        candidate_metrics = _score(candidate, examples, config.k)
-        baseline_metrics = _score(baseline, examples, config.k) if baseline else None
+        candidate_metrics = _score(candidate, examples, config)
+        baseline_metrics = _score(baseline, examples, config) if baseline else None
         checks = gating.decide(candidate_metrics, baseline_metrics, index_report, config)
         blessed = all(check.passed for check in checks)
         for check in checks:

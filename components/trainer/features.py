@@ -6,7 +6,7 @@ Missing values get a default ("" or 0), which the towers treat as their own toke
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import tensorflow as tf
 
@@ -44,7 +44,8 @@ def select(features: Mapping[str, tf.Tensor], names: tuple[str, ...]) -> dict[st
 
 
 def dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int,
-            names: tuple[str, ...] = QUERY_FEATURES + CANDIDATE_FEATURES) -> tf.data.Dataset:
+            names: tuple[str, ...] = QUERY_FEATURES + CANDIDATE_FEATURES,
+            max_rows: Optional[int] = None) -> tf.data.Dataset:
     """Batches of parsed features from gzipped TFRecords of tf.Examples.
 
     Args:
@@ -54,9 +55,12 @@ def dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int,
       shuffle: Shuffle files and rows (training).
       seed: Shuffle seed.
       names: Features to parse.
+      max_rows: Only the first max_rows records (in file order); None reads all.
     """
     files = tf.data.Dataset.list_files(file_pattern, shuffle=shuffle, seed=seed)
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if max_rows is not None:
+        records = records.take(max_rows)
     if shuffle:
         records = records.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
     return (records.batch(batch_size, drop_remainder=shuffle)

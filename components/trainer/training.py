@@ -55,10 +55,13 @@ class TrainResult:
         """Raw query features -> [B, D] or [B, D + 1] query vectors of the index."""
         return prior.query_vectors(self.model(features_batch), prior_weight)
 
-    def evaluate(self, eval_pattern: str, prior_weight: float) -> dict[str, float]:
-        """metrics.evaluate on an eval split, scoring with popularity prior weight β."""
+    def evaluate(self, eval_pattern: str, prior_weight: float,
+                 max_rows: Optional[int] = None) -> dict[str, float]:
+        """metrics.evaluate on (the first max_rows rows of) an eval split, scoring with
+        popularity prior weight β."""
         return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
-                                features.dataset(eval_pattern, EVAL_BATCH, False, 0),
+                                features.dataset(eval_pattern, EVAL_BATCH, False, 0,
+                                                 max_rows=max_rows),
                                 self.catalog_ids, tf.constant(self.index_vectors(prior_weight)),
                                 self.seen, self.train_counts)
 
@@ -172,7 +175,8 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
     trained = TrainResult(model, ids, embeddings, prior.log_popularity(ids, table), counts, seen,
                           {})
     weight = config.model.popularity_prior
-    trained.metrics.update(trained.evaluate(eval_pattern, weight))
+    trained.metrics.update(trained.evaluate(eval_pattern, weight,
+                                            config.validation.max_eval_interactions))
     trained.metrics.update(
         examples_per_sec=timer.examples_per_sec(training.batch_size),
         train_seconds=sum(timer.seconds), final_loss=float(history.history["loss"][-1]),

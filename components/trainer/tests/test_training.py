@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.model_validator import evaluation
 from components.trainer import export, training
 from components.trainer.tests import small_world
 from pipeline import config as config_lib
@@ -45,6 +46,17 @@ def test_train_evaluate_export(data, tmp_path):
                                atol=1e-6)
     np.testing.assert_array_equal(served[:, 16], 1.0)
     assert os.path.exists(os.path.join(serving, export.METRICS_FILE))
+    # The validator scores the export exactly as training did, on all or the first N rows.
+    train_pattern, eval_pattern, _ = small_world.patterns(root)
+    scored = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,))
+    assert scored["eval_interactions"] == 2_400
+    assert scored["filtered_recall_at_10"] == pytest.approx(metrics["filtered_recall_at_10"],
+                                                            abs=1e-6)
+    sampled = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
+                                         max_rows=300)
+    assert sampled["eval_interactions"] == 300
+    assert result.evaluate(eval_pattern, 1.0, max_rows=300)["filtered_recall_at_10"] == \
+        pytest.approx(sampled["filtered_recall_at_10"], abs=1e-6)
     # A new model warm-started from this export scores exactly as the trained one.
     warm = training.build_model(pool_uri, dataclasses.replace(
         config, training=dataclasses.replace(config.training, seed=99)))
