@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if "--verbose" in sys.argv els
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from pipeline import config as config_lib  # pylint: disable=wrong-import-position
+from pipeline import paths  # pylint: disable=wrong-import-position
 from pipeline.errors import TwoTowerError  # pylint: disable=wrong-import-position
 
 EXIT_USER_ERROR = 2
@@ -169,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipeline.runners import local  # pylint: disable=import-outside-toplevel
 
     built = pipeline_lib.create_pipeline(config)
-    log_dir = pathlib.Path(config_lib.absolute(config.orchestration.pipeline_root)) / "logs"
+    log_dir = pathlib.Path(paths.absolute(config.orchestration.pipeline_root)) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     print(f"running {len(built.components)} components; full log: {log_file}", file=sys.stderr)

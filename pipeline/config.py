@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import pathlib
 import re
 from typing import Any, Literal, Mapping, Optional
@@ -355,34 +354,6 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-PATH_FIELDS = (("data", "interactions"), ("data", "items"), ("data", "schema_dir"),
-               ("orchestration", "pipeline_root"), ("orchestration", "metadata_path"),
-               ("serving", "base_path"))
-
-
-def is_uri(path: str) -> bool:
-    """True for URIs such as gs://bucket/x (read through tf.io.gfile), False for local paths."""
-    return "://" in path
-
-
-def absolute(path: str) -> str:
-    """Makes a local path absolute (against the working directory); leaves URIs unchanged."""
-    return path if is_uri(path) else os.path.abspath(path)
-
-
-def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
-    """The config with every relative local path in PATH_FIELDS made absolute, so it means
-    the same thing when another process (an Airflow worker) reads it from elsewhere."""
-    sections = {}
-    for section, field in PATH_FIELDS:
-        value = getattr(getattr(config, section), field)
-        if value:
-            sections.setdefault(section, {})[field] = absolute(value)
-    return dataclasses.replace(config, **{
-        section: dataclasses.replace(getattr(config, section), **fields)
-        for section, fields in sections.items()})
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:

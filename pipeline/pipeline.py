@@ -23,7 +23,8 @@ from components.model_validator.component import ModelValidator
 from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
-from pipeline.config import PipelineConfig, absolute, is_uri
+from pipeline.config import PipelineConfig
+from pipeline.paths import absolute, is_uri
 from pipeline.errors import IngestionError
 
 TRAINER_ID = "Trainer"

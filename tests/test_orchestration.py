@@ -9,6 +9,7 @@ from google.protobuf import json_format
 
 from pipeline import cli
 from pipeline import config as config_lib
+from pipeline import paths
 from pipeline import pipeline as pipeline_lib
 from pipeline.errors import ConfigError
 from pipeline.runners import airflow_dag, kubeflow_v2
@@ -123,7 +124,7 @@ def test_dockerfile_installs_where_the_spec_reads_schemas():
 def test_uri_folders_and_patterns_need_no_filesystem():
     assert pipeline_lib._split_pattern("gs://b/data/") == ("gs://b/data", "*")  # pylint: disable=protected-access
     assert pipeline_lib._split_pattern("gs://b/data/*.csv") == ("gs://b/data", "*.csv")  # pylint: disable=protected-access
-    assert config_lib.absolute("gs://b/x") == "gs://b/x"
+    assert paths.absolute("gs://b/x") == "gs://b/x"
 
 
 @pytest.mark.parametrize("override, message", [

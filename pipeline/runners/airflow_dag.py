@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from pipeline import config as config_lib
+from pipeline import paths
 from pipeline.config import PipelineConfig
 from pipeline.errors import TwoTowerError
 from pipeline.pipeline import create_pipeline, sqlite_metadata
@@ -112,7 +113,7 @@ def write_dag_file(config: PipelineConfig, out_dir: str) -> tuple[str, str]:
     name = config.orchestration.pipeline_name
     config_file = os.path.join(out_dir, f"{name}.yaml")
     with open(config_file, "w", encoding="utf-8") as f:
-        f.write(config_lib.to_yaml(config_lib.with_absolute_paths(config)))
+        f.write(config_lib.to_yaml(paths.with_absolute_paths(config)))
     dag_file = os.path.join(out_dir, f"{name.replace('-', '_').replace('.', '_')}_dag.py")
     with open(dag_file, "w", encoding="utf-8") as f:
         f.write(DAG_FILE.format(dag_id=name, config_file=os.path.basename(config_file)))

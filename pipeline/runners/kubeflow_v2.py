@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from pipeline import config as config_lib
+from pipeline import paths
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 from pipeline.pipeline import create_pipeline
@@ -32,9 +33,9 @@ def container_config(config: PipelineConfig) -> PipelineConfig:
     Raises:
       ConfigError: naming the field with a relative path and the fix.
     """
-    for section, field in config_lib.PATH_FIELDS:
+    for section, field in paths.PATH_FIELDS:
         value = getattr(getattr(config, section), field)
-        if value and not config_lib.is_uri(value) and not os.path.isabs(value):
+        if value and not paths.is_uri(value) and not os.path.isabs(value):
             raise ConfigError(f"{section}.{field}: got {value!r}; Kubeflow pods cannot read "
                               "relative local paths: use a URI such as gs://bucket/path "
                               "(or an absolute path on a volume the pods mount)")
