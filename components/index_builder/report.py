@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from components.index_builder import retrieval_model
 from components.index_builder.scann_settings import ScannSettings
+from components.trainer import metrics
 
 
 def recall_against_exact(approximate: np.ndarray, exact: np.ndarray) -> float:
@@ -23,6 +24,18 @@ def recall_against_exact(approximate: np.ndarray, exact: np.ndarray) -> float:
         return 1.0
     hits = [len(set(a.tolist()) & set(e.tolist())) / len(e) for a, e in zip(approximate, exact)]
     return float(np.mean(hits))
+
+
+def retrieve_ids(model: retrieval_model.RetrievalModel,
+                 queries: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[Q, K] item ids for raw query features {name: [Q]}, a few queries per call so exact
+    search never holds more than metrics.EVAL_SCORES_BUDGET scores at once."""
+    total = len(next(iter(queries.values())))
+    rows = metrics.eval_batch_size(int(model.item_ids.shape[0]))
+    parts = [model.retrieve({name: tf.constant(values[start:start + rows])
+                             for name, values in queries.items()})
+             [retrieval_model.ITEM_IDS_OUTPUT].numpy() for start in range(0, total, rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.k), dtype=object)
 
 
 def _latency_ms(retrieve: Callable[..., Any], queries: Mapping[str, np.ndarray],
@@ -51,11 +64,10 @@ def tune_search(scann: retrieval_model.RetrievalModel, exact: retrieval_model.Re
     Returns:
       The settings reached and one {leaves_to_search, reorder, recall} entry per step.
     """
-    batch = {name: tf.constant(values) for name, values in queries.items()}
-    truth = exact.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+    truth = retrieve_ids(exact, queries)
     steps = []
     while True:
-        found = scann.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+        found = retrieve_ids(scann, queries)
         recall = recall_against_exact(found, truth)
         steps.append({"leaves_to_search": settings.num_leaves_to_search,
                       "reorder": settings.reorder, "recall": recall})
@@ -85,9 +97,7 @@ def index_report(scann: retrieval_model.RetrievalModel, exact: retrieval_model.R
       queries, k, scann_recall (at k), scann_recall_at_10, settings, and p50/p95 latency
       of one-query calls (query tower included) for both models.
     """
-    batch = {name: tf.constant(values) for name, values in queries.items()}
-    found = scann.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
-    truth = exact.retrieve(batch)[retrieval_model.ITEM_IDS_OUTPUT].numpy()
+    found, truth = retrieve_ids(scann, queries), retrieve_ids(exact, queries)
     return {"queries": int(found.shape[0]), "k": int(settings.k),
             "scann_recall": recall_against_exact(found, truth),
             "scann_recall_at_10": recall_against_exact(found[:, :10], truth[:, :10]),

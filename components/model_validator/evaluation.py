@@ -5,25 +5,25 @@ import os
 from typing import Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from components.trainer import export, features, metrics
 
-EVAL_BATCH = 1024
+TRAIN_BATCH = 8192
 
 
-def train_history(train_pattern: str, catalog_ids: Sequence[str]
+def train_history(train_pattern: str, catalog_ids: Sequence[str], users: np.ndarray
                   ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
-    """Per-user training items (metrics.seen_items) and [N] training counts per item."""
-    position = {item: index for index, item in enumerate(catalog_ids)}
+    """The training items of `users` (metrics.seen_items) and [N] training counts per item,
+    streaming the train split."""
+    position = pd.Index([item.encode() for item in catalog_ids])
     counts = np.zeros(len(catalog_ids), np.float64)
-    for batch in features.dataset(train_pattern, 8192, False, 0, ("item_id",)):
-        for item in batch["item_id"].numpy():
-            index = position.get(item.decode())
-            if index is not None:
-                counts[index] += 1
-    seen = metrics.seen_items(features.dataset(train_pattern, 8192, False, 0,
-                                               ("user_id", "item_id")), catalog_ids)
+    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, ("item_id",)):
+        index = position.get_indexer(batch["item_id"].numpy())
+        counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
+    seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0,
+                                               ("user_id", "item_id")), catalog_ids, users)
     return seen, counts
 
 
@@ -44,7 +44,9 @@ def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
 
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return serve(**features.select(batch, features.QUERY_FEATURES))[export.EMBEDDING_OUTPUT]
-    seen, counts = train_history(train_pattern, ids)
-    return metrics.evaluate(embed, features.dataset(eval_pattern, EVAL_BATCH, False, 0,
-                                                    max_rows=max_rows), ids,
-                            tf.constant(embeddings), seen, counts, ks)
+    users = metrics.unique_users(features.dataset(eval_pattern, TRAIN_BATCH, False, 0,
+                                                  ("user_id",), max_rows))
+    seen, counts = train_history(train_pattern, ids, users)
+    eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(ids)), False, 0,
+                                    max_rows=max_rows)
+    return metrics.evaluate(embed, eval_batches, ids, tf.constant(embeddings), seen, counts, ks)

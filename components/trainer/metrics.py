@@ -13,35 +13,69 @@ appearing in any filtered top-K; popularity@K is the mean training count of thos
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 KS = (10, 50, 100)
 MISS_RANK = np.iinfo(np.int64).max
+EVAL_SCORES_BUDGET = 1 << 24  # scores per eval batch: 64 MB of float32
+MAX_EVAL_BATCH = 1024
 
 
-def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str]
+def eval_batch_size(catalog_size: int) -> int:
+    """Eval rows per batch so one [rows, N] score matrix holds at most EVAL_SCORES_BUDGET
+    values (1024 rows on small catalogues, 16 on 1M items)."""
+    return int(np.clip(EVAL_SCORES_BUDGET // max(catalog_size, 1), 1, MAX_EVAL_BATCH))
+
+
+def unique_users(batches: Iterable[Mapping[str, tf.Tensor]]) -> np.ndarray:
+    """[U] distinct user_id values (bytes) of some batches, e.g. the eval rows scored."""
+    parts = [np.unique(batch["user_id"].numpy()) for batch in batches]
+    return np.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
+
+
+def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
+               users: Optional[np.ndarray] = None
                ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
     """user_id -> catalogue indices of the items the user interacted with in training.
+
+    The train split is streamed; only (user row, item index) pairs of `users` are kept, so
+    memory grows with the evaluated users' histories, not with the split.
+
+    Args:
+      train_batches: Batches with user_id and item_id.
+      catalog_ids: [N] item ids; items outside the catalogue are ignored.
+      users: Keep only these user ids (bytes or str); None keeps every user.
 
     Returns:
       A lookup from user_id to a row (0 for unknown users) and a [U + 1, None] ragged tensor
       of catalogue indices per row.
     """
-    position = {item: index for index, item in enumerate(catalog_ids)}
-    history: dict[str, set[int]] = {}
+    position = pd.Index([item.encode() for item in catalog_ids])
+    wanted = None if users is None else pd.Index(
+        [user.encode() if isinstance(user, str) else user for user in users]).unique()
+    user_parts, item_parts = [], []
     for batch in train_batches:
-        for user, item in zip(batch["user_id"].numpy(), batch["item_id"].numpy()):
-            index = position.get(item.decode())
-            if index is not None:
-                history.setdefault(user.decode(), set()).add(index)
-    users = sorted(history)
-    lookup = tf.keras.layers.StringLookup(vocabulary=users or ["<none>"], num_oov_indices=1,
-                                          mask_token=None)
-    rows = [[]] + [sorted(history[user]) for user in users]
-    return lookup, tf.ragged.constant(rows, dtype=tf.int64, ragged_rank=1)
+        batch_users = batch["user_id"].numpy()
+        items = position.get_indexer(batch["item_id"].numpy())
+        keep = items >= 0
+        if wanted is not None:
+            keep &= wanted.get_indexer(batch_users) >= 0
+        user_parts.append(batch_users[keep])
+        item_parts.append(items[keep])
+    pairs = pd.DataFrame({
+        "user": np.concatenate(user_parts) if user_parts else np.array([], dtype=object),
+        "item": np.concatenate(item_parts) if item_parts else np.array([], np.int64)})
+    pairs = pairs.drop_duplicates().sort_values(["user", "item"], kind="stable")
+    vocabulary, rows = np.unique(pairs["user"].to_numpy(), return_inverse=True)
+    names = [user.decode() for user in vocabulary] or ["<none>"]
+    lookup = tf.keras.layers.StringLookup(vocabulary=names, num_oov_indices=1, mask_token=None)
+    history = tf.RaggedTensor.from_value_rowids(
+        pairs["item"].to_numpy(np.int64), rows.astype(np.int64) + 1, nrows=len(names) + 1)
+    return lookup, history
 
 
 def _seen_mask(user_rows: tf.Tensor, seen: tf.RaggedTensor, catalog_size: int) -> tf.Tensor:

@@ -15,7 +15,6 @@ from components.trainer import export, features, metrics, prior, towers, warm_st
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
 
-EVAL_BATCH = 1024
 CATALOG_BATCH = 4096
 
 
@@ -60,8 +59,9 @@ class TrainResult:
         """metrics.evaluate on (the first max_rows rows of) an eval split, scoring with
         popularity prior weight β."""
         return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
-                                features.dataset(eval_pattern, EVAL_BATCH, False, 0,
-                                                 max_rows=max_rows),
+                                features.dataset(eval_pattern,
+                                                 metrics.eval_batch_size(len(self.catalog_ids)),
+                                                 False, 0, max_rows=max_rows),
                                 self.catalog_ids, tf.constant(self.index_vectors(prior_weight)),
                                 self.seen, self.train_counts)
 
@@ -168,8 +168,10 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
 
     ids, embeddings = export.catalog_embeddings(model.candidate_tower, iter(features.dataset(
         catalog_pattern, CATALOG_BATCH, False, 0, features.CANDIDATE_FEATURES)))
-    seen = metrics.seen_items(features.dataset(train_pattern, 8192, False, 0,
-                                               ("user_id", "item_id")), ids)
+    seen = metrics.seen_items(
+        features.dataset(train_pattern, 8192, False, 0, ("user_id", "item_id")), ids,
+        metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, ("user_id",),
+                                              config.validation.max_eval_interactions)))
     table = artifact_io.read_frequencies(pool_uri)
     counts = np.array([table.get(item, {}).get(keys.POOL_COUNT, 0) for item in ids], np.float64)
     trained = TrainResult(model, ids, embeddings, prior.log_popularity(ids, table), counts, seen,

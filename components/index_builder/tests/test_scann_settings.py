@@ -1,8 +1,10 @@
 """ScaNN settings from the catalogue size, recall against exact search, by hand."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.index_builder import report, scann_settings
+from components.trainer import metrics
 from pipeline.config import IndexConfig
 from pipeline.errors import TwoTowerError
 
@@ -38,3 +40,26 @@ def test_recall_against_exact_by_hand():
     exact = np.array([["a", "b"], ["c", "d"]])
     found = np.array([["b", "x"], ["c", "d"]])
     assert report.recall_against_exact(found, exact) == pytest.approx((0.5 + 1.0) / 2)
+
+
+class _RecordingModel:
+    """Returns each query's own index as its one retrieved id and records call sizes."""
+
+    def __init__(self, catalog_size):
+        self.item_ids = tf.zeros([catalog_size], tf.string)
+        self.k = 1
+        self.calls = []
+
+    def retrieve(self, features):
+        rows = features["user_id"]
+        self.calls.append(int(rows.shape[0]))
+        return {"item_ids": tf.reshape(rows, [-1, 1])}
+
+
+def test_retrieve_ids_splits_queries_to_bound_the_score_matrix(monkeypatch):
+    monkeypatch.setattr(metrics, "EVAL_SCORES_BUDGET", 40)
+    model = _RecordingModel(catalog_size=10)  # 4 queries per call
+    queries = {"user_id": np.array([b"q%d" % i for i in range(10)], dtype=object)}
+    ids = report.retrieve_ids(model, queries)
+    assert model.calls == [4, 4, 2]
+    assert ids[:, 0].tolist() == queries["user_id"].tolist()

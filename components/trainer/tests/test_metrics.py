@@ -58,3 +58,24 @@ def test_per_user_metrics_by_hand():
     assert result["recall_at_2"] == pytest.approx((0.5 + 1.0) / 2)
     user0 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
     assert result["ndcg_at_2"] == pytest.approx((user0 + 1.0) / 2)
+
+
+def test_seen_items_keeps_only_requested_users_and_catalogue_items():
+    train = [{"user_id": tf.constant(["u1", "u2", "u1"]), "item_id": tf.constant(["c", "a", "zz"])},
+             {"user_id": tf.constant(["u3", "u1"]), "item_id": tf.constant(["b", "a"])}]
+    lookup, history = metrics.seen_items(train, CATALOG, users=np.array([b"u1", b"u3"]))
+    rows = lookup(tf.constant(["u1", "u2", "u3"])).numpy()
+    # u1 saw c and a (zz is not in the catalogue), u2 was not asked for, u3 saw b.
+    assert sorted(history[rows[0]].numpy().tolist()) == [0, 2]
+    assert history[rows[1]].numpy().tolist() == []
+    assert history[rows[2]].numpy().tolist() == [1]
+    everyone_lookup, everyone = metrics.seen_items(train, CATALOG)
+    assert everyone[everyone_lookup(tf.constant(["u2"])).numpy()[0]].numpy().tolist() == [0]
+
+
+def test_unique_users_and_eval_batch_size():
+    batches = [{"user_id": tf.constant(["u2", "u1"])}, {"user_id": tf.constant(["u1"])}]
+    assert metrics.unique_users(batches).tolist() == [b"u1", b"u2"]
+    assert metrics.eval_batch_size(4) == metrics.MAX_EVAL_BATCH
+    assert metrics.eval_batch_size(1_000_000) == 16
+    assert metrics.eval_batch_size(10 ** 9) == 1
