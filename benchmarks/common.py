@@ -59,6 +59,7 @@ class TreeMemory:
     Attributes:
       peak_total_mb: Largest sum of RSS over the tree at one sample.
       peak_process_mb: Largest RSS of a single process in the tree.
+      samples: (epoch seconds, summed RSS in MB) of every sample, for peaks per time span.
     """
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
@@ -68,6 +69,7 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_total_mb = 0.0
         self.peak_process_mb = 0.0
+        self.samples: list[tuple[float, float]] = []
 
     def _sample(self) -> None:
         try:
@@ -81,6 +83,7 @@ class TreeMemory:
             except psutil.NoSuchProcess:
                 continue
         if sizes:
+            self.samples.append((time.time(), sum(sizes)))
             self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
             self.peak_process_mb = max(self.peak_process_mb, max(sizes))
 
@@ -98,8 +101,14 @@ class TreeMemory:
         self._thread.join()
 
 
-def run_measured(command: Sequence[str], log: pathlib.Path) -> dict[str, float]:
+def run_measured(command: Sequence[str], log: pathlib.Path,
+                 samples: Optional[list[tuple[float, float]]] = None) -> dict[str, float]:
     """Runs a command, returning its wall time and peak memory of its process tree.
+
+    Args:
+      command: The command line.
+      log: Receives its stdout and stderr.
+      samples: If given, receives the memory samples (see TreeMemory.samples).
 
     Raises:
       RuntimeError: if the command fails (its log is named in the message).
@@ -109,6 +118,8 @@ def run_measured(command: Sequence[str], log: pathlib.Path) -> dict[str, float]:
         process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
         with TreeMemory(process.pid) as memory:
             code = process.wait()
+    if samples is not None:
+        samples.extend(memory.samples)
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log}")
     return {"wall_s": round(time.time() - started, 1),

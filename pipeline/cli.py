@@ -8,7 +8,7 @@
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 --k 10     # ask a model server
-    twotower bench pool|quality|index|serving                        # benchmarks -> reports/<name>.json
+    twotower bench pool|quality|index|serving|scale                      # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -249,6 +249,7 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import index as index_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import quality as quality_bench  # pylint: disable=import-outside-toplevel
+    from benchmarks import scale as scale_bench  # pylint: disable=import-outside-toplevel
     from benchmarks import serving as serving_bench  # pylint: disable=import-outside-toplevel
 
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
@@ -274,6 +275,12 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     index_bench.add_arguments(index)
     index.set_defaults(handler=cmd_bench, bench_main=index_bench.main_from_args)
+    scale = names.add_parser("scale", help="the whole local pipeline on 1M and 10M synthetic "
+                                           "interactions: wall time and memory per component",
+                             description=scale_bench.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    scale_bench.add_arguments(scale)
+    scale.set_defaults(handler=cmd_bench, bench_main=scale_bench.main_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ line per component with its time, and leaves every other record to the log file.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import sys
@@ -17,6 +18,8 @@ from absl import logging as absl_logging
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 _CACHED = re.compile(r"^A cached execution \d+ is used\.$")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ (.*)$")
 
 
 class ProgressHandler(logging.Handler):
@@ -72,7 +75,7 @@ def configure(total_components: int, log_file: str, verbose: bool = False) -> Pr
     tf_logger.propagate = True
     root.setLevel(logging.INFO)
     file_handler = logging.FileHandler(log_file)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(file_handler)
     progress = ProgressHandler(total_components)
     root.addHandler(progress)
@@ -80,3 +83,28 @@ def configure(total_components: int, log_file: str, verbose: bool = False) -> Pr
     console.setLevel(logging.INFO if verbose else logging.CRITICAL)
     root.addHandler(console)
     return progress
+
+
+def component_spans(log_lines: list[str]) -> dict[str, tuple[float, float]]:
+    """When each component ran, from a run's log file (written with LOG_FORMAT).
+
+    Args:
+      log_lines: The lines of the log.
+
+    Returns:
+      component id -> (start, end) as epoch seconds (local time of the log), for every
+      component that finished, in the order they started.
+    """
+    started: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for line in log_lines:
+        match = _LOG_LINE.match(line.rstrip("\n"))
+        if not match:
+            continue
+        when = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        running, finished = _RUNNING.match(match.group(2)), _FINISHED.match(match.group(2))
+        if running:
+            started[running.group(1)] = when
+        elif finished and finished.group(1) in started:
+            spans[finished.group(1)] = (started[finished.group(1)], when)
+    return dict(sorted(spans.items(), key=lambda item: item[1][0]))

@@ -11,7 +11,7 @@ from pipeline.errors import DataValidationError
 
 
 @pytest.mark.parametrize("argv", [[], ["data"], ["data", "movielens"], ["data", "synthetic"],
-                                  ["run"], ["config"]])
+                                  ["run"], ["config"], ["bench", "scale"]])
 def test_help_texts(argv, capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(argv + ["--help"])
@@ -69,3 +69,8 @@ def test_find_user_error_walks_the_cause_chain():
     except RuntimeError as outer:
         assert cli.find_user_error(outer) is inner
     assert cli.find_user_error(RuntimeError("other")) is None
+
+
+def test_bench_scale_refuses_unsorted_sizes(capsys):
+    assert cli.main(["bench", "scale", "--sizes", "100", "10"]) == 2
+    assert "--sizes" in capsys.readouterr().err
