@@ -1,13 +1,16 @@
 """Reads the files of a NegativePool artifact (layout in this folder's README)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from components import keys
+from components import keys, records
 
 
 def records_pattern(uri: str, folder: str) -> str:
@@ -27,27 +30,51 @@ def read_vocabulary(uri: str, feature: str) -> list[tuple[str, int]]:
     return [(identifier, int(count)) for identifier, count in pairs]
 
 
-def iter_examples(pattern: str) -> Iterator[tf.train.Example]:
-    """Every tf.Example in the gzipped TFRecord files matching `pattern`."""
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-            yield tf.train.Example.FromString(record)
+@dataclasses.dataclass(frozen=True)
+class Frequencies:
+    """The item frequency table as columns, sorted by item id.
+
+    Attributes:
+      item_ids: [T] ids (str).
+      counts: [T] training interactions.
+      in_catalog: [T] bool.
+      probability: [T] smoothed in-batch sampling probability p_freq.
+      pool_probability: [T] pool sampling probability (0 outside the pool).
+    """
+
+    item_ids: np.ndarray
+    counts: np.ndarray
+    in_catalog: np.ndarray
+    probability: np.ndarray
+    pool_probability: np.ndarray
+
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """[N] row of each id in this table, -1 for ids it does not hold."""
+        return pd.Index(self.item_ids).get_indexer(list(ids))
 
 
-def read_frequencies(uri: str) -> dict[str, dict[str, float]]:
-    """item_id -> {train_count, in_catalog, probability, pool_probability}."""
-    table = {}
-    for example in iter_examples(records_pattern(uri, keys.POOL_FREQUENCIES_DIR)):
-        features = example.features.feature
-        table[features[keys.POOL_ITEM_ID].bytes_list.value[0].decode()] = {
-            keys.POOL_COUNT: features[keys.POOL_COUNT].int64_list.value[0],
-            keys.POOL_IN_CATALOG: features[keys.POOL_IN_CATALOG].int64_list.value[0],
-            keys.POOL_PROBABILITY: features[keys.POOL_PROBABILITY].float_list.value[0],
-            keys.POOL_POOL_PROBABILITY: features[keys.POOL_POOL_PROBABILITY].float_list.value[0],
-        }
-    return table
+FREQUENCY_SPEC = {
+    keys.POOL_ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+    keys.POOL_COUNT: tf.io.FixedLenFeature([], tf.int64),
+    keys.POOL_IN_CATALOG: tf.io.FixedLenFeature([], tf.int64),
+    keys.POOL_PROBABILITY: tf.io.FixedLenFeature([], tf.float32),
+    keys.POOL_POOL_PROBABILITY: tf.io.FixedLenFeature([], tf.float32),
+}
 
 
-def read_pool(uri: str) -> list[tf.train.Example]:
-    """The pool rows: catalogue features plus train_count and pool_probability."""
-    return list(iter_examples(records_pattern(uri, keys.POOL_POOL_DIR)))
+def read_frequencies(uri: str) -> Frequencies:
+    """item_frequencies/: train count, in-catalogue flag, p_freq and P_pool of every id."""
+    columns = records.read_columns(records_pattern(uri, keys.POOL_FREQUENCIES_DIR),
+                                   FREQUENCY_SPEC)
+    ids = np.array([value.decode() for value in columns[keys.POOL_ITEM_ID]], dtype=object)
+    order = np.argsort(ids, kind="stable")
+    return Frequencies(ids[order], columns[keys.POOL_COUNT][order],
+                       columns[keys.POOL_IN_CATALOG][order].astype(bool),
+                       columns[keys.POOL_PROBABILITY][order],
+                       columns[keys.POOL_POOL_PROBABILITY][order])
+
+
+def read_pool(uri: str, spec: Mapping[str, tf.io.FixedLenFeature]) -> dict[str, np.ndarray]:
+    """pool/: the pool rows' columns named in `spec` (catalogue features, train_count,
+    pool_probability), in file order."""
+    return records.read_columns(records_pattern(uri, keys.POOL_POOL_DIR), spec)

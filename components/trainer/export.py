@@ -22,6 +22,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from components import records
 from components.trainer import features as features_lib
 from components.trainer import prior, warm_start
 
@@ -74,13 +75,12 @@ def write_embeddings(ids: Sequence[str], embeddings: np.ndarray, path: str) -> N
 
 
 def read_embeddings(path: str) -> tuple[list[str], np.ndarray]:
-    """The inverse of write_embeddings."""
-    ids, vectors = [], []
-    for record in tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator():
-        features = tf.train.Example.FromString(record).features.feature
-        ids.append(features["item_id"].bytes_list.value[0].decode())
-        vectors.append(np.array(features[EMBEDDING_OUTPUT].float_list.value, np.float32))
-    return ids, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+    """The inverse of write_embeddings: ids [N] and embeddings [N, D]."""
+    columns = records.read_columns(path, {
+        "item_id": tf.io.FixedLenFeature([], tf.string),
+        EMBEDDING_OUTPUT: tf.io.RaggedFeature(tf.float32)})
+    return ([value.decode() for value in columns["item_id"]],
+            columns[EMBEDDING_OUTPUT].astype(np.float32))
 
 
 def warm_start_path(serving_dir: str, tower_name: str) -> str:

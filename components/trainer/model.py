@@ -48,18 +48,17 @@ class PoolData:
 
 def load_pool_data(uri: str) -> PoolData:
     """Reads the pool rows and the frequency table of a NegativePool artifact."""
-    records = [example.SerializeToString() for example in artifact_io.read_pool(uri)]
     spec = {name: features_lib.ALL_SPEC[name] for name in features_lib.CANDIDATE_FEATURES}
     spec[keys.POOL_POOL_PROBABILITY] = tf.io.FixedLenFeature([], tf.float32)
-    parsed = tf.io.parse_example(tf.constant(records), spec)
+    parsed = {name: tf.constant(values)
+              for name, values in artifact_io.read_pool(uri, spec).items()}
     probabilities = parsed.pop(keys.POOL_POOL_PROBABILITY)
     table = artifact_io.read_frequencies(uri)
-    ids = np.array(sorted(table), dtype=object)
-    in_batch = np.array([table[i][keys.POOL_PROBABILITY] for i in ids], dtype=np.float32)
-    pool = np.array([table[i][keys.POOL_POOL_PROBABILITY] for i in ids], dtype=np.float32)
+    in_batch = table.probability.astype(np.float32)
     positive = in_batch[in_batch > 0]
-    floor = float(positive.min()) if positive.size else 1.0 / max(len(ids), 1)
-    return PoolData(parsed, probabilities, ids, in_batch, pool, floor)
+    floor = float(positive.min()) if positive.size else 1.0 / max(len(table.item_ids), 1)
+    return PoolData(parsed, probabilities, table.item_ids, in_batch,
+                    table.pool_probability.astype(np.float32), floor)
 
 
 def id_keys(ids: tf.Tensor) -> tf.Tensor:

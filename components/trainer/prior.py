@@ -16,18 +16,18 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import keys
+from components.negative_pool import artifact_io
 
 
-def log_popularity(catalog_ids: Sequence[str], frequencies: dict[str, dict[str, float]]
+def log_popularity(catalog_ids: Sequence[str], frequencies: artifact_io.Frequencies
                    ) -> np.ndarray:
     """[N] log p_freq of each catalogue item, from the pool's (smoothed) frequency table;
-    items missing from the table get the table's smallest probability."""
-    known = [row[keys.POOL_PROBABILITY] for row in frequencies.values()
-             if row[keys.POOL_PROBABILITY] > 0]
-    floor = min(known) if known else 1.0 / max(len(catalog_ids), 1)
-    probability = np.array([frequencies.get(item, {}).get(keys.POOL_PROBABILITY, 0.0) or floor
-                            for item in catalog_ids], np.float64)
+    items missing from the table (or at 0) get the table's smallest positive probability."""
+    known = frequencies.probability[frequencies.probability > 0]
+    floor = float(known.min()) if known.size else 1.0 / max(len(catalog_ids), 1)
+    rows = frequencies.positions(catalog_ids)
+    probability = np.where(rows >= 0, frequencies.probability[np.maximum(rows, 0)], 0.0)
+    probability = np.where(probability > 0, probability, floor).astype(np.float64)
     return np.log(probability).astype(np.float32)
 
 

@@ -9,7 +9,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from components import keys
 from components.negative_pool import artifact_io
 from components.trainer import export, features, metrics, prior, towers, warm_start
 from components.trainer import model as model_lib
@@ -173,7 +172,8 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
         metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, ("user_id",),
                                               config.validation.max_eval_interactions)))
     table = artifact_io.read_frequencies(pool_uri)
-    counts = np.array([table.get(item, {}).get(keys.POOL_COUNT, 0) for item in ids], np.float64)
+    rows = table.positions(ids)
+    counts = np.where(rows >= 0, table.counts[np.maximum(rows, 0)], 0).astype(np.float64)
     trained = TrainResult(model, ids, embeddings, prior.log_popularity(ids, table), counts, seen,
                           {})
     weight = config.model.popularity_prior

@@ -1,6 +1,7 @@
 """The executor end to end on Examples artifacts written to disk, and its errors."""
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import types
@@ -49,19 +50,26 @@ def test_writes_every_documented_file(tmp_path):
     assert artifact_io.read_vocabulary(uri, "item_id") == [("a", 3), ("b", 1), ("x", 1)]
     assert artifact_io.read_vocabulary(uri, "user_id") == [("u1", 2), ("u2", 2), ("u3", 2)]
     table = artifact_io.read_frequencies(uri)
-    assert sorted(table) == ["a", "b", "c", "d", "x"]
-    assert sum(row[keys.POOL_PROBABILITY] for row in table.values()) == pytest.approx(1.0)
-    assert sum(row[keys.POOL_POOL_PROBABILITY] for row in table.values()) == pytest.approx(1.0)
-    pool_rows = artifact_io.read_pool(uri)
-    assert sorted(r.features.feature["item_id"].bytes_list.value[0] for r in pool_rows) == [
-        b"a", b"b", b"c", b"d"]
-    assert all(r.features.feature["title"].bytes_list.value for r in pool_rows)
+    assert table.item_ids.tolist() == ["a", "b", "c", "d", "x"]
+    # a: 3 of 6 train rows; x is interacted with but not in the catalogue.
+    assert table.counts.tolist() == [3, 1, 0, 0, 1]
+    assert table.in_catalog.tolist() == [True, True, True, True, False]
+    assert table.positions(["x", "a", "zz"]).tolist() == [4, 0, -1]
+    assert table.probability.sum() == pytest.approx(1.0)
+    assert table.pool_probability.sum() == pytest.approx(1.0)
+    spec = {"item_id": tf.io.FixedLenFeature([], tf.string),
+            "title": tf.io.FixedLenFeature([], tf.string)}
+    pool_rows = artifact_io.read_pool(uri, spec)
+    assert sorted(pool_rows["item_id"].tolist()) == [b"a", b"b", b"c", b"d"]
+    assert all(pool_rows["title"])
 
 
 def test_same_inputs_same_outputs(tmp_path):
     first = _run(tmp_path / "1", TRAIN, CATALOG)
     second = _run(tmp_path / "2", TRAIN, CATALOG)
-    assert artifact_io.read_frequencies(first) == artifact_io.read_frequencies(second)
+    tables = artifact_io.read_frequencies(first), artifact_io.read_frequencies(second)
+    for column in ("item_ids", "counts", "in_catalog", "probability", "pool_probability"):
+        np.testing.assert_array_equal(getattr(tables[0], column), getattr(tables[1], column))
     assert artifact_io.read_vocabulary(first, "item_id") == artifact_io.read_vocabulary(
         second, "item_id")
 

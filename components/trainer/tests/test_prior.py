@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components import keys
+from components.negative_pool import artifact_io
 from components.trainer import prior
 
 
@@ -26,6 +26,11 @@ def test_zero_weight_leaves_vectors_unchanged():
 
 
 def test_log_popularity_reads_the_table_and_floors_missing_items():
-    table = {"a": {keys.POOL_PROBABILITY: 0.75}, "b": {keys.POOL_PROBABILITY: 0.25}}
-    np.testing.assert_allclose(prior.log_popularity(["b", "a", "zz"], table),
-                               np.log([0.25, 0.75, 0.25]), rtol=1e-6)
+    table = artifact_io.Frequencies(
+        item_ids=np.array(["a", "b", "c"], dtype=object), counts=np.array([3, 1, 0]),
+        in_catalog=np.array([True, True, True]),
+        probability=np.array([0.75, 0.25, 0.0], np.float32),
+        pool_probability=np.array([0.5, 0.5, 0.0], np.float32))
+    # zz is not in the table and c has probability 0: both get the smallest positive one.
+    np.testing.assert_allclose(prior.log_popularity(["b", "a", "zz", "c"], table),
+                               np.log([0.25, 0.75, 0.25, 0.25]), rtol=1e-6)
