@@ -6,6 +6,9 @@ A closed-loop load generator (each of C threads sends its next request when the 
 one returns, for a bounded time) measures queries/s and p50/p95/p99 latency at
 concurrency 1, 4 and 16 for batches of 1 and 32 rows, over gRPC (official
 tensorflow_serving.apis stubs) and in process (the SavedModel's signature called directly).
+Mode `grpc_floor` sends the same request with the same stub to a server that answers with
+the model server's response bytes at once: the transport and the client's decoding, which
+any Python gRPC server costs, measured apart from the server's own work.
 Then, under load at concurrency 4, a new version is published and swapped in; every failed
 request is counted. Writes reports/serving.json (DESIGN §8).
 """
@@ -27,6 +30,7 @@ from benchmarks import common
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 32)
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
 def _features(batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -112,15 +116,15 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
                 request.model_spec.name = "twotower"
                 for name, value in features.items():
                     request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+                floor = _FloorServer(_raw_response(channel, request))
+                floor_stub = prediction_service_pb2_grpc.PredictionServiceStub(floor.channel)
                 calls = {"in_process": lambda t=tensors: signature(**t),
-                         "grpc": lambda r=request: stub.Predict(r, 30)}
-                for mode, call in calls.items():
-                    call()
-                    for concurrency in CONCURRENCY:
-                        row = {"mode": mode, "concurrency": concurrency, "batch": batch,
-                               **closed_loop(call, concurrency, seconds, max_requests)}
-                        _log(str(row))
-                        rows.append(row)
+                         "grpc": lambda r=request: stub.Predict(r, 30),
+                         "grpc_floor": lambda r=request, s=floor_stub: s.Predict(r, 30)}
+                try:
+                    _measure(calls, batch, seconds, max_requests, rows)
+                finally:
+                    floor.stop()
             swap = _swap(server, base, source, stub, request, seconds, max_requests)
         finally:
             channel.close()
@@ -130,6 +134,51 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
               "concurrency": list(CONCURRENCY), "batches": list(BATCHES), "loopback": True}
     return common.write_report("serving", config, rows, notes, out, commit,
                                extra={"swap": swap})
+
+
+def _measure(calls: dict[str, Callable[[], Any]], batch: int, seconds: float,
+             max_requests: int, rows: list[dict[str, Any]]) -> None:
+    """One row per mode and concurrency, appended to `rows`."""
+    for mode, call in calls.items():
+        call()
+        for concurrency in CONCURRENCY:
+            row = {"mode": mode, "concurrency": concurrency, "batch": batch,
+                   **closed_loop(call, concurrency, seconds, max_requests)}
+            _log(str(row))
+            rows.append(row)
+
+
+def _raw_response(channel: Any, request: Any) -> bytes:
+    """The server's serialized PredictResponse to `request`, undecoded."""
+    predict = channel.unary_unary(PREDICT_METHOD,
+                                  request_serializer=type(request).SerializeToString)
+    return predict(request, timeout=30)
+
+
+class _FloorServer:
+    """A gRPC server on loopback answering every Predict with fixed response bytes.
+
+    Calling it with the official stub measures what any Python gRPC server would cost at
+    least: the transport, the request's serialization and the client's decoding of the
+    same response, with no model and no server-side work.
+    """
+
+    def __init__(self, response: bytes) -> None:
+        import grpc  # pylint: disable=import-outside-toplevel
+        from concurrent import futures  # pylint: disable=import-outside-toplevel
+        handler = grpc.unary_unary_rpc_method_handler(
+            lambda request, context: response, request_deserializer=None,
+            response_serializer=None)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "tensorflow.serving.PredictionService", {"Predict": handler}),))
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.server.stop(None)
 
 
 def _swap(server: Any, base: str, source: pathlib.Path, stub: Any, request: Any,
@@ -156,8 +205,13 @@ def _notes(rows: list[dict[str, Any]], swap: dict[str, int]) -> str:
              "so at concurrency > 1 both compete for the 2 cores."]
     for batch in BATCHES:
         grpc_ms, local_ms = p50("grpc", batch), p50("in_process", batch)
+        floor_ms = p50("grpc_floor", batch)
         parts.append(f"batch {batch}, concurrency 1: gRPC p50 {grpc_ms:.2f} ms vs in-process "
-                     f"{local_ms:.2f} ms ({grpc_ms / local_ms:.2f}x, +{grpc_ms - local_ms:.2f} ms).")
+                     f"{local_ms:.2f} ms ({grpc_ms / local_ms:.2f}x, +{grpc_ms - local_ms:.2f} ms); "
+                     f"the floor (fixed response bytes, no model) {floor_ms:.2f} ms, so in-process "
+                     f"+ floor = {local_ms + floor_ms:.2f} ms "
+                     f"({(local_ms + floor_ms) / local_ms:.2f}x) and the server's own work "
+                     f"(gRPC - floor - in-process) {grpc_ms - floor_ms - local_ms:.2f} ms.")
     parts.append(f"Hot swap under load: {swap['failed']} of {swap['requests']} requests failed.")
     return " ".join(parts)
 
