@@ -246,41 +246,25 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from benchmarks import pool as pool_bench  # pylint: disable=import-outside-toplevel
-    from benchmarks import index as index_bench  # pylint: disable=import-outside-toplevel
-    from benchmarks import quality as quality_bench  # pylint: disable=import-outside-toplevel
-    from benchmarks import scale as scale_bench  # pylint: disable=import-outside-toplevel
-    from benchmarks import serving as serving_bench  # pylint: disable=import-outside-toplevel
+    from benchmarks import index, pool, quality, scale, serving  # pylint: disable=import-outside-toplevel
 
+    benchmarks = (
+        (pool, "NegativePoolBuilder wall time and peak memory"),
+        (quality, "retrieval quality on MovieLens-100K, three protocols, reference rows and "
+                  "ablations"),
+        (serving, "model server vs in-process latency, hot swap"),
+        (index, "ScaNN vs exact search vs FAISS on 1M x 64"),
+        (scale, "the whole local pipeline on 1M and 10M synthetic interactions: wall time "
+                "and memory per component"),
+    )
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    pool = names.add_parser("pool", help="NegativePoolBuilder wall time and peak memory",
-                            description=pool_bench.__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    pool_bench.add_arguments(pool)
-    pool.set_defaults(handler=cmd_bench, bench_main=pool_bench.main_from_args)
-    quality = names.add_parser("quality", help="retrieval quality on MovieLens-100K, three "
-                                               "protocols, reference rows and ablations",
-                               description=quality_bench.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    quality_bench.add_arguments(quality)
-    quality.set_defaults(handler=cmd_bench, bench_main=quality_bench.main_from_args)
-    serving = names.add_parser("serving", help="model server vs in-process latency, hot swap",
-                               description=serving_bench.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    serving_bench.add_arguments(serving)
-    serving.set_defaults(handler=cmd_bench, bench_main=serving_bench.main_from_args)
-    index = names.add_parser("index", help="ScaNN vs exact search vs FAISS on 1M x 64",
-                             description=index_bench.__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    index_bench.add_arguments(index)
-    index.set_defaults(handler=cmd_bench, bench_main=index_bench.main_from_args)
-    scale = names.add_parser("scale", help="the whole local pipeline on 1M and 10M synthetic "
-                                           "interactions: wall time and memory per component",
-                             description=scale_bench.__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    scale_bench.add_arguments(scale)
-    scale.set_defaults(handler=cmd_bench, bench_main=scale_bench.main_from_args)
+    for module, help_text in benchmarks:
+        parser = names.add_parser(module.__name__.rsplit(".", 1)[-1], help=help_text,
+                                  description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(parser)
+        parser.set_defaults(handler=cmd_bench, bench_main=module.main_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
