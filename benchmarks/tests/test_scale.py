@@ -12,6 +12,9 @@ def test_component_spans_from_a_log_written_with_the_run_format(tmp_path):
     logger = logging.getLogger("test_scale_spans")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Only this file: handlers that earlier in-process CLI runs left on the root logger
+    # may write to streams that are closed by now.
+    logger.propagate = False
     try:
         logger.info("Component Trainer is running.")
         logger.info("Epoch 1 done")
