@@ -42,7 +42,7 @@ demo: data
 	@mkdir -p runs; \
 	$(VENV)/bin/twotower serve --model_base_path serving_models/twotower > runs/serve.log 2>&1 & \
 	pid=$$!; \
-	$(VENV)/bin/twotower query --items data/movielens/items.csv --wait 120 \
+	$(VENV)/bin/twotower query --config configs/movielens.yaml --items data/movielens/items.csv --wait 120 \
 	  --user-features user_id=1 age=24 gender=M occupation=technician zip=85711; \
 	status=$$?; kill $$pid; wait $$pid 2>/dev/null; \
 	if [ $$status -ne 0 ]; then echo "the model server failed; see runs/serve.log" >&2; fi; \

@@ -16,8 +16,10 @@ import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
 from components import keys
+from pipeline.contract import IGNORED, INT64, STRING
 
 if TYPE_CHECKING:
+    from pipeline.contract import Contract
     from components.negative_pool.pool import PoolSettings
     from tfx.types import standard_artifacts
 
@@ -33,6 +35,24 @@ def _column(series: pd.Series) -> pa.Array:
         array = pa.array(values.to_numpy(dtype=np.int64), type=pa.int64())
     offsets = pa.array(np.concatenate([[0], np.cumsum(present)]).astype(np.int64))
     return pa.LargeListArray.from_arrays(offsets, array, mask=pa.array(~present))
+
+
+def typed_frame(frame: pd.DataFrame, contract: "Contract") -> pd.DataFrame:
+    """The frame with every declared column typed as the contract says (string, nullable
+    int64, float32), so `frame_to_examples` writes what ExampleGen would; empty strings and
+    NaN are missing values."""
+    typed = frame.copy()
+    for feature in contract.features:
+        if feature.name not in typed or feature.role == IGNORED:
+            continue
+        column = typed[feature.name].replace("", np.nan)
+        if feature.dtype == STRING:
+            typed[feature.name] = column.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+        elif feature.dtype == INT64:
+            typed[feature.name] = pd.to_numeric(column).astype("Int64")
+        else:
+            typed[feature.name] = pd.to_numeric(column).astype(np.float64)
+    return typed
 
 
 def frame_to_examples(frame: pd.DataFrame) -> list[bytes]:
@@ -67,7 +87,7 @@ def examples_artifact(uri: pathlib.Path, splits: Iterable[str]) -> "standard_art
 
 
 def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
-                        out_dir: pathlib.Path, settings: "PoolSettings",
+                        out_dir: pathlib.Path, settings: "PoolSettings", contract: "Contract",
                         beam_args: Sequence[str] = ()) -> str:
     """Runs the NegativePoolBuilder executor (in this process) on folders with a `train` and
     a `catalog` split; returns the NegativePool artifact's URI.
@@ -77,6 +97,7 @@ def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
       items_dir: Examples folder with Split-catalog.
       out_dir: The artifact's folder.
       settings: The builder's parameters.
+      contract: The feature set.
       beam_args: Beam pipeline arguments (default: Beam's in-process DirectRunner).
     """
     from tfx.dsl.components.base import base_beam_executor  # pylint: disable=import-outside-toplevel
@@ -89,5 +110,5 @@ def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
     executor.Executor(context).Do(
         {keys.INTERACTIONS_KEY: [examples_artifact(interactions_dir, [keys.TRAIN_SPLIT])],
          keys.ITEMS_KEY: [examples_artifact(items_dir, [keys.CATALOG_SPLIT])]},
-        {keys.NEGATIVE_POOL_KEY: [pool]}, executor.properties_from_settings(settings))
+        {keys.NEGATIVE_POOL_KEY: [pool]}, executor.properties_from_settings(settings, contract))
     return pool.uri

@@ -42,8 +42,7 @@ def tfrs_split(interactions: pd.DataFrame, seed: int = 42, train_fraction: float
     return Split(interactions.iloc[np.sort(order[:cut])], interactions.iloc[np.sort(order[cut:])])
 
 
-def temporal_split(interactions: pd.DataFrame, quantile: float = 0.8,
-                   time_column: str = "timestamp") -> Split:
+def temporal_split(interactions: pd.DataFrame, time_column: str, quantile: float = 0.8) -> Split:
     """Train before the `quantile` of event time, eval at or after it (as ingestion does)."""
     cutoff = np.quantile(interactions[time_column].to_numpy(), quantile, method="nearest")
     late = interactions[time_column].to_numpy() >= cutoff
@@ -64,8 +63,7 @@ def recbole_counts(total: int, ratios: tuple[float, ...] = (0.8, 0.1, 0.1)) -> l
     return counts
 
 
-def recbole_split(interactions: pd.DataFrame, seed: int = 42,
-                  user_column: str = "user_id") -> Split:
+def recbole_split(interactions: pd.DataFrame, user_column: str, seed: int = 42) -> Split:
     """Per user: random order, then 8:1:1 by `recbole_counts`."""
     rng = np.random.default_rng(seed)
     part = np.empty(len(interactions), dtype=np.int8)
@@ -78,12 +76,13 @@ def recbole_split(interactions: pd.DataFrame, seed: int = 42,
     return Split(interactions[part == 0], interactions[part == 2], interactions[part == 1])
 
 
-def split(protocol: str, interactions: pd.DataFrame, seed: int = 42) -> Split:
+def split(protocol: str, interactions: pd.DataFrame, user_column: str, time_column: str,
+          seed: int = 42) -> Split:
     """The split of one protocol (see the module docstring)."""
     if protocol == "tfrs":
         return tfrs_split(interactions, seed)
     if protocol == "temporal":
-        return temporal_split(interactions)
+        return temporal_split(interactions, time_column)
     if protocol == "recbole":
-        return recbole_split(interactions, seed)
+        return recbole_split(interactions, user_column, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")

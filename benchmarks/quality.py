@@ -27,23 +27,29 @@ from pipeline.errors import TwoTowerError
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10}
 DEFAULT_PRIOR_WEIGHTS = (0.0, 0.25, 0.5)
-STRING_COLUMNS = ("user_id", "gender", "occupation", "zip", "item_id", "title", "genres")
-
-
-def load_movielens(data_dir: pathlib.Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The interactions and items tables written by `twotower data movielens`, typed as the
-    trainer reads them (ids as strings, a missing release year as 0)."""
+def load_tables(data_dir: pathlib.Path, contract: Any, command: str
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The interactions and items tables of a data folder, typed as the contract says."""
     paths = [data_dir / "interactions.csv", data_dir / "items.csv"]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise TwoTowerError(f"{missing[0]} not found: run `twotower data movielens --out "
-                                f"{data_dir}` first")
-    tables = []
-    for path in paths:
-        frame = pd.read_csv(path, dtype={c: str for c in STRING_COLUMNS}, keep_default_na=False)
-        frame["release_year"] = pd.to_numeric(frame["release_year"]).fillna(0).astype(np.int64)
-        tables.append(frame)
-    return tables[0], tables[1]
+        raise TwoTowerError(f"{missing[0]} not found: run `{command} --out {data_dir}` first")
+    return tuple(example_files.typed_frame(pd.read_csv(path, dtype=str, keep_default_na=False),
+                                           contract) for path in paths)
+
+
+def query_batch(frame: pd.DataFrame, contract: Any) -> dict[str, Any]:
+    """Raw query features {name: [U]} of some rows, missing values as the parser's."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.trainer import features  # pylint: disable=import-outside-toplevel
+    batch = {}
+    for name in contract.query_names:
+        feature = contract.by_name(name)
+        column = frame[name]
+        values = column.where(column.notna(), features.missing_value(feature))
+        batch[name] = tf.constant(values.to_numpy().astype(
+            object if feature.dtype == "string" else feature.dtype), features.tf_dtype(feature))
+    return batch
 
 
 @dataclasses.dataclass
@@ -59,17 +65,17 @@ class Prepared:
 
 
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
-            workdir: pathlib.Path, config: Any) -> Prepared:
+            workdir: pathlib.Path, config: Any, contract: Any) -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol."""
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
-    split = protocols.split(protocol, interactions)
+    split = protocols.split(protocol, interactions, contract.user_id, contract.event_time)
     root = workdir / protocol
     example_files.write_split([split.train], root / "interactions", "train")
     example_files.write_split([split.eval], root / "interactions", "eval")
     example_files.write_split([items], root / "items", "catalog")
     pool_uri = example_files.build_pool_artifact(
         root / "interactions", root / "items", root / "pool",
-        PoolSettings(**dataclasses.asdict(config.pool)))
+        PoolSettings(**dataclasses.asdict(config.pool)), contract)
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
@@ -90,7 +96,7 @@ def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, 
 
 
 def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors: np.ndarray,
-                    query_vectors: Any) -> dict[str, float]:
+                    query_vectors: Any, contract: Any) -> dict[str, float]:
     """Per-user recall@10 / NDCG@10 on RecBole's test part, train and valid items masked.
 
     Args:
@@ -98,17 +104,17 @@ def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors
       catalog_ids: [N] ids in the row order of item_vectors.
       item_vectors: [N, D] index vectors.
       query_vectors: Raw query features {name: [U]} -> [U, D].
+      contract: Names the columns.
     """
-    from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.trainer import metrics  # pylint: disable=import-outside-toplevel
+    user, item = contract.user_id, contract.item_id
     position = {item: index for index, item in enumerate(catalog_ids)}
-    test = prepared.split.eval.groupby("user_id")["item_id"].apply(list)
-    history = pd.concat([prepared.split.train, prepared.split.valid]).groupby("user_id")["item_id"]
+    test = prepared.split.eval.groupby(user)[item].apply(list)
+    history = pd.concat([prepared.split.train, prepared.split.valid]).groupby(user)[item]
     masked = {user: [position[i] for i in items if i in position] for user, items in history}
     users = test.index.tolist()
-    first = prepared.split.eval.drop_duplicates("user_id").set_index("user_id").loc[users]
-    batch = {name: tf.constant(first[name].to_numpy()) if name != "user_id" else
-             tf.constant(users) for name in features.QUERY_FEATURES}
+    first = prepared.split.eval.drop_duplicates(user).set_index(user, drop=False).loc[users]
+    batch = query_batch(first, contract)
     relevant = [[position[i] for i in items if i in position] for items in test.tolist()]
     scores = metrics.per_user_metrics(np.asarray(query_vectors(batch)), item_vectors, relevant,
                                       [masked.get(user, []) for user in users])
@@ -120,7 +126,8 @@ def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, flo
     """A trained model's report keys for one protocol at one popularity prior weight."""
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
-                               lambda batch: result.query_vectors(batch, prior_weight))
+                               lambda batch: result.query_vectors(batch, prior_weight),
+                               result.contract)
     return protocol_metrics(prepared, result.evaluate(prepared.eval_pattern, prior_weight))
 
 
@@ -128,14 +135,16 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
     """MostPop's report keys, with the same catalogue, history and filters as the models."""
     from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
     vectors = quality_rows.mostpop_vectors(result.train_counts)
+    contract = result.contract
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
-            (len(batch["user_id"]), 1)))
+            (len(batch[contract.user_id]), 1)), contract)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    scores = metrics.evaluate(quality_rows.mostpop_queries,
-                              features.dataset(prepared.eval_pattern, 1024, False, 0),
+    scores = metrics.evaluate(lambda batch: quality_rows.mostpop_queries(batch[contract.item_id]),
+                              features.dataset(prepared.eval_pattern, 1024, False, 0, contract,
+                                               features.interaction_names(contract)),
                               result.catalog_ids, tf.constant(vectors), result.seen,
-                              result.train_counts)
+                              result.train_counts, contract)
     return protocol_metrics(prepared, scores)
 
 
@@ -145,7 +154,9 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     """Trains and scores every row under every protocol; writes the report and the chart."""
     from components.trainer import training  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
-    interactions, items = load_movielens(data_dir)
+    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
+    contract = contract_lib.load(config_lib.DEFAULT_SCHEMA_DIR)
+    interactions, items = load_tables(data_dir, contract, "twotower data movielens")
     commit = common.git_commit()
     table: dict[str, dict[str, Any]] = {}
     started = time.time()
@@ -153,7 +164,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         for protocol in protocol_names:
             epochs = f"training.epochs={EPOCHS[protocol]}"
             prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
-                               config_lib.load(None, (epochs,)))
+                               config_lib.load(None, (epochs,)), contract)
             _log(f"{protocol}: train {len(prepared.split.train):,}, eval "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():

@@ -60,6 +60,6 @@ def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
     return (train_counts + 0.5 * (1.0 - order / max(len(order), 1)))[:, np.newaxis]
 
 
-def mostpop_queries(batch: dict[str, tf.Tensor]) -> tf.Tensor:
-    """[B, 1] of ones: every user gets the same ranking."""
-    return tf.ones([tf.shape(batch["user_id"])[0], 1], tf.float64)
+def mostpop_queries(rows: tf.Tensor) -> tf.Tensor:
+    """[B, 1] of ones for a batch's [B] rows: every user gets the same ranking."""
+    return tf.ones([tf.shape(rows)[0], 1], tf.float64)

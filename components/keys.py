@@ -46,14 +46,15 @@ MAX_POOL_SIZE_KEY = "max_pool_size"
 SMOOTHING_KEY = "smoothing"
 MIN_COUNT_KEY = "min_count"
 SEED_KEY = "seed"
-USER_FEATURE_KEY = "user_feature"
-ITEM_FEATURE_KEY = "item_feature"
+CONTRACT_KEY = "contract"
 
 # Files inside a NegativePool artifact.
 POOL_STATS_FILE = "stats.json"
 POOL_FREQUENCIES_DIR = "item_frequencies"
 POOL_POOL_DIR = "pool"
 POOL_VOCAB_DIR = "vocab"
+POOL_NUMERIC_FILE = "numeric.json"
+CONTRACT_FILE = "contract.json"
 POOL_RECORD_SUFFIX = ".tfrecord.gz"
 
 # Features of the frequency table and extra features of pool rows.

@@ -126,11 +126,11 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
               f"filtered recall {filtered}; filtered NDCG@10 "
               f"{metrics['filtered_ndcg_at_10']:.4f} over "
               f"{int(metrics['eval_interactions'])} eval interactions")
-        if "warm_start_known_item_id" in metrics:
-            print(f"  warm start: kept the rows of {int(metrics['warm_start_known_user_id'])} "
-                  f"users and {int(metrics['warm_start_known_item_id'])} items; "
-                  f"{int(metrics['warm_start_new_user_id'])} users and "
-                  f"{int(metrics['warm_start_new_item_id'])} items are new")
+        if "warm_start_known_items" in metrics:
+            print(f"  warm start: kept the rows of {int(metrics['warm_start_known_users'])} "
+                  f"users and {int(metrics['warm_start_known_items'])} items; "
+                  f"{int(metrics['warm_start_new_users'])} users and "
+                  f"{int(metrics['warm_start_new_items'])} items are new")
         print(f"  artifact: {model_uri}")
     _print_validation_summary(config)
 
@@ -235,7 +235,10 @@ def cmd_query(args: argparse.Namespace) -> None:
     result = client.query(args.host, args.port, args.model_name,
                           client.parse_features(args.user_features), timeout=args.timeout,
                           wait_seconds=args.wait)
-    titles = client.read_titles(args.items)
+    titles = {}
+    if args.items:
+        from pipeline import contract  # pylint: disable=import-outside-toplevel
+        titles = client.read_titles(args.items, contract.load(_load_config(args).data.schema_dir))
     print(f"model {args.model_name} version {result.version}: top {min(args.k, len(result.item_ids))}")
     for rank, (item, score) in enumerate(zip(result.item_ids[:args.k], result.scores), 1):
         print(f"{rank:>3}. {item:<10} {score:8.4f}  {titles.get(item, '')}")
@@ -352,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--host", default="127.0.0.1")
     ask.add_argument("--port", type=int, default=8500, help="gRPC port")
     ask.add_argument("--model_name", default="twotower")
-    ask.add_argument("--items", help="items table (CSV) to print titles from")
+    ask.add_argument("--items", help="items table (CSV) to print item features from (the "
+                                     "contract of --config names its columns)")
+    _add_config_args(ask)
     ask.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     ask.add_argument("--wait", type=float, default=0.0,
                      help="retry for this many seconds while the server starts")

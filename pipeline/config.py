@@ -25,7 +25,8 @@ from pipeline import config_parsing
 from pipeline.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_SCHEMA_DIR = str(REPO_ROOT / "schemas")
+SCHEMAS_ROOT = REPO_ROOT / "schemas"
+DEFAULT_SCHEMA_DIR = str(SCHEMAS_ROOT / "movielens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,18 +38,18 @@ class DataConfig:
       items: File pattern of the item catalogue (one row per item).
       input_format: Format of both inputs.
       split: `time` (train before a cutoff, eval from it on) or `hash` (random by row).
-      time_feature: Column holding the event time (integer seconds).
       cutoff_quantile: For `split: time`, the quantile of event times used as the cutoff.
       cutoff_timestamp: For `split: time`, an explicit cutoff; overrides the quantile.
       eval_percent: For `split: hash`, the share of rows sent to eval, in percent.
-      schema_dir: Folder with the curated schemas (`interactions.pbtxt`, `items.pbtxt`).
+      schema_dir: The data contract folder (pipeline/contract.py): `features.yaml` (each
+        column's role and kind; the event time of the time split is its `event_time`
+        column) and the TFMD schemas `interactions.pbtxt`, `items.pbtxt`.
     """
 
     interactions: str = "data/movielens/interactions.csv"
     items: str = "data/movielens/items.csv"
     input_format: Literal["csv", "parquet", "tfrecord"] = "csv"
     split: Literal["time", "hash"] = "time"
-    time_feature: str = "timestamp"
     cutoff_quantile: float = 0.8
     cutoff_timestamp: Optional[int] = None
     eval_percent: int = 20
@@ -367,6 +368,10 @@ def from_dict(values: Mapping[str, Any]) -> PipelineConfig:
     Raises:
       ConfigError: naming the first unknown, mistyped or out-of-range field.
     """
+    data = (values or {}).get("data")
+    if isinstance(data, Mapping) and "time_feature" in data:
+        raise ConfigError("data.time_feature is gone: the event time is the column with role "
+                          "event_time in <data.schema_dir>/features.yaml")
     config = config_parsing.build(PipelineConfig, values or {}, "")
     config.validate()
     return config

@@ -23,9 +23,10 @@ from components.model_validator.component import ModelValidator
 from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
+from pipeline import contract as contract_lib
 from pipeline.config import PipelineConfig
 from pipeline.paths import absolute, is_uri
-from pipeline.errors import IngestionError
+from pipeline.errors import ConfigError, IngestionError
 
 TRAINER_ID = "Trainer"
 VALIDATOR_ID = "ModelValidator"
@@ -55,7 +56,8 @@ class Ingestion(NamedTuple):
 
 
 def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
-                    split_method: str, check_schema: bool = True) -> Ingestion:
+                    split_method: str, time_feature: Optional[str],
+                    check_schema: bool = True) -> Ingestion:
     """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
 
     Args:
@@ -64,6 +66,7 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
       schema_file: Curated schema (.pbtxt).
       config: Pipeline config (data section).
       split_method: "time", "hash" or "none".
+      time_feature: The contract's event-time column (the time split's key).
       check_schema: Check now that schema_file exists (off when it is a path inside a
         container image, read only by the pods).
 
@@ -73,7 +76,10 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     """
     if check_schema and not fileio.exists(schema_file):
         raise IngestionError(f"schema {schema_file} not found; set data.schema_dir to the "
-                             "folder with interactions.pbtxt and items.pbtxt")
+                             "contract folder (features.yaml, interactions.pbtxt, items.pbtxt)")
+    if split_method == keys.SPLIT_TIME and not time_feature:
+        raise ConfigError("data.split is time but the contract declares no column with role "
+                          "event_time; declare one in features.yaml or set data.split: hash")
     prefix = name.capitalize()
     schema = ImportSchemaGen(schema_file=schema_file).with_id(f"{prefix}Schema")
     base, pattern = _split_pattern(data_path)
@@ -81,7 +87,7 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     example_gen = SchemaExampleGen(
         input_base=base, pattern=pattern, schema=schema.outputs[keys.SCHEMA_KEY],
         input_format=data.input_format, split_method=split_method,
-        time_feature=data.time_feature, cutoff_quantile=data.cutoff_quantile,
+        time_feature=time_feature or "", cutoff_quantile=data.cutoff_quantile,
         cutoff_timestamp=data.cutoff_timestamp, eval_percent=data.eval_percent,
     ).with_id(f"{prefix}ExampleGen")
     statistics = StatisticsGen(examples=example_gen.outputs[keys.EXAMPLES_KEY],
@@ -147,14 +153,19 @@ def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
 
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None,
-                    check_schemas: bool = True) -> tfx_pipeline.Pipeline:
-    """Builds the twotower pipeline from a validated config.
+                    check_schemas: bool = True,
+                    contract: Optional[contract_lib.Contract] = None) -> tfx_pipeline.Pipeline:
+    """Builds the twotower pipeline from a validated config and its data contract.
 
     Args:
       config: The whole pipeline config.
       metadata_connection_config: ML Metadata connection; None lets the orchestrator
         choose (local runs pass SQLite at orchestration.metadata_path).
       check_schemas: Check that the schema files exist (see ingestion_nodes).
+      contract: The feature set; None reads it from data.schema_dir.
+
+    Raises:
+      ConfigError: the contract is invalid or does not fit the config (naming the fix).
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
@@ -163,15 +174,18 @@ def create_pipeline(config: PipelineConfig,
       (baseline: the latest blessed model) and one Pusher per model variant.
     """
     schema_dir = config.data.schema_dir
+    contract = contract or contract_lib.load(schema_dir)
     interactions = ingestion_nodes(
-        INTERACTIONS, config.data.interactions, os.path.join(schema_dir, "interactions.pbtxt"),
-        config, config.data.split, check_schemas)
-    items = ingestion_nodes(ITEMS, config.data.items, os.path.join(schema_dir, "items.pbtxt"),
-                            config, keys.SPLIT_NONE, check_schemas)
+        INTERACTIONS, config.data.interactions,
+        os.path.join(schema_dir, contract_lib.INTERACTIONS_SCHEMA), config, config.data.split,
+        contract.event_time, check_schemas)
+    items = ingestion_nodes(ITEMS, config.data.items,
+                            os.path.join(schema_dir, contract_lib.ITEMS_SCHEMA), config,
+                            keys.SPLIT_NONE, None, check_schemas)
     settings = config.pool
     negative_pool = NegativePoolBuilder(
         interactions=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
-        items=items.example_gen.outputs[keys.EXAMPLES_KEY],
+        items=items.example_gen.outputs[keys.EXAMPLES_KEY], contract=contract,
         interactions_report=interactions.gate.outputs[keys.REPORT_KEY],
         items_report=items.gate.outputs[keys.REPORT_KEY],
         sampler=settings.sampler, alpha=settings.alpha, unseen_weight=settings.unseen_weight,

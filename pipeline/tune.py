@@ -58,11 +58,16 @@ def unnormalised_embeddings(data: RunData, config: PipelineConfig, model_dir: Op
     """Query embeddings of `sample` eval rows and all catalogue embeddings of an
     unnormalised model: loaded from a Trainer export, or trained now (L2 off, τ = 1)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
     from components.trainer import export, features, training  # pylint: disable=import-outside-toplevel
-    batch = next(iter(features.dataset(data.eval, sample, False, 0, features.QUERY_FEATURES)))
+    contract = artifact_io.read_contract(data.pool_uri)
+    batch = next(iter(features.dataset(data.eval, sample, False, 0, contract,
+                                       contract.query_names)))
     if model_dir:
         tower = tf.saved_model.load(os.path.join(model_dir, export.QUERY_TOWER_DIR))
-        queries = tower.signatures["serving_default"](**batch)[export.EMBEDDING_OUTPUT].numpy()
+        serve = tower.signatures["serving_default"]
+        inputs = features.select(batch, sorted(serve.structured_input_signature[1]))
+        queries = serve(**inputs)[export.EMBEDDING_OUTPUT].numpy()
         _, items = export.read_embeddings(os.path.join(model_dir, export.EMBEDDINGS_FILE))
         return queries, items
     raw = dataclasses.replace(config, model=dataclasses.replace(

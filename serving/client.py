@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import time
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping
 
 import grpc
 import numpy as np
 
 from pipeline.errors import TwoTowerError
+
+if TYPE_CHECKING:
+    from pipeline.contract import Contract
 
 
 @dataclasses.dataclass
@@ -112,9 +115,12 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
     return QueryResult(response.model_spec.version.value, ids, scores)
 
 
-def read_titles(items_csv: Optional[str]) -> dict[str, str]:
-    """item_id -> title from an items table (empty without a path)."""
-    if not items_csv:
-        return {}
+def read_titles(items_csv: str, contract: "Contract", columns: int = 2) -> dict[str, str]:
+    """item id -> a short description from an items table: the values of its first
+    `columns` text or categorical candidate features (as the contract declares them)."""
+    from pipeline.contract import CANDIDATE, CATEGORICAL, MULTI_CATEGORICAL, TEXT  # pylint: disable=import-outside-toplevel
+    shown = [feature.name for feature in contract.features if feature.role == CANDIDATE
+             and feature.kind in (TEXT, CATEGORICAL, MULTI_CATEGORICAL)][:columns]
     with open(items_csv, newline="") as f:
-        return {row["item_id"]: row.get("title", "") for row in csv.DictReader(f)}
+        return {row[contract.item_id]: "  ".join(row.get(name, "") for name in shown)
+                for row in csv.DictReader(f)}

@@ -100,7 +100,7 @@ def test_kubeflow_spec_loads_with_kfp_and_has_every_component(tmp_path):
                 if name.startswith("NegativePoolBuilder"))
     assert "--runner=DataflowRunner" in pool["args"]
     text = out.read_text()
-    assert f"{kubeflow_v2.CONTAINER_REPO}/schemas/interactions.pbtxt" in text
+    assert f"{kubeflow_v2.CONTAINER_REPO}/schemas/movielens/interactions.pbtxt" in text
     assert "gs://bucket/data/interactions" in text and "gs://bucket/serving/twotower" in text
 
 

@@ -21,13 +21,13 @@ def test_recbole_counts_follow_recbole_rounding(total, expected):
 
 def test_recbole_split_is_per_user_and_disjoint():
     table = _table(users=3, per_user=20)
-    split = protocols.recbole_split(table, seed=1)
+    split = protocols.recbole_split(table, "user_id", seed=1)
     for user in ("u0", "u1", "u2"):
         sizes = [len(part[part.user_id == user]) for part in (split.train, split.valid, split.eval)]
         assert sizes == [16, 2, 2]
     parts = pd.concat([split.train, split.valid, split.eval])
     assert len(parts) == 60 and not parts.duplicated().any()
-    again = protocols.recbole_split(table, seed=1)
+    again = protocols.recbole_split(table, "user_id", seed=1)
     pd.testing.assert_frame_equal(split.eval, again.eval)
 
 
@@ -42,11 +42,11 @@ def test_tfrs_split_random_80_20_seeded():
 
 def test_temporal_split_cuts_at_the_time_quantile():
     table = _table(users=1, per_user=10)  # timestamps 0..9
-    split = protocols.temporal_split(table, quantile=0.8)
+    split = protocols.temporal_split(table, "timestamp", quantile=0.8)
     assert split.train.timestamp.max() < split.eval.timestamp.min()
     assert len(split.eval) == 3  # nearest 0.8 quantile of 0..9 is 7: 7, 8, 9 are eval
 
 
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="tfrs"):
-        protocols.split("loo", _table(1, 3))
+        protocols.split("loo", _table(1, 3), "user_id", "timestamp")

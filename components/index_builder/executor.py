@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import numpy as np
@@ -17,10 +17,12 @@ from tfx.utils import io_utils, path_utils
 from components import keys
 from components.index_builder import report as report_lib
 from components.index_builder import retrieval_model, scann_settings, warmup
+from components.negative_pool import artifact_io
 from components.pusher import versions
 from components.trainer import export as trainer_export
 from components.trainer import features
 from pipeline.config import IndexConfig
+from pipeline.contract import Contract
 
 WARMUP_BATCHES = 3
 WARMUP_ROWS = 4
@@ -39,11 +41,12 @@ def index_config(exec_properties: Mapping[str, Any]) -> IndexConfig:
     return config
 
 
-def eval_queries(examples: types.Artifact, rows: int) -> dict[str, np.ndarray]:
-    """Raw query features of the first `rows` eval interactions, {name: [Q]}."""
+def eval_queries(examples: types.Artifact, rows: int, contract: Contract,
+                 names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Raw query features `names` of the first `rows` eval interactions, {name: [Q]}."""
     pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples],
                                                                       keys.EVAL_SPLIT))
-    batch = next(iter(features.dataset(pattern, rows, False, 0, features.QUERY_FEATURES)))
+    batch = next(iter(features.dataset(pattern, rows, False, 0, contract, names)))
     return {name: values.numpy() for name, values in batch.items()}
 
 
@@ -86,7 +89,8 @@ class Executor(base_executor.BaseExecutor):
         exact = retrieval_model.RetrievalModel(
             query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k, config.max_k)
         queries = eval_queries(artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY]),
-                               exec_properties[keys.REPORT_QUERIES_KEY])
+                               exec_properties[keys.REPORT_QUERIES_KEY],
+                               artifact_io.read_contract(trained), list(scann.query_specs))
         settings, tuning = report_lib.tune_search(scann, exact, queries, settings,
                                                   exec_properties[keys.TARGET_RECALL_KEY])
         index_report = {**report_lib.index_report(scann, exact, queries, settings),

@@ -1,7 +1,7 @@
 """The pushable retrieval SavedModels: the query tower plus a top-K search over the catalogue.
 
-Both variants have the same signatures over raw query features ([B] tensors named as in
-components/trainer/features.py):
+Both variants have the same signatures over raw query features: the query tower's inputs,
+[B] tensors named and typed as its serving signature (so as the data contract declares them):
   serving_default:  -> item_ids [B, K] string, scores [B, K] float32 (K from the config)
   serving_top_k:    + k (int32 scalar, 1..max_k) -> item_ids [B, k], scores [B, k]
   query_embedding:  -> embedding [B, D]
@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from components.index_builder import scann_settings
 from components.trainer import export as trainer_export
-from components.trainer import features as features_lib
 
 ITEM_IDS_OUTPUT = "item_ids"
 SCORES_OUTPUT = "scores"
@@ -30,9 +29,13 @@ SERVING_SIGNATURE = "serving_default"
 TOP_K_SIGNATURE = "serving_top_k"
 EMBEDDING_SIGNATURE = "query_embedding"
 K_INPUT = "k"
-QUERY_SPECS = {name: tf.TensorSpec([None], tf.int64 if name in features_lib.INT_FEATURES
-                                   else tf.string, name=name)
-               for name in features_lib.QUERY_FEATURES}
+
+
+def query_input_specs(query_tower: tf.Module) -> dict[str, tf.TensorSpec]:
+    """name -> [B] TensorSpec of a query tower SavedModel's serving_default inputs."""
+    _, inputs = query_tower.signatures[SERVING_SIGNATURE].structured_input_signature
+    return {name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+            for name, spec in sorted(inputs.items())}
 
 
 class ScannSearch(tf.Module):
@@ -79,7 +82,12 @@ class ExactSearch(tf.Module):
 
 
 class RetrievalModel(tf.Module):
-    """The query tower (a loaded SavedModel), the catalogue's ids and a search."""
+    """The query tower (a loaded SavedModel), the catalogue's ids and a search.
+
+    Attributes:
+      query_specs: name -> [B] TensorSpec of the raw query inputs (the tower's signature).
+      query_embedding, retrieve, retrieve_top_k: tf.functions over query_specs (below).
+    """
 
     def __init__(self, query_tower_dir: str, item_ids: Sequence[str],
                  search: ScannSearch | ExactSearch, k: int, max_k: int) -> None:
@@ -90,25 +98,28 @@ class RetrievalModel(tf.Module):
                                     dtype=tf.string, name="item_ids")
         self.search = search
         self.k = min(k, len(item_ids))
+        self.query_specs = query_input_specs(self.query_tower)
+        self.query_embedding = tf.function(self._query_embedding,
+                                           input_signature=[self.query_specs])
+        self.retrieve = tf.function(self._retrieve, input_signature=[self.query_specs])
+        self.retrieve_top_k = tf.function(self._retrieve_top_k, input_signature=[
+            self.query_specs, tf.TensorSpec([], tf.int32, name=K_INPUT)])
 
     def _embed(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         return self.query_tower.signatures[SERVING_SIGNATURE](**features)[
             trainer_export.EMBEDDING_OUTPUT]
 
-    @tf.function(input_signature=[QUERY_SPECS])
-    def query_embedding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _query_embedding(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Raw query features -> {"embedding": [B, D]}."""
         return {EMBEDDING_OUTPUT: self._embed(features)}
 
-    @tf.function(input_signature=[QUERY_SPECS])
-    def retrieve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _retrieve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Raw query features -> {"item_ids": [B, K], "scores": [B, K]}."""
         indices, scores = self.search(self._embed(features), self.k)
         return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
 
-    @tf.function(input_signature=[QUERY_SPECS, tf.TensorSpec([], tf.int32, name=K_INPUT)])
-    def retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
-                       ) -> dict[str, tf.Tensor]:
+    def _retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
+                        ) -> dict[str, tf.Tensor]:
         """Raw query features and k -> {"item_ids": [B, k], "scores": [B, k]}."""
         checks = [tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1"),
                   tf.debugging.assert_less_equal(

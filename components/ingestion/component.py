@@ -2,10 +2,10 @@
 
 Usage (see pipeline/pipeline.py):
 
-    schema = ImportSchemaGen(schema_file="schemas/interactions.pbtxt")
+    schema = ImportSchemaGen(schema_file="schemas/movielens/interactions.pbtxt")
     gen = SchemaExampleGen(input_base="data/movielens", pattern="interactions.csv",
                            schema=schema.outputs["schema"], split_method="time",
-                           cutoff_quantile=0.8)
+                           time_feature="timestamp", cutoff_quantile=0.8)
     stats = StatisticsGen(examples=gen.outputs["examples"], schema=schema.outputs["schema"])
     anomalies = ExampleValidator(statistics=stats.outputs["statistics"],
                                  schema=schema.outputs["schema"])
@@ -70,7 +70,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
     def __init__(self, input_base: str, pattern: str, schema: types.BaseChannel,
                  input_format: str = DEFAULTS.input_format,
                  split_method: str = DEFAULTS.split,
-                 time_feature: str = DEFAULTS.time_feature,
+                 time_feature: str = "",
                  cutoff_quantile: float = DEFAULTS.cutoff_quantile,
                  cutoff_timestamp: Optional[int] = DEFAULTS.cutoff_timestamp,
                  eval_percent: int = DEFAULTS.eval_percent) -> None:
@@ -84,7 +84,8 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
           schema: Channel of the curated Schema used to type the columns.
           input_format: "csv", "parquet" or "tfrecord" (tf.Example records).
           split_method: "time", "hash", or "none" (one split named "catalog").
-          time_feature: Integer event-time feature, for the time split.
+          time_feature: Integer event-time feature, for the time split (the contract's
+            event_time column).
           cutoff_quantile: Quantile of event times used as the cutoff, in (0, 1).
           cutoff_timestamp: Explicit cutoff; overrides the quantile.
           eval_percent: Share of rows in eval for the hash split, 1-99.

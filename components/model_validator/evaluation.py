@@ -8,22 +8,27 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from components.negative_pool import artifact_io
 from components.trainer import export, features, metrics
+from pipeline.contract import Contract
 
 TRAIN_BATCH = 8192
 
 
-def train_history(train_pattern: str, catalog_ids: Sequence[str], users: np.ndarray
+def train_history(train_pattern: str, catalog_ids: Sequence[str], users: np.ndarray,
+                  contract: Contract
                   ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
     """The training items of `users` (metrics.seen_items) and [N] training counts per item,
     streaming the train split."""
     position = pd.Index([item.encode() for item in catalog_ids])
     counts = np.zeros(len(catalog_ids), np.float64)
-    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, ("item_id",)):
-        index = position.get_indexer(batch["item_id"].numpy())
+    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
+                                  (contract.item_id,)):
+        index = position.get_indexer(batch[contract.item_id].numpy())
         counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
-    seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0,
-                                               ("user_id", "item_id")), catalog_ids, users)
+    seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
+                                               (contract.user_id, contract.item_id)),
+                              catalog_ids, users, contract)
     return seen, counts
 
 
@@ -38,15 +43,20 @@ def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
       ks: Cut-offs.
       max_rows: Score only the first max_rows eval interactions; None scores all.
     """
+    contract = artifact_io.read_contract(serving_dir)
     ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
     tower = tf.saved_model.load(os.path.join(serving_dir, export.QUERY_TOWER_DIR))
     serve = tower.signatures["serving_default"]
+    inputs = sorted(serve.structured_input_signature[1])
 
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        return serve(**features.select(batch, features.QUERY_FEATURES))[export.EMBEDDING_OUTPUT]
-    users = metrics.unique_users(features.dataset(eval_pattern, TRAIN_BATCH, False, 0,
-                                                  ("user_id",), max_rows))
-    seen, counts = train_history(train_pattern, ids, users)
+        return serve(**features.select(batch, inputs))[export.EMBEDDING_OUTPUT]
+    users = metrics.unique_users(features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract,
+                                                  (contract.user_id,), max_rows),
+                                 contract.user_id)
+    seen, counts = train_history(train_pattern, ids, users, contract)
     eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(ids)), False, 0,
+                                    contract, features.interaction_names(contract),
                                     max_rows=max_rows)
-    return metrics.evaluate(embed, eval_batches, ids, tf.constant(embeddings), seen, counts, ks)
+    return metrics.evaluate(embed, eval_batches, ids, tf.constant(embeddings), seen, counts,
+                            contract, ks)

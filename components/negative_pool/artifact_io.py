@@ -11,6 +11,7 @@ import pandas as pd
 import tensorflow as tf
 
 from components import keys, records
+from pipeline import contract as contract_lib
 
 
 def records_pattern(uri: str, folder: str) -> str:
@@ -24,10 +25,41 @@ def read_stats(uri: str) -> dict[str, Any]:
 
 
 def read_vocabulary(uri: str, feature: str) -> list[tuple[str, int]]:
-    """(id, count) pairs of `vocab/<feature>.tsv` in index order."""
-    with tf.io.gfile.GFile(os.path.join(uri, keys.POOL_VOCAB_DIR, f"{feature}.tsv")) as f:
-        pairs = [line.rstrip("\n").split("\t") for line in f if line.strip("\n")]
+    """(value, count) pairs of `vocab/<feature>.tsv` in index order; empty when the feature
+    had no values (no file)."""
+    path = os.path.join(uri, keys.POOL_VOCAB_DIR, f"{feature}.tsv")
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        pairs = [line.rstrip("\n").rsplit("\t", 1) for line in f if line.strip("\n")]
     return [(identifier, int(count)) for identifier, count in pairs]
+
+
+def write_contract(contract: contract_lib.Contract, folder: str) -> None:
+    """Writes the feature set to <folder>/contract.json (a pool artifact or a model export)."""
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(os.path.join(folder, keys.CONTRACT_FILE), "w") as f:
+        f.write(json.dumps(contract.to_dict(), indent=2) + "\n")
+
+
+def read_contract(folder: str) -> contract_lib.Contract:
+    """The feature set a pool was built for, or a model was trained on."""
+    path = os.path.join(folder, keys.CONTRACT_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} is missing: the artifact predates declared feature "
+                                "sets; re-run the pipeline without warm start or caching")
+    with tf.io.gfile.GFile(path) as f:
+        return contract_lib.from_dict(json.load(f))
+
+
+def read_numeric(uri: str) -> dict[str, dict[str, Any]]:
+    """numeric.json: feature -> {boundaries, mean, std, count}; features without values
+    are absent."""
+    path = os.path.join(uri, keys.POOL_NUMERIC_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)

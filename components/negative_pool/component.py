@@ -5,6 +5,7 @@ Usage (see pipeline/pipeline.py):
     pool = NegativePoolBuilder(
         interactions=interactions_gen.outputs["examples"],   # only its train split is read
         items=items_gen.outputs["examples"],                 # the catalogue ("catalog" split)
+        contract=contract,                                   # pipeline/contract.load(...)
         interactions_report=interactions_gate.outputs["report"],
         items_report=items_gate.outputs["report"],
         sampler="uniform", pool_size=None, seed=42)
@@ -13,11 +14,16 @@ Output `negative_pool` (NegativePool), a folder with:
   item_frequencies/*.tfrecord.gz  item_id, train_count, in_catalog, probability (in-batch,
                                   add-k smoothed), pool_probability (0 outside the pool)
   pool/*.tfrecord.gz              catalogue rows (all features) + train_count, pool_probability
-  vocab/user_id.tsv, vocab/item_id.tsv   "id<TAB>count", most frequent first; index = line
+  vocab/<feature>.tsv             "value<TAB>count", most frequent first; index = line: the
+                                  two ids (over train interactions) and every categorical,
+                                  multi_categorical and text feature (preprocessing.py)
+  numeric.json                    numeric features: quantile boundaries, mean, std
+  contract.json                   the feature set (pipeline/contract.py) it was built for
   stats.json                      catalogue size, never-seen items, unknown ids, pool size, ...
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from tfx import types
@@ -29,6 +35,7 @@ from components import keys
 from components.ingestion.component import DataValidationReport
 from components.negative_pool import executor
 from components.negative_pool.pool import DEFAULTS, PoolSettings
+from pipeline.contract import Contract
 
 
 class NegativePool(types.Artifact):
@@ -49,8 +56,7 @@ class NegativePoolBuilderSpec(types.ComponentSpec):
         keys.SMOOTHING_KEY: ExecutionParameter(type=float),
         keys.MIN_COUNT_KEY: ExecutionParameter(type=int),
         keys.SEED_KEY: ExecutionParameter(type=int),
-        keys.USER_FEATURE_KEY: ExecutionParameter(type=str),
-        keys.ITEM_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.CONTRACT_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         keys.INTERACTIONS_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -68,14 +74,14 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, interactions: types.BaseChannel, items: types.BaseChannel,
-                 interactions_report: Optional[types.BaseChannel] = None,
+                 contract: Contract, interactions_report: Optional[types.BaseChannel] = None,
                  items_report: Optional[types.BaseChannel] = None,
                  sampler: str = DEFAULTS.sampler, alpha: float = DEFAULTS.alpha,
                  unseen_weight: float = DEFAULTS.unseen_weight,
                  pool_size: Optional[int] = DEFAULTS.pool_size,
                  max_pool_size: int = DEFAULTS.max_pool_size,
                  smoothing: float = DEFAULTS.smoothing, min_count: int = DEFAULTS.min_count,
-                 seed: int = DEFAULTS.seed, user_feature: str = "user_id", item_feature: str = "item_id") -> None:
+                 seed: int = DEFAULTS.seed) -> None:
         """Builds the component; invalid parameter combinations raise ValueError now.
 
         Defaults are pipeline.config.PoolConfig's.
@@ -83,6 +89,8 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
         Args:
           interactions: Examples with a `train` split (eval is never read).
           items: Examples with a `catalog` split, one row per item.
+          contract: The feature set (pipeline/contract.py): the id columns and the features
+            whose vocabularies and numeric statistics are computed.
           interactions_report: The interactions ValidationGate's report (orders the run).
           items_report: The items ValidationGate's report.
           sampler: Pool sampling distribution: `uniform` (default, as in mixed negative
@@ -95,18 +103,16 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
           smoothing: Add-k smoothing of in-batch probabilities (and popularity weights).
           min_count: Ids seen fewer times are left out of the vocabularies (map to OOV).
           seed: Seed of the per-key hash that picks pool members when the catalogue is capped.
-          user_feature: Name of the user id feature.
-          item_feature: Name of the item id feature.
         """
         settings = PoolSettings(sampler=sampler, alpha=alpha, unseen_weight=unseen_weight,
                                 pool_size=pool_size, max_pool_size=max_pool_size,
-                                smoothing=smoothing, min_count=min_count, seed=seed,
-                                user_feature=user_feature, item_feature=item_feature)
+                                smoothing=smoothing, min_count=min_count, seed=seed)
         settings.validate()
         spec = NegativePoolBuilderSpec(
             interactions=interactions, items=items, interactions_report=interactions_report,
             items_report=items_report, sampler=sampler, alpha=alpha,
             unseen_weight=unseen_weight, pool_size=pool_size, max_pool_size=max_pool_size,
-            smoothing=smoothing, min_count=min_count, seed=seed, user_feature=user_feature,
-            item_feature=item_feature, negative_pool=types.Channel(type=NegativePool))
+            smoothing=smoothing, min_count=min_count, seed=seed,
+            contract=json.dumps(contract.to_dict(), sort_keys=True),
+            negative_pool=types.Channel(type=NegativePool))
         super().__init__(spec=spec)

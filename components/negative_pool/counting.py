@@ -56,6 +56,11 @@ def id_column(decoder: example_coder.ExamplesToRecordBatchDecoder, batch: list[b
     return record_batch.column(record_batch.schema.get_field_index(feature))
 
 
+def global_window_value(element: Any) -> WindowedValue:
+    """An element emitted from finish_bundle (which must say its window)."""
+    return WindowedValue(element, MIN_TIMESTAMP, (GlobalWindow(),))
+
+
 def sum_counts(parts: list[pa.StructArray]) -> list[tuple[bytes, int]]:
     """Adds value_counts results (struct of values, counts) by value."""
     table = pa.table({"value": pa.concat_arrays([part.field("values") for part in parts]),
@@ -99,10 +104,10 @@ class _BundleIdCounts(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[Any]:
         for pair in self._flush():
-            yield WindowedValue(pair, MIN_TIMESTAMP, (GlobalWindow(),))
+            yield global_window_value(pair)
         if self._missing:
             yield beam.pvalue.TaggedOutput(
-                MISSING, WindowedValue(self._missing, MIN_TIMESTAMP, (GlobalWindow(),)))
+                MISSING, global_window_value(self._missing))
         self._missing = 0
 
 

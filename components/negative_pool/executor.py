@@ -1,9 +1,11 @@
 """NegativePoolBuilder executor: reads the splits, runs `pool.build_pool`, writes the files."""
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 import apache_beam as beam
 from tfx import types
@@ -12,7 +14,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import keys
-from components.negative_pool import artifact_io, counting, pool
+from components.negative_pool import artifact_io, counting, pool, preprocessing
+from pipeline import contract as contract_lib
 from pipeline.errors import NegativePoolError
 
 
@@ -26,21 +29,25 @@ def settings_from_properties(exec_properties: dict[str, Any]) -> pool.PoolSettin
         max_pool_size=int(exec_properties[keys.MAX_POOL_SIZE_KEY]),
         smoothing=float(exec_properties[keys.SMOOTHING_KEY]),
         min_count=int(exec_properties[keys.MIN_COUNT_KEY]),
-        seed=int(exec_properties[keys.SEED_KEY]),
-        user_feature=exec_properties[keys.USER_FEATURE_KEY],
-        item_feature=exec_properties[keys.ITEM_FEATURE_KEY])
+        seed=int(exec_properties[keys.SEED_KEY]))
     settings.validate()
     return settings
 
 
-def properties_from_settings(settings: pool.PoolSettings) -> dict[str, Any]:
-    """The execution properties that `settings_from_properties` reads back to `settings`."""
+def contract_from_properties(exec_properties: dict[str, Any]) -> contract_lib.Contract:
+    """The feature set the component was built with."""
+    return contract_lib.from_dict(json.loads(exec_properties[keys.CONTRACT_KEY]))
+
+
+def properties_from_settings(settings: pool.PoolSettings, contract: contract_lib.Contract
+                             ) -> dict[str, Any]:
+    """The execution properties that `settings_from_properties` and
+    `contract_from_properties` read back."""
     return {keys.SAMPLER_KEY: settings.sampler, keys.ALPHA_KEY: settings.alpha,
             keys.UNSEEN_WEIGHT_KEY: settings.unseen_weight, keys.POOL_SIZE_KEY: settings.pool_size,
             keys.MAX_POOL_SIZE_KEY: settings.max_pool_size, keys.SMOOTHING_KEY: settings.smoothing,
             keys.MIN_COUNT_KEY: settings.min_count, keys.SEED_KEY: settings.seed,
-            keys.USER_FEATURE_KEY: settings.user_feature,
-            keys.ITEM_FEATURE_KEY: settings.item_feature}
+            keys.CONTRACT_KEY: json.dumps(contract.to_dict(), sort_keys=True)}
 
 
 def split_pattern(examples: types.Artifact, split: str, role: str) -> str:
@@ -74,6 +81,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         settings = settings_from_properties(exec_properties)
+        contract = contract_from_properties(exec_properties)
         train = split_pattern(artifact_utils.get_single_instance(
             input_dict[keys.INTERACTIONS_KEY]), keys.TRAIN_SPLIT, "interactions")
         catalog = split_pattern(artifact_utils.get_single_instance(input_dict[keys.ITEMS_KEY]),
@@ -82,20 +90,34 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as pipeline:
             interactions = pipeline | "ReadTrain" >> counting.ReadRecordBatches(train)  # pylint: disable=no-value-for-parameter
             items = pipeline | "ReadCatalog" >> counting.ReadRecordBatches(catalog)  # pylint: disable=no-value-for-parameter
-            outputs = pool.build_pool(interactions, items, settings)
+            outputs = pool.build_pool(interactions, items, settings, contract)
             _write_records(outputs.frequencies, out, keys.POOL_FREQUENCIES_DIR, "Frequencies")
             _write_records(outputs.pool, out, keys.POOL_POOL_DIR, "Pool")
             _write_single(outputs.user_vocabulary | "UserLines" >> beam.Map("\n".join),
-                          os.path.join(out, keys.POOL_VOCAB_DIR, settings.user_feature),
+                          os.path.join(out, keys.POOL_VOCAB_DIR, contract.user_id),
                           ".tsv", "UserVocabulary")
             _write_single(outputs.item_vocabulary | "ItemLines" >> beam.Map("\n".join),
-                          os.path.join(out, keys.POOL_VOCAB_DIR, settings.item_feature),
+                          os.path.join(out, keys.POOL_VOCAB_DIR, contract.item_id),
                           ".tsv", "ItemVocabulary")
+            _ = outputs.feature_vocabularies | "WriteFeatureVocabularies" >> beam.Map(
+                write_vocabulary, os.path.join(out, keys.POOL_VOCAB_DIR))
+            _write_single(outputs.numeric | "NumericJson" >> beam.Map(
+                preprocessing.numeric_json), os.path.join(out, "numeric"), ".json", "Numeric")
             _write_single(outputs.stats | "StatsJson" >> beam.Map(pool.stats_json),
                           os.path.join(out, "stats"), ".json", "Stats")
+        artifact_io.write_contract(contract, out)
         stats = artifact_io.read_stats(out)
         check_stats(stats)
         logging.info("NegativePool stats: %s", pool.stats_json(stats))
+
+
+def write_vocabulary(element: tuple[str, list[str]], folder: str) -> None:
+    """Writes one feature's vocabulary lines to <folder>/<feature>.tsv (one element per
+    feature, so exactly one worker writes each file)."""
+    name, lines = element
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(os.path.join(folder, f"{name}.tsv"), "w") as f:
+        f.write("\n".join(lines))
 
 
 def _write_records(rows: beam.PCollection, out: str, folder: str, label: str) -> None:

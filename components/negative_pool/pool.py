@@ -27,8 +27,9 @@ import apache_beam as beam
 import tensorflow as tf
 
 from components import keys
-from components.negative_pool import counting
+from components.negative_pool import counting, preprocessing
 from pipeline.config import PoolConfig
+from pipeline.contract import Contract
 
 SAMPLERS = ("uniform", "popularity", "unseen_boost")
 DEFAULTS = PoolConfig()
@@ -49,8 +50,6 @@ class PoolSettings:
     smoothing: float = DEFAULTS.smoothing
     min_count: int = DEFAULTS.min_count
     seed: int = DEFAULTS.seed
-    user_feature: str = "user_id"
-    item_feature: str = "item_id"
 
     def validate(self) -> None:
         """Raises ValueError naming the bad parameter or combination."""
@@ -126,14 +125,18 @@ def has_separator(identifier: bytes) -> bool:
     return any(separator in text for separator in SEPARATORS)
 
 
-def vocabulary_lines(counts: list[tuple[bytes, int]], min_count: int) -> list[str]:
+def vocabulary_lines(counts: list[tuple[bytes, int]], min_count: int,
+                     max_tokens: Optional[int] = None) -> list[str]:
     """Vocabulary lines "id<TAB>count", most frequent first, ties by id; index = line number.
 
-    Ids below min_count or containing separators are left out (they map to the OOV bucket).
+    Ids below min_count or containing separators are left out (they map to the OOV bucket);
+    with max_tokens only the most frequent max_tokens are kept.
     """
     kept = [(identifier, count) for identifier, count in counts
             if count >= min_count and not has_separator(identifier)]
     kept.sort(key=lambda pair: (-pair[1], pair[0]))
+    if max_tokens is not None:
+        kept = kept[:max_tokens]
     return [f"{identifier.decode('utf-8', errors='replace')}\t{count}" for identifier, count in kept]
 
 
@@ -241,17 +244,20 @@ def member_fraction(catalog_size: int, capacity: int) -> float:
 @dataclasses.dataclass
 class PoolOutputs:
     """PCollections the executor writes: serialised frequency and pool rows, vocabulary
-    lines for users and items (one list each), and the stats dict."""
+    lines for users and items (one list each), (feature, lines) vocabularies of the other
+    features, the numeric features' statistics (one dict) and the stats dict."""
 
     frequencies: beam.PCollection
     pool: beam.PCollection
     user_vocabulary: beam.PCollection
     item_vocabulary: beam.PCollection
+    feature_vocabularies: beam.PCollection
+    numeric: beam.PCollection
     stats: beam.PCollection
 
 
 def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
-               settings: PoolSettings) -> PoolOutputs:
+               settings: PoolSettings, contract: Contract) -> PoolOutputs:
     """Builds every NegativePool output from serialised train interactions and catalogue rows.
 
     Args:
@@ -259,15 +265,18 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
         from `counting.ReadRecordBatches`.
       catalog: Lists of serialised tf.Examples of the item catalogue.
       settings: Validated parameters.
+      contract: The feature set: the id columns, their vocabulary limits (min_count
+        defaults to settings.min_count) and the features that need statistics.
 
     Returns:
       The PCollections to write.
     """
+    user, item = contract.by_name(contract.user_id), contract.by_name(contract.item_id)
     items, missing_items = interactions | "CountItems" >> counting.CountIds(  # pylint: disable=no-value-for-parameter
-        settings.item_feature)
-    users, _ = interactions | "CountUsers" >> counting.CountIds(settings.user_feature)  # pylint: disable=no-value-for-parameter
+        item.name)
+    users, _ = interactions | "CountUsers" >> counting.CountIds(user.name)  # pylint: disable=no-value-for-parameter
     catalog_rows = (catalog
-                    | "KeyCatalog" >> counting.KeyById(settings.item_feature)  # pylint: disable=no-value-for-parameter
+                    | "KeyCatalog" >> counting.KeyById(item.name)  # pylint: disable=no-value-for-parameter
                     | "DedupeCatalog" >> beam.CombinePerKey(_KeepSmallestRow()))
     records = ({"count": items, "catalog": catalog_rows}
                | "JoinCountsAndCatalog" >> beam.CoGroupByKey()
@@ -305,10 +314,16 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
 
     user_vocabulary = (users
                        | "UserCountsToList" >> beam.combiners.ToList()
-                       | "UserVocabulary" >> beam.Map(vocabulary_lines, settings.min_count))
+                       | "UserVocabulary" >> beam.Map(
+                           vocabulary_lines, user.min_count or settings.min_count,
+                           user.max_tokens))
     item_vocabulary = (items
                        | "ItemCountsToList" >> beam.combiners.ToList()
-                       | "ItemVocabulary" >> beam.Map(vocabulary_lines, settings.min_count))
+                       | "ItemVocabulary" >> beam.Map(
+                           vocabulary_lines, item.min_count or settings.min_count,
+                           item.max_tokens))
+    feature_stats = preprocessing.build_feature_stats(interactions, catalog, contract,
+                                                      vocabulary_lines)
 
     counters = (
         (records | "ItemStats" >> beam.Map(_item_stats),
@@ -322,7 +337,8 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
         | "FlattenStats" >> beam.Flatten()
         | "SumStats" >> beam.CombineGlobally(SumDicts()))
     stats = counters | "FinishStats" >> beam.Map(finish_stats, settings)
-    return PoolOutputs(frequencies, pool, user_vocabulary, item_vocabulary, stats)
+    return PoolOutputs(frequencies, pool, user_vocabulary, item_vocabulary,
+                       feature_stats.vocabularies, feature_stats.numeric, stats)
 
 
 STAT_KEYS = ("catalog_size", "catalog_duplicate_rows", "train_interactions",

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from pipeline.contract import Contract
+
 KS = (10, 50, 100)
 MISS_RANK = np.iinfo(np.int64).max
 EVAL_SCORES_BUDGET = 1 << 24  # scores per eval batch: 64 MB of float32
@@ -31,24 +33,25 @@ def eval_batch_size(catalog_size: int) -> int:
     return int(np.clip(EVAL_SCORES_BUDGET // max(catalog_size, 1), 1, MAX_EVAL_BATCH))
 
 
-def unique_users(batches: Iterable[Mapping[str, tf.Tensor]]) -> np.ndarray:
-    """[U] distinct user_id values (bytes) of some batches, e.g. the eval rows scored."""
-    parts = [np.unique(batch["user_id"].numpy()) for batch in batches]
+def unique_users(batches: Iterable[Mapping[str, tf.Tensor]], user_feature: str) -> np.ndarray:
+    """[U] distinct user ids (bytes) of some batches, e.g. the eval rows scored."""
+    parts = [np.unique(batch[user_feature].numpy()) for batch in batches]
     return np.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
 
 
 def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
-               users: Optional[np.ndarray] = None
+               users: Optional[np.ndarray], contract: Contract
                ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """user_id -> catalogue indices of the items the user interacted with in training.
+    """User id -> catalogue indices of the items the user interacted with in training.
 
     The train split is streamed; only (user row, item index) pairs of `users` are kept, so
     memory grows with the evaluated users' histories, not with the split.
 
     Args:
-      train_batches: Batches with user_id and item_id.
+      train_batches: Batches with the user and item ids.
       catalog_ids: [N] item ids; items outside the catalogue are ignored.
       users: Keep only these user ids (bytes or str); None keeps every user.
+      contract: Names the id features.
 
     Returns:
       A lookup from user_id to a row (0 for unknown users) and a [U + 1, None] ragged tensor
@@ -59,8 +62,8 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
         [user.encode() if isinstance(user, str) else user for user in users]).unique()
     user_parts, item_parts = [], []
     for batch in train_batches:
-        batch_users = batch["user_id"].numpy()
-        items = position.get_indexer(batch["item_id"].numpy())
+        batch_users = batch[contract.user_id].numpy()
+        items = position.get_indexer(batch[contract.item_id].numpy())
         keep = items >= 0
         if wanted is not None:
             keep &= wanted.get_indexer(batch_users) >= 0
@@ -111,16 +114,20 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
              eval_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
              catalog_embeddings: tf.Tensor, seen: tuple[tf.keras.layers.StringLookup,
                                                          tf.RaggedTensor],
-             train_counts: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+             train_counts: np.ndarray, contract: Contract, ks: Sequence[int] = KS
+             ) -> dict[str, float]:
     """Computes every metric of the module docstring.
+
+    Per-event query features (context columns) are those of the eval event's own row.
 
     Args:
       query_embeddings: Raw query features -> [b, D].
-      eval_batches: Parsed eval batches with query features and item_id.
+      eval_batches: Parsed eval batches with the query features and the item id.
       catalog_ids: [N] item ids, in the row order of catalog_embeddings.
       catalog_embeddings: [N, D].
       seen: From `seen_items`.
       train_counts: [N] training count of each catalogue item.
+      contract: Names the id features.
       ks: Cut-offs.
 
     Returns:
@@ -135,8 +142,8 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
     tfrs_ranks, filtered_ranks, top = [], [], []
     for batch in eval_batches:
         scores = tf.matmul(query_embeddings(batch), catalog_embeddings, transpose_b=True)
-        true_index = index.lookup(batch["item_id"])
-        mask = _seen_mask(lookup(batch["user_id"]), history, n)
+        true_index = index.lookup(batch[contract.item_id])
+        mask = _seen_mask(lookup(batch[contract.user_id]), history, n)
         tfrs_ranks.append(ranks(scores, true_index).numpy())
         filtered_ranks.append(ranks(scores, true_index, mask).numpy())
         filtered_scores = tf.where(mask, tf.cast(-np.inf, scores.dtype), scores)

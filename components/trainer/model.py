@@ -21,6 +21,7 @@ from components.negative_pool import artifact_io, sampling
 from components.trainer import features as features_lib
 from components.trainer import losses
 from pipeline.config import LossConfig, ModelConfig
+from pipeline.contract import Contract
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1.0
 
@@ -46,9 +47,9 @@ class PoolData:
     floor: float
 
 
-def load_pool_data(uri: str) -> PoolData:
+def load_pool_data(uri: str, contract: Contract) -> PoolData:
     """Reads the pool rows and the frequency table of a NegativePool artifact."""
-    spec = {name: features_lib.ALL_SPEC[name] for name in features_lib.CANDIDATE_FEATURES}
+    spec = features_lib.parse_spec(contract, contract.candidate_names)
     spec[keys.POOL_POOL_PROBABILITY] = tf.io.FixedLenFeature([], tf.float32)
     parsed = {name: tf.constant(values)
               for name, values in artifact_io.read_pool(uri, spec).items()}
@@ -76,10 +77,13 @@ class TwoTowerModel(tf.keras.Model):
 
     def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
                  pool: PoolData, model_config: ModelConfig, loss_config: LossConfig,
-                 batch_size: int, seed: int) -> None:
+                 batch_size: int, seed: int, contract: Contract) -> None:
         super().__init__(name="two_tower")
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
+        self.query_names = contract.query_names
+        self.candidate_names = contract.candidate_names
+        self.item_id = contract.item_id
         self.loss_config = loss_config
         self.num_pool = num_pool_negatives(loss_config.pool_ratio, batch_size)
         self.seed = seed
@@ -103,7 +107,7 @@ class TwoTowerModel(tf.keras.Model):
                                        math.log(MAX_TEMPERATURE)))
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        return self.query_tower(features_lib.select(inputs, features_lib.QUERY_FEATURES))
+        return self.query_tower(features_lib.select(inputs, self.query_names))
 
     def _pool_batch(self, replica: tf.Tensor) -> dict[str, tf.Tensor]:
         seed = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + tf.cast(replica, tf.int64),
@@ -116,20 +120,20 @@ class TwoTowerModel(tf.keras.Model):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         replica = context.replica_id_in_sync_group if context else 0
-        queries = self.query_tower(features_lib.select(batch, features_lib.QUERY_FEATURES),
+        queries = self.query_tower(features_lib.select(batch, self.query_names),
                                    training=training)
-        positives = features_lib.select(batch, features_lib.CANDIDATE_FEATURES)
+        positives = features_lib.select(batch, self.candidate_names)
         if self.num_pool > 0:
             pooled = self._pool_batch(replica)
             candidate_features = {name: tf.concat([positives[name], pooled[name]], axis=0)
-                                  for name in features_lib.CANDIDATE_FEATURES}
+                                  for name in self.candidate_names}
         else:
             candidate_features = positives
         candidates = self.candidate_tower(candidate_features, training=training)
         # Collectives do not carry strings: compare ids by a 62-bit fingerprint and look up
         # their frequency rows before gathering.
-        candidate_keys = id_keys(candidate_features["item_id"])
-        index = self.frequency_index.lookup(candidate_features["item_id"])
+        candidate_keys = id_keys(candidate_features[self.item_id])
+        index = self.frequency_index.lookup(candidate_features[self.item_id])
         batch_size = tf.shape(queries)[0]
         offset = 0
         if replicas > 1:
@@ -143,7 +147,7 @@ class TwoTowerModel(tf.keras.Model):
                                          tf.gather(self.pool_probability, index),
                                          batch_size * replicas, self.num_pool * replicas)
             scores = losses.logq_correct(scores, log_q)
-        hits = (losses.accidental_hits(id_keys(batch["item_id"]), candidate_keys, offset)
+        hits = (losses.accidental_hits(id_keys(batch[self.item_id]), candidate_keys, offset)
                 if self.loss_config.remove_accidental_hits else None)
         logits = losses.build_logits(scores, hits, offset)
         if self.loss_config.num_hard_negatives is not None:

@@ -1,104 +1,251 @@
-"""The query and candidate towers.
+"""The query and candidate towers, built from the data contract (pipeline/contract.py).
 
-Each tower embeds its id through the vocabulary from the NegativePool artifact (one OOV
-bucket for unknown and rare ids) and, when `use_features` is on, its other features
-(small categoricals hashed, text tokens and genres mean-pooled, numbers bucketised), then
-applies `hidden_layers` ReLU layers and a linear projection to `embedding_dim`. With
-`l2_normalize` the output has unit norm, so the dot product an ANN index computes is the
-cosine similarity. With no features and no hidden layers a tower is the id embedding
-itself (the TFRS-tutorial baseline).
+Each declared feature of a tower gets one layer by its kind, parameterised by the statistics
+the NegativePoolBuilder computed from the data (vocabularies, quantile boundaries, mean and
+std; `Preprocessing`), so the exported SavedModels take raw features:
+  id, categorical      value -> vocabulary index (OOV buckets) or hash bucket -> embedding;
+  multi_categorical    split on the separator -> mean of the values' embeddings;
+  text                 lower-cased, split on whitespace -> mean of the tokens' embeddings;
+  numeric              quantile bucket (missing: its own) -> embedding, plus the z-scored
+                       value with `normalize`;
+  timestamp            hour of day + day of week (UTC) embeddings, summed.
+The layers' outputs are concatenated, then `hidden_layers` ReLU layers and a linear
+projection to `embedding_dim`; with `l2_normalize` the output has unit norm, so the dot
+product an ANN index computes is the cosine similarity. With no features and no hidden
+layers a tower is its id embedding itself (the TFRS-tutorial baseline).
+
+Tokenisation here must match the Beam side (components/negative_pool/preprocessing.py);
+tests/test_preprocessing_agreement.py pins it.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from components.trainer import features as features_lib
 from pipeline.config import ModelConfig
+from pipeline.contract import (CANDIDATE, CATEGORICAL, ID, MULTI_CATEGORICAL, NUMERIC, QUERY,
+                               TEXT, TIMESTAMP, Contract, FeatureSpec)
 
-AGE_BOUNDARIES = [18.0, 25.0, 35.0, 45.0, 50.0, 56.0]
-YEAR_BOUNDARIES = [float(year) for year in range(1930, 2030, 10)]
-TITLE_BINS = 1 << 15
-CATEGORY_BINS = 256
+SECONDS_PER_HOUR, HOURS_PER_DAY, DAYS_PER_WEEK = 3600, 24, 7
+EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
-class _IdEmbedding(tf.keras.layers.Layer):
-    """String id -> [B, dim] through a fixed vocabulary with one OOV row (index 0)."""
+@dataclasses.dataclass(frozen=True)
+class NumericStats:
+    """Statistics of one numeric feature: quantile boundaries, mean and std."""
 
-    def __init__(self, vocabulary: Sequence[str], dim: int, name: str) -> None:
+    boundaries: tuple[float, ...]
+    mean: float
+    std: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """What the towers need from the data: vocabularies (most frequent first) and numeric
+    statistics, by feature name."""
+
+    vocabularies: Mapping[str, Sequence[str]]
+    numeric: Mapping[str, NumericStats]
+
+
+def split_tokens(values: tf.Tensor, feature: FeatureSpec) -> tf.RaggedTensor:
+    """[B] strings -> [B, None] tokens of a multi_categorical or text feature (no empty
+    tokens)."""
+    if feature.kind == TEXT:
+        tokens = tf.strings.split(tf.strings.lower(values, encoding="utf-8"))
+    else:
+        tokens = tf.strings.split(values, sep=feature.separator)
+    return tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
+
+
+def categorical_value(values: tf.Tensor, feature: FeatureSpec) -> tf.Tensor:
+    """[B] strings -> the value looked up (its first `prefix` characters when set)."""
+    if feature.prefix:
+        return tf.strings.substr(values, 0, feature.prefix, unit="UTF8_CHAR")
+    return values
+
+
+class VocabularyEmbedding(tf.keras.layers.Layer):
+    """Strings -> embeddings through a vocabulary (OOV buckets first) or hash buckets.
+
+    Attributes:
+      lookup: StringLookup (vocabulary) or Hashing layer.
+      embedding: The table, [size, dim].
+    """
+
+    def __init__(self, feature: FeatureSpec, vocabulary: Optional[Sequence[str]], dim: int,
+                 name: str) -> None:
         super().__init__(name=name)
-        self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), num_oov_indices=1,
-                                                   mask_token=None)
-        self.embedding = tf.keras.layers.Embedding(len(vocabulary) + 1, dim)
+        if feature.hash_bins is not None:
+            self.lookup = tf.keras.layers.Hashing(num_bins=feature.hash_bins)
+            size = feature.hash_bins
+        else:
+            self.lookup = tf.keras.layers.StringLookup(
+                vocabulary=list(vocabulary or []) or None, num_oov_indices=feature.oov_buckets,
+                mask_token=None)
+            size = len(vocabulary or []) + feature.oov_buckets
+        self.embedding = tf.keras.layers.Embedding(size, dim)
 
-    def call(self, ids: tf.Tensor) -> tf.Tensor:
-        return self.embedding(self.lookup(ids))
+    @property
+    def has_vocabulary(self) -> bool:
+        return isinstance(self.lookup, tf.keras.layers.StringLookup)
+
+    def vocabulary(self) -> list[str]:
+        """Row order of the table's vocabulary part (OOV rows first as [UNK])."""
+        return self.lookup.get_vocabulary()
+
+    def call(self, values: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
+        if isinstance(values, tf.RaggedTensor):
+            return tf.ragged.map_flat_values(lambda v: self.embedding(self.lookup(v)), values)
+        return self.embedding(self.lookup(values))
 
 
-class _HashedEmbedding(tf.keras.layers.Layer):
-    """String -> [B, dim] by hashing into `bins` buckets."""
-
-    def __init__(self, bins: int, dim: int, name: str) -> None:
+class _Categorical(tf.keras.layers.Layer):
+    def __init__(self, feature: FeatureSpec, table: VocabularyEmbedding, name: str) -> None:
         super().__init__(name=name)
-        self.hashing = tf.keras.layers.Hashing(num_bins=bins)
-        self.embedding = tf.keras.layers.Embedding(bins, dim)
+        self.feature = feature
+        self.table = table
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
-        return self.embedding(self.hashing(values))
+        return self.table(categorical_value(values, self.feature))
 
 
-class _BagEmbedding(tf.keras.layers.Layer):
-    """A string of tokens -> mean of hashed token embeddings, [B, dim] (0 for no tokens)."""
+class _Bag(tf.keras.layers.Layer):
+    """Tokens of a multi_categorical or text feature -> mean embedding (0 for none)."""
 
-    def __init__(self, bins: int, dim: int, separator: str | None, name: str) -> None:
+    def __init__(self, feature: FeatureSpec, table: VocabularyEmbedding, name: str) -> None:
         super().__init__(name=name)
-        self.separator = separator
-        self.hashing = tf.keras.layers.Hashing(num_bins=bins)
-        self.embedding = tf.keras.layers.Embedding(bins, dim)
+        self.feature = feature
+        self.table = table
 
-    def call(self, text: tf.Tensor) -> tf.Tensor:
-        tokens = tf.strings.split(tf.strings.lower(text), sep=self.separator)
-        vectors = tf.ragged.map_flat_values(lambda t: self.embedding(self.hashing(t)), tokens)
+    def call(self, values: tf.Tensor) -> tf.Tensor:
+        tokens = split_tokens(values, self.feature)
+        vectors = self.table(tokens)
         total = tf.reduce_sum(vectors, axis=1)
         count = tf.cast(tf.maximum(tokens.row_lengths(), 1), total.dtype)[:, tf.newaxis]
         return total / count
 
 
-class _BucketEmbedding(tf.keras.layers.Layer):
-    """A number -> [B, dim] embedding of its bucket (0 means missing: its own bucket)."""
+def is_missing(values: tf.Tensor) -> tf.Tensor:
+    """[B] bool: the parser's missing marker of a numeric tensor (NaN or int64 min)."""
+    if values.dtype == tf.int64:
+        return tf.equal(values, features_lib.MISSING_INT)
+    return tf.math.is_nan(values)
 
-    def __init__(self, boundaries: list[float], dim: int, name: str) -> None:
+
+class _Numeric(tf.keras.layers.Layer):
+    """A number -> embedding of its quantile bucket (missing: bucket 0), plus the z-scored
+    value with `normalize` (missing: 0)."""
+
+    def __init__(self, feature: FeatureSpec, stats: NumericStats, dim: int, name: str) -> None:
         super().__init__(name=name)
-        self.discretize = tf.keras.layers.Discretization(bin_boundaries=boundaries)
-        self.embedding = tf.keras.layers.Embedding(len(boundaries) + 2, dim)
+        self.discretize = tf.keras.layers.Discretization(bin_boundaries=list(stats.boundaries))
+        self.embedding = tf.keras.layers.Embedding(len(stats.boundaries) + 2, dim)
+        self.normalize = feature.normalize
+        self.mean, self.std = float(stats.mean), float(stats.std) or 1.0
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
-        missing = tf.equal(values, 0)
-        bucket = tf.cast(self.discretize(tf.cast(values, tf.float32)), tf.int64) + 1
-        return self.embedding(tf.where(missing, tf.zeros_like(bucket), bucket))
+        missing = is_missing(values)
+        numbers = tf.where(missing, tf.zeros_like(values), values)
+        numbers = tf.cast(numbers, tf.float32)
+        bucket = tf.cast(self.discretize(numbers), tf.int64) + 1
+        out = self.embedding(tf.where(missing, tf.zeros_like(bucket), bucket))
+        if self.normalize:
+            scaled = tf.where(missing, 0.0, (numbers - self.mean) / self.std)
+            out = tf.concat([out, scaled[:, tf.newaxis]], axis=1)
+        return out
+
+
+class _Timestamp(tf.keras.layers.Layer):
+    """Unix seconds -> hour-of-day + day-of-week embeddings (missing: their own rows)."""
+
+    def __init__(self, dim: int, name: str) -> None:
+        super().__init__(name=name)
+        self.hours = tf.keras.layers.Embedding(HOURS_PER_DAY + 1, dim)
+        self.days = tf.keras.layers.Embedding(DAYS_PER_WEEK + 1, dim)
+
+    def call(self, values: tf.Tensor) -> tf.Tensor:
+        missing = is_missing(values)
+        hours = tf.math.floordiv(tf.where(missing, tf.zeros_like(values), values),
+                                 SECONDS_PER_HOUR)
+        hour = tf.math.floormod(hours, HOURS_PER_DAY) + 1
+        day = tf.math.floormod(tf.math.floordiv(hours, HOURS_PER_DAY) + EPOCH_WEEKDAY,
+                               DAYS_PER_WEEK) + 1
+        zero = tf.zeros_like(hour)
+        return self.hours(tf.where(missing, zero, hour)) + self.days(tf.where(missing, zero, day))
+
+
+def feature_layer(feature: FeatureSpec, preprocessing: Preprocessing, dim: int
+                  ) -> tf.keras.layers.Layer:
+    """The layer of one declared feature, by its kind (module docstring)."""
+    name = f"{feature.name}_embedding"
+    dim = feature.embedding_dim or dim
+    if feature.kind == NUMERIC:
+        return _Numeric(feature, preprocessing.numeric[feature.name], dim, name)
+    if feature.kind == TIMESTAMP:
+        return _Timestamp(dim, name)
+    table = VocabularyEmbedding(feature, preprocessing.vocabularies.get(feature.name), dim,
+                                f"{feature.name}_table")
+    if feature.kind in (MULTI_CATEGORICAL, TEXT):
+        return _Bag(feature, table, name)
+    if feature.kind in (CATEGORICAL, ID):
+        return _Categorical(feature, table, name)
+    raise ValueError(f"unknown kind {feature.kind!r} of {feature.name}")
 
 
 class Tower(tf.keras.Model):
-    """Feature embeddings -> hidden ReLU layers -> projection -> optional L2 normalisation."""
+    """Feature embeddings -> hidden ReLU layers -> projection -> optional L2 normalisation.
 
-    def __init__(self, id_feature: str, vocabulary: Sequence[str],
-                 feature_layers: Mapping[str, tf.keras.layers.Layer], config: ModelConfig,
-                 name: str) -> None:
+    Attributes:
+      id_feature: Name of the tower's id input.
+      feature_names: Every input, id first.
+      serving_specs: name -> [B] TensorSpec of each input (the serving signature).
+      id_embedding: The id's layer (its `table` is a VocabularyEmbedding).
+      feature_layers: name -> layer of the other inputs.
+    """
+
+    def __init__(self, id_feature: FeatureSpec, feature_specs: Sequence[FeatureSpec],
+                 preprocessing: Preprocessing, config: ModelConfig, name: str) -> None:
         super().__init__(name=name)
-        self.id_feature = id_feature
-        direct = not feature_layers and not config.hidden_layers
-        id_dim = config.embedding_dim if direct else config.id_embedding_dim
-        self.id_embedding = _IdEmbedding(vocabulary, id_dim, f"{id_feature}_embedding")
-        self.feature_layers = dict(feature_layers)
+        self.id_feature = id_feature.name
+        specs = list(feature_specs) if config.use_features else []
+        self.feature_names = (id_feature.name,) + tuple(spec.name for spec in specs)
+        self.serving_specs = {feature.name: tf.TensorSpec([None], features_lib.tf_dtype(feature),
+                                                        name=feature.name)
+                            for feature in [id_feature, *specs]}
+        direct = not specs and not config.hidden_layers
+        id_dim = config.embedding_dim if direct else (id_feature.embedding_dim
+                                                      or config.id_embedding_dim)
+        self.id_embedding = feature_layer(dataclasses.replace(id_feature, embedding_dim=id_dim),
+                                          preprocessing, id_dim)
+        self.feature_layers = {spec.name: feature_layer(spec, preprocessing,
+                                                        config.feature_embedding_dim)
+                               for spec in specs}
         self.hidden = [tf.keras.layers.Dense(width, activation="relu")
                        for width in config.hidden_layers]
         self.projection = None if direct else tf.keras.layers.Dense(config.embedding_dim)
         self.l2_normalize = config.l2_normalize
 
+    def get_config(self) -> dict:
+        """Towers are saved as SavedModels (weights + traced signatures), never rebuilt
+        from a Keras config; this keeps Keras from warning that the arguments (feature
+        specs, statistics) are not serialisable."""
+        return {"name": self.name}
+
+    def vocabulary_tables(self) -> dict[str, VocabularyEmbedding]:
+        """Input name -> its vocabulary-backed table (for warm start)."""
+        layers = {self.id_feature: self.id_embedding, **self.feature_layers}
+        return {name: layer.table for name, layer in layers.items()
+                if isinstance(getattr(layer, "table", None), VocabularyEmbedding)
+                and layer.table.has_vocabulary}
+
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Maps raw features ({name: [B]}) to embeddings [B, embedding_dim]."""
         parts = [self.id_embedding(features[self.id_feature])]
-        parts += [layer(features[name]) for name, layer in sorted(self.feature_layers.items())]
+        parts += [layer(features[name]) for name, layer in self.feature_layers.items()]
         x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         for layer in self.hidden:
             x = layer(x)
@@ -107,34 +254,18 @@ class Tower(tf.keras.Model):
         return tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
 
 
-def query_tower(user_vocabulary: Sequence[str], config: ModelConfig) -> Tower:
-    """The query tower over user_id, age, gender, occupation and zip prefix."""
-    dim = config.feature_embedding_dim
-    layers = {} if not config.use_features else {
-        "age": _BucketEmbedding(AGE_BOUNDARIES, dim, "age_embedding"),
-        "gender": _HashedEmbedding(8, dim, "gender_embedding"),
-        "occupation": _HashedEmbedding(CATEGORY_BINS, dim, "occupation_embedding"),
-        "zip": _ZipPrefixEmbedding(dim),
-    }
-    return Tower("user_id", user_vocabulary, layers, config, "query_tower")
+def build_tower(contract: Contract, tower: str, preprocessing: Preprocessing,
+                config: ModelConfig) -> Tower:
+    """The `query` or `candidate` tower over the contract's inputs of that tower."""
+    specs = contract.tower_features(tower)
+    return Tower(specs[0], specs[1:], preprocessing, config,
+                 "query_tower" if tower == QUERY else "candidate_tower")
 
 
-def candidate_tower(item_vocabulary: Sequence[str], config: ModelConfig) -> Tower:
-    """The candidate tower over item_id, title tokens, genres and release year."""
-    dim = config.feature_embedding_dim
-    layers = {} if not config.use_features else {
-        "title": _BagEmbedding(TITLE_BINS, dim, None, "title_embedding"),
-        "genres": _BagEmbedding(CATEGORY_BINS, dim, "|", "genres_embedding"),
-        "release_year": _BucketEmbedding(YEAR_BOUNDARIES, dim, "release_year_embedding"),
-    }
-    return Tower("item_id", item_vocabulary, layers, config, "candidate_tower")
+def query_tower(contract: Contract, preprocessing: Preprocessing, config: ModelConfig) -> Tower:
+    return build_tower(contract, QUERY, preprocessing, config)
 
 
-class _ZipPrefixEmbedding(_HashedEmbedding):
-    """The first two characters of a zip code (region), hashed."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(CATEGORY_BINS, dim, "zip_embedding")
-
-    def call(self, values: tf.Tensor) -> tf.Tensor:
-        return super().call(tf.strings.substr(values, 0, 2))
+def candidate_tower(contract: Contract, preprocessing: Preprocessing,
+                    config: ModelConfig) -> Tower:
+    return build_tower(contract, CANDIDATE, preprocessing, config)

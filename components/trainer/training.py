@@ -9,10 +9,12 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from components import records
 from components.negative_pool import artifact_io
 from components.trainer import export, features, metrics, prior, towers, warm_start
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
+from pipeline.contract import Contract
 
 CATALOG_BATCH = 4096
 
@@ -23,6 +25,7 @@ class TrainResult:
 
     Attributes:
       model: The trained model.
+      contract: The feature set it was trained on.
       catalog_ids: [N] catalogue item ids.
       catalog_embeddings: [N, D] candidate-tower outputs.
       log_popularity: [N] log p_freq (for the popularity prior).
@@ -32,6 +35,7 @@ class TrainResult:
     """
 
     model: model_lib.TwoTowerModel
+    contract: Contract
     catalog_ids: list[str]
     catalog_embeddings: np.ndarray
     log_popularity: np.ndarray
@@ -60,9 +64,11 @@ class TrainResult:
         return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
                                 features.dataset(eval_pattern,
                                                  metrics.eval_batch_size(len(self.catalog_ids)),
-                                                 False, 0, max_rows=max_rows),
+                                                 False, 0, self.contract,
+                                                 features.interaction_names(self.contract),
+                                                 max_rows=max_rows),
                                 self.catalog_ids, tf.constant(self.index_vectors(prior_weight)),
-                                self.seen, self.train_counts)
+                                self.seen, self.train_counts, self.contract)
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -100,31 +106,46 @@ def make_optimizer(config: PipelineConfig) -> tf.keras.optimizers.Optimizer:
     return tf.keras.optimizers.Adam(training.learning_rate)
 
 
+def read_preprocessing(pool_uri: str, contract: Contract) -> towers.Preprocessing:
+    """The vocabularies and numeric statistics the NegativePoolBuilder computed."""
+    vocabularies = {feature.name: [value for value, _ in artifact_io.read_vocabulary(
+        pool_uri, feature.name)] for feature in contract.features if feature.has_vocabulary}
+    numeric = {name: towers.NumericStats(tuple(entry["boundaries"]), entry["mean"], entry["std"])
+               for name, entry in artifact_io.read_numeric(pool_uri).items()}
+    for feature in contract.features:
+        if feature.is_numeric and feature.name not in numeric:
+            logging.warning("numeric feature %s has no values in the data; it gets one bucket",
+                            feature.name)
+            numeric[feature.name] = towers.NumericStats((), 0.0, 1.0)
+    return towers.Preprocessing(vocabularies, numeric)
+
+
 def build_model(pool_uri: str, config: PipelineConfig) -> model_lib.TwoTowerModel:
-    """Towers over the pool artifact's vocabularies, and the model around them."""
-    pool = model_lib.load_pool_data(pool_uri)
-    users = [user for user, _ in artifact_io.read_vocabulary(pool_uri, "user_id")]
-    items = [item for item, _ in artifact_io.read_vocabulary(pool_uri, "item_id")]
+    """Towers over the pool artifact's feature set and statistics, and the model around
+    them."""
+    contract = artifact_io.read_contract(pool_uri)
+    pool = model_lib.load_pool_data(pool_uri, contract)
+    preprocessing = read_preprocessing(pool_uri, contract)
     tf.keras.utils.set_random_seed(config.training.seed)
-    return model_lib.TwoTowerModel(towers.query_tower(users, config.model),
-                                   towers.candidate_tower(items, config.model), pool,
-                                   config.model, config.loss, config.training.batch_size,
-                                   config.training.seed)
+    return model_lib.TwoTowerModel(towers.query_tower(contract, preprocessing, config.model),
+                                   towers.candidate_tower(contract, preprocessing, config.model),
+                                   pool, config.model, config.loss, config.training.batch_size,
+                                   config.training.seed, contract)
 
 
 def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> dict[str, float]:
     """Initialises both towers from a previous export (warm_start.py).
 
     Returns:
-      warm_start_known_<id> and warm_start_new_<id> counts for user_id and item_id.
+      warm_start_known_<tower> and warm_start_new_<tower> id counts (query: users,
+      candidate: items).
     """
     counts = {}
-    for tower, names in ((model.query_tower, features.QUERY_FEATURES),
-                         (model.candidate_tower, features.CANDIDATE_FEATURES)):
-        warm_start.build(tower, names)
+    for tower, label in ((model.query_tower, "users"), (model.candidate_tower, "items")):
+        warm_start.build(tower)
         stats = warm_start.restore(tower, export.warm_start_path(base_model_dir, tower.name))
-        counts[f"warm_start_known_{tower.id_feature}"] = float(stats.known_ids)
-        counts[f"warm_start_new_{tower.id_feature}"] = float(stats.new_ids)
+        counts[f"warm_start_known_{label}"] = float(stats.known_ids)
+        counts[f"warm_start_new_{label}"] = float(stats.new_ids)
     return counts
 
 
@@ -154,7 +175,11 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
         model = build_model(pool_uri, config)
         warm = warm_start_towers(model, base_model_dir) if base_model_dir else {}
         model.compile(optimizer=make_optimizer(config))
-    data = features.dataset(train_pattern, training.batch_size, shuffle=True, seed=training.seed)
+    contract = artifact_io.read_contract(pool_uri)
+    catalog = features.CatalogLookup(contract, records.read_columns(
+        catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
+    data = features.dataset(train_pattern, training.batch_size, True, training.seed, contract,
+                            features.interaction_names(contract), catalog=catalog)
     timer = EpochTimer()
     if training.train_steps is not None:
         history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
@@ -166,16 +191,19 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
                  history.history["loss"])
 
     ids, embeddings = export.catalog_embeddings(model.candidate_tower, iter(features.dataset(
-        catalog_pattern, CATALOG_BATCH, False, 0, features.CANDIDATE_FEATURES)))
+        catalog_pattern, CATALOG_BATCH, False, 0, contract, contract.candidate_names)))
+    ids_only = (contract.user_id, contract.item_id)
     seen = metrics.seen_items(
-        features.dataset(train_pattern, 8192, False, 0, ("user_id", "item_id")), ids,
-        metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, ("user_id",),
-                                              config.validation.max_eval_interactions)))
+        features.dataset(train_pattern, 8192, False, 0, contract, ids_only), ids,
+        metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, contract,
+                                              (contract.user_id,),
+                                              config.validation.max_eval_interactions),
+                             contract.user_id), contract)
     table = artifact_io.read_frequencies(pool_uri)
     rows = table.positions(ids)
     counts = np.where(rows >= 0, table.counts[np.maximum(rows, 0)], 0).astype(np.float64)
-    trained = TrainResult(model, ids, embeddings, prior.log_popularity(ids, table), counts, seen,
-                          {})
+    trained = TrainResult(model, contract, ids, embeddings, prior.log_popularity(ids, table),
+                          counts, seen, {})
     weight = config.model.popularity_prior
     trained.metrics.update(trained.evaluate(eval_pattern, weight,
                                             config.validation.max_eval_interactions))
@@ -185,6 +213,6 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
         temperature=trained.temperature, popularity_prior=weight, **warm)
     logging.info("Eval metrics: %s", trained.metrics)
     if serving_dir:
-        export.export_all(model.query_tower, model.candidate_tower, ids,
+        export.export_all(model.query_tower, model.candidate_tower, contract, ids,
                           trained.index_vectors(weight), trained.metrics, serving_dir, weight)
     return trained

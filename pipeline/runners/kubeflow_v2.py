@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from pipeline import config as config_lib
+from pipeline import contract as contract_lib
 from pipeline import paths
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
@@ -26,23 +27,25 @@ CONTAINER_REPO = "/twotower"
 def container_config(config: PipelineConfig) -> PipelineConfig:
     """The config as the pods must see it.
 
-    The default schema folder becomes the image's copy (it was checked when the local
-    config loaded); any other relative path is refused (a pod has no working directory
-    of ours).
+    A contract folder shipped in this repository (under schemas/) becomes the image's copy
+    (it was checked when the local config loaded); any other relative path is refused (a
+    pod has no working directory of ours).
 
     Raises:
       ConfigError: naming the field with a relative path and the fix.
     """
+    data = config.data
+    shipped = os.path.relpath(os.path.abspath(data.schema_dir), config_lib.SCHEMAS_ROOT)
+    if not paths.is_uri(data.schema_dir) and not shipped.startswith(".."):
+        data = dataclasses.replace(data, schema_dir=f"{CONTAINER_REPO}/schemas/{shipped}")
+        config = dataclasses.replace(config, data=data)
     for section, field in paths.PATH_FIELDS:
         value = getattr(getattr(config, section), field)
         if value and not paths.is_uri(value) and not os.path.isabs(value):
             raise ConfigError(f"{section}.{field}: got {value!r}; Kubeflow pods cannot read "
                               "relative local paths: use a URI such as gs://bucket/path "
                               "(or an absolute path on a volume the pods mount)")
-    data = config.data
-    if data.schema_dir == config_lib.DEFAULT_SCHEMA_DIR:
-        data = dataclasses.replace(data, schema_dir=f"{CONTAINER_REPO}/schemas")
-    return dataclasses.replace(config, data=data)
+    return config
 
 
 def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
@@ -53,6 +56,7 @@ def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
     """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
 
+    contract = contract_lib.load(config.data.schema_dir)
     config = container_config(config)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
@@ -61,4 +65,4 @@ def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
         output_dir=os.path.dirname(os.path.abspath(out_file)),
         output_filename=os.path.basename(out_file))
     return runner.run(create_pipeline(config, metadata_connection_config=None,
-                                      check_schemas=False))
+                                      check_schemas=False, contract=contract))

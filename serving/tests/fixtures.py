@@ -15,6 +15,13 @@ DIM = 8
 K = 5
 
 
+SPECS = {"user_id": tf.TensorSpec([None], tf.string, name="user_id"),
+         "age": tf.TensorSpec([None], tf.int64, name="age"),
+         "gender": tf.TensorSpec([None], tf.string, name="gender"),
+         "occupation": tf.TensorSpec([None], tf.string, name="occupation"),
+         "zip": tf.TensorSpec([None], tf.string, name="zip")}
+
+
 class _HashTower(tf.Module):
     """user_id -> a fixed random unit vector per hash bucket (seeded by `seed`)."""
 
@@ -23,7 +30,7 @@ class _HashTower(tf.Module):
         table = np.random.default_rng(seed).normal(size=(64, DIM)).astype(np.float32)
         self.table = tf.Variable(table / np.linalg.norm(table, axis=1, keepdims=True))
 
-    @tf.function(input_signature=[retrieval_model.QUERY_SPECS])
+    @tf.function(input_signature=[SPECS])
     def serve(self, features):
         bucket = tf.strings.to_hash_bucket_fast(features["user_id"], 64)
         shift = tf.cast(features["age"], tf.float32)[:, tf.newaxis] * 0.0

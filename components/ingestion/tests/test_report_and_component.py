@@ -73,7 +73,8 @@ def _config(component, key, proto_type):
 
 
 def test_example_gen_split_names():
-    timed = SchemaExampleGen(input_base="/data", pattern="x.csv", schema=_schema_channel())
+    timed = SchemaExampleGen(input_base="/data", pattern="x.csv", schema=_schema_channel(),
+                             time_feature="ts")
     output = _config(timed, "output_config", example_gen_pb2.Output)
     assert [s.name for s in output.split_config.splits] == ["train", "eval"]
     catalog = SchemaExampleGen(input_base="/data", pattern="x.csv", schema=_schema_channel(),

@@ -52,7 +52,7 @@ def _shuffled_labels(root, broken):
     os.symlink(root / "inter" / "Split-eval", broken / "inter" / "Split-eval")
     os.symlink(root / "items", broken / "items")
     return example_files.build_pool_artifact(broken / "inter", broken / "items", broken / "pool",
-                                             PoolSettings(seed=0))
+                                             PoolSettings(seed=0), small_world.CONTRACT)
 
 
 def _read(folder):

@@ -11,10 +11,10 @@ from components import keys
 from components.negative_pool import artifact_io, executor
 from components.negative_pool.component import NegativePool, NegativePoolBuilder
 from components.negative_pool.pool import PoolSettings
-from components.negative_pool.tests.test_pool import CATALOG, TRAIN
+from components.negative_pool.tests.test_pool import CATALOG, CONTRACT, TRAIN
 from pipeline.errors import NegativePoolError
 
-PROPERTIES = executor.properties_from_settings(PoolSettings(max_pool_size=1000))
+PROPERTIES = executor.properties_from_settings(PoolSettings(max_pool_size=1000), CONTRACT)
 
 
 def _examples(root, splits):
@@ -62,6 +62,10 @@ def test_writes_every_documented_file(tmp_path):
     pool_rows = artifact_io.read_pool(uri, spec)
     assert sorted(pool_rows["item_id"].tolist()) == [b"a", b"b", b"c", b"d"]
     assert all(pool_rows["title"])
+    # Text tokens of the catalogue rows (lower-cased), and the feature set the pool was built for.
+    assert artifact_io.read_vocabulary(uri, "title") == [("a", 1), ("b", 1), ("c", 1), ("d1", 1),
+                                                          ("d2", 1)]
+    assert artifact_io.read_contract(uri) == CONTRACT
 
 
 def test_same_inputs_same_outputs(tmp_path):
@@ -91,11 +95,13 @@ def test_wrong_split_names_the_expected_one(tmp_path):
 
 def test_properties_round_trip():
     settings = PoolSettings(sampler="popularity", alpha=0.5, pool_size=10, seed=3)
-    assert executor.settings_from_properties(executor.properties_from_settings(settings)) == settings
+    properties = executor.properties_from_settings(settings, CONTRACT)
+    assert executor.settings_from_properties(properties) == settings
+    assert executor.contract_from_properties(properties) == CONTRACT
 
 
 def test_component_checks_combinations_at_build_time():
     examples = standard_artifacts.Examples
     with pytest.raises(ValueError, match="only applies to sampler='popularity'"):
         NegativePoolBuilder(interactions=types.Channel(type=examples),
-                            items=types.Channel(type=examples), alpha=0.5)
+                            items=types.Channel(type=examples), contract=CONTRACT, alpha=0.5)

@@ -13,6 +13,10 @@ import tensorflow as tf
 
 from components import keys
 from components.negative_pool import pool
+from pipeline.contract import Contract, FeatureSpec
+
+CONTRACT = Contract((FeatureSpec("user_id", "user_id", "id"), FeatureSpec("item_id", "item_id", "id"),
+                     FeatureSpec("title", "candidate", "text")))
 
 
 def _example(**features) -> bytes:
@@ -54,7 +58,7 @@ def _run(settings, check):
         # Two batches each, as ReadRecordBatches would emit them.
         outputs = pool.build_pool(p | "Train" >> beam.Create([TRAIN[:3], TRAIN[3:]]),
                                   p | "Catalog" >> beam.Create([CATALOG[:2], CATALOG[2:]]),
-                                  settings)
+                                  settings, CONTRACT)
         check(outputs)
 
 

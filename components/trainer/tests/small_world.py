@@ -6,11 +6,24 @@ import pathlib
 
 from benchmarks import example_files
 from components.negative_pool.pool import PoolSettings
-from components.trainer import training
+from components.trainer import training, towers
 from pipeline import config as config_lib
+from pipeline import contract as contract_lib
 from pipeline.data import synthetic
 
 USERS, ITEMS = 200, 120
+# The synthetic generator's default feature set has MovieLens's columns.
+CONTRACT = contract_lib.load(config_lib.DEFAULT_SCHEMA_DIR)
+
+
+def preprocessing(users: list[str], items: list[str]) -> towers.Preprocessing:
+    """Hand-made statistics of CONTRACT's features, for towers built without a pool."""
+    return towers.Preprocessing(
+        vocabularies={"user_id": users, "item_id": items, "gender": ["M", "F"],
+                      "occupation": ["writer", "a", "b"], "zip": ["85", "T8"],
+                      "title": ["toy", "story"], "genres": ["Animation", "Comedy", "Drama"]},
+        numeric={"age": towers.NumericStats((18.0, 25.0, 35.0), 30.0, 10.0),
+                 "release_year": towers.NumericStats((1990.0, 2000.0), 1995.0, 5.0)})
 
 
 def write_data(root: pathlib.Path, seed: int = 3) -> str:
@@ -20,11 +33,12 @@ def write_data(root: pathlib.Path, seed: int = 3) -> str:
     world, rng, users, items = synthetic.build(spec)
     frame = next(synthetic.interaction_chunks(world, spec, rng, users, items, spec.interactions))
     cut = int(len(frame) * 0.8)
+    frame, items = (example_files.typed_frame(table, CONTRACT) for table in (frame, items))
     example_files.write_split([frame.iloc[:cut]], root / "inter", "train")
     example_files.write_split([frame.iloc[cut:]], root / "inter", "eval")
     example_files.write_split([items], root / "items", "catalog")
     return example_files.build_pool_artifact(root / "inter", root / "items", root / "pool",
-                                             PoolSettings(seed=0))
+                                             PoolSettings(seed=0), CONTRACT)
 
 
 def patterns(root: pathlib.Path) -> tuple[str, str, str]:

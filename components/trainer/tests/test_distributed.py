@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent('''
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from components.trainer import features, model as model_lib, towers
+    from components.trainer.tests.small_world import CONTRACT, preprocessing
     from pipeline.config import LossConfig, ModelConfig
 
     items = ["a", "b", "c", "d", "e", "f"]
@@ -41,14 +42,16 @@ SCRIPT = textwrap.dedent('''
 
     def build():
         tf.keras.utils.set_random_seed(0)
+        statistics = preprocessing(["u1", "u2", "u3"], items)
         return model_lib.TwoTowerModel(
-            towers.query_tower(["u1", "u2", "u3"], model_config),
-            towers.candidate_tower(items, model_config), pool, model_config, loss_config, 2, 0)
+            towers.query_tower(CONTRACT, statistics, model_config),
+            towers.candidate_tower(CONTRACT, statistics, model_config), pool, model_config,
+            loss_config, 2, 0, CONTRACT)
 
     def build_and_call():
         model = build()
-        model.query_tower(features.select(batch, features.QUERY_FEATURES))
-        model.candidate_tower(features.select(batch, features.CANDIDATE_FEATURES))
+        model.query_tower(features.select(batch, CONTRACT.query_names))
+        model.candidate_tower(features.select(batch, CONTRACT.candidate_names))
         return model
 
     single = build_and_call()

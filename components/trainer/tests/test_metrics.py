@@ -6,8 +6,10 @@ import pytest
 import tensorflow as tf
 
 from components.trainer import metrics
+from pipeline.contract import Contract, FeatureSpec
 
 CATALOG = ["a", "b", "c", "d"]
+IDS = Contract((FeatureSpec("user_id", "user_id", "id"), FeatureSpec("item_id", "item_id", "id")))
 # Item embeddings on a line so scores are easy: query q scores item j as q * e_j.
 EMBEDDINGS = tf.constant([[4.0], [3.0], [2.0], [1.0]])
 
@@ -29,10 +31,11 @@ def test_evaluate_by_hand():
     # u1 (query +1) ranks a, b, c, d; saw "a" in training; its eval item is c.
     # u2 (query -1) ranks d, c, b, a; saw nothing; its eval item is "zz" (not in the catalogue).
     train = [{"user_id": tf.constant(["u1"]), "item_id": tf.constant(["a"])}]
-    seen = metrics.seen_items(train, CATALOG)
+    seen = metrics.seen_items(train, CATALOG, None, IDS)
     evaluation = [{"user_id": tf.constant(["u1", "u2"]), "item_id": tf.constant(["c", "zz"])}]
     counts = np.array([10.0, 5.0, 1.0, 0.0])
-    result = metrics.evaluate(_queries, evaluation, CATALOG, EMBEDDINGS, seen, counts, ks=(1, 2))
+    result = metrics.evaluate(_queries, evaluation, CATALOG, EMBEDDINGS, seen, counts, IDS,
+                              ks=(1, 2))
     # u1: tfrs rank 2 (a, b higher), filtered rank 1 (a removed); u2: a miss at every K,
     # even K >= the catalogue size (NDCG@10 on 4 items).
     assert result["tfrs_recall_at_1"] == 0.0 and result["tfrs_recall_at_2"] == 0.0
@@ -63,19 +66,19 @@ def test_per_user_metrics_by_hand():
 def test_seen_items_keeps_only_requested_users_and_catalogue_items():
     train = [{"user_id": tf.constant(["u1", "u2", "u1"]), "item_id": tf.constant(["c", "a", "zz"])},
              {"user_id": tf.constant(["u3", "u1"]), "item_id": tf.constant(["b", "a"])}]
-    lookup, history = metrics.seen_items(train, CATALOG, users=np.array([b"u1", b"u3"]))
+    lookup, history = metrics.seen_items(train, CATALOG, np.array([b"u1", b"u3"]), IDS)
     rows = lookup(tf.constant(["u1", "u2", "u3"])).numpy()
     # u1 saw c and a (zz is not in the catalogue), u2 was not asked for, u3 saw b.
     assert sorted(history[rows[0]].numpy().tolist()) == [0, 2]
     assert history[rows[1]].numpy().tolist() == []
     assert history[rows[2]].numpy().tolist() == [1]
-    everyone_lookup, everyone = metrics.seen_items(train, CATALOG)
+    everyone_lookup, everyone = metrics.seen_items(train, CATALOG, None, IDS)
     assert everyone[everyone_lookup(tf.constant(["u2"])).numpy()[0]].numpy().tolist() == [0]
 
 
 def test_unique_users_and_eval_batch_size():
     batches = [{"user_id": tf.constant(["u2", "u1"])}, {"user_id": tf.constant(["u1"])}]
-    assert metrics.unique_users(batches).tolist() == [b"u1", b"u2"]
+    assert metrics.unique_users(batches, "user_id").tolist() == [b"u1", b"u2"]
     assert metrics.eval_batch_size(4) == metrics.MAX_EVAL_BATCH
     assert metrics.eval_batch_size(1_000_000) == 16
     assert metrics.eval_batch_size(10 ** 9) == 1

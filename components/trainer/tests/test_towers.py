@@ -4,23 +4,28 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import towers
+from components.trainer import features, towers
+from components.trainer.tests.small_world import CONTRACT, preprocessing
 from pipeline.config import ModelConfig
+from pipeline.contract import Contract, FeatureSpec
 
 USERS = ["u1", "u2"]
 ITEMS = ["a", "b", "c"]
-QUERY = {"user_id": tf.constant(["u1", "u2", "new"]), "age": tf.constant([24, 0, 60], tf.int64),
+PREPROCESSING = preprocessing(USERS, ITEMS)
+MISSING = features.MISSING_INT
+QUERY = {"user_id": tf.constant(["u1", "u2", "new"]),
+         "age": tf.constant([24, MISSING, 60], tf.int64),
          "gender": tf.constant(["M", "F", ""]), "occupation": tf.constant(["writer", "", "x"]),
          "zip": tf.constant(["85711", "T8H1N", ""])}
 CANDIDATE = {"item_id": tf.constant(["a", "zzz"]), "title": tf.constant(["Toy Story", ""]),
              "genres": tf.constant(["Animation|Comedy", ""]),
-             "release_year": tf.constant([1995, 0], tf.int64)}
+             "release_year": tf.constant([1995, MISSING], tf.int64)}
 
 
 def test_l2_on_gives_unit_norms():
     config = ModelConfig(embedding_dim=8, hidden_layers=(16,))
-    query = towers.query_tower(USERS, config)(QUERY)
-    candidate = towers.candidate_tower(ITEMS, config)(CANDIDATE)
+    query = towers.query_tower(CONTRACT, PREPROCESSING, config)(QUERY)
+    candidate = towers.candidate_tower(CONTRACT, PREPROCESSING, config)(CANDIDATE)
     assert query.shape == (3, 8) and candidate.shape == (2, 8)
     np.testing.assert_allclose(tf.norm(query, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(tf.norm(candidate, axis=1), 1.0, rtol=1e-5)
@@ -29,15 +34,15 @@ def test_l2_on_gives_unit_norms():
 def test_l2_off_leaves_norms_free():
     config = ModelConfig(embedding_dim=8, hidden_layers=(16,), l2_normalize=False)
     tf.keras.utils.set_random_seed(0)
-    norms = tf.norm(towers.query_tower(USERS, config)(QUERY), axis=1).numpy()
+    norms = tf.norm(towers.query_tower(CONTRACT, PREPROCESSING, config)(QUERY), axis=1).numpy()
     assert not np.allclose(norms, 1.0)
 
 
 def test_id_only_tower_is_the_id_embedding_with_an_oov_row():
     config = ModelConfig(embedding_dim=4, hidden_layers=(), use_features=False, l2_normalize=False)
-    tower = towers.query_tower(USERS, config)
+    tower = towers.query_tower(CONTRACT, PREPROCESSING, config)
     out = tower(QUERY)
-    table = tower.id_embedding.embedding.embeddings.numpy()
+    table = tower.id_embedding.table.embedding.embeddings.numpy()
     assert table.shape == (3, 4)
     # Index 0 is OOV ("new"); u1 -> 1, u2 -> 2.
     np.testing.assert_allclose(out.numpy(), table[[1, 2, 0]])
@@ -45,7 +50,48 @@ def test_id_only_tower_is_the_id_embedding_with_an_oov_row():
 
 def test_features_change_the_embedding_of_the_same_id():
     config = dataclasses.replace(ModelConfig(), embedding_dim=8)
-    tower = towers.candidate_tower(ITEMS, config)
+    tower = towers.candidate_tower(CONTRACT, PREPROCESSING, config)
     same_id = dict(CANDIDATE, item_id=tf.constant(["a", "a"]))
     out = tower(same_id).numpy()
     assert not np.allclose(out[0], out[1])
+
+
+def _tower(*specs, stats=None):
+    contract = Contract((FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"),
+                         *specs))
+    config = ModelConfig(embedding_dim=4, hidden_layers=(), l2_normalize=False,
+                         feature_embedding_dim=3)
+    return towers.query_tower(contract, towers.Preprocessing({"u": ["u1"]}, stats or {}),
+                              config)
+
+
+def test_timestamp_is_hour_of_day_plus_day_of_week():
+    tower = _tower(FeatureSpec("t", "query", "timestamp", dtype="int64"))
+    layer = tower.feature_layers["t"]
+    # 1970-01-01 00:00 was a Thursday (weekday 3); 1970-01-05 13:xx a Monday at 13h.
+    seconds = tf.constant([0, 4 * 86400 + 13 * 3600 + 59, 7 * 86400, MISSING], tf.int64)
+    out = layer(seconds).numpy()
+    hours, days = layer.hours.embeddings.numpy(), layer.days.embeddings.numpy()
+    np.testing.assert_allclose(out[0], hours[1] + days[4], rtol=1e-6)
+    np.testing.assert_allclose(out[1], hours[14] + days[1], rtol=1e-6)
+    np.testing.assert_allclose(out[2], out[0], rtol=1e-6)  # a week later, same hour
+    np.testing.assert_allclose(out[3], hours[0] + days[0], rtol=1e-6)  # missing
+
+
+def test_numeric_buckets_missing_and_normalisation():
+    spec = FeatureSpec("n", "query", "numeric", dtype="float32", normalize=True)
+    tower = _tower(spec, stats={"n": towers.NumericStats((10.0, 20.0), 15.0, 5.0)})
+    layer = tower.feature_layers["n"]
+    out = layer(tf.constant([5.0, 10.0, 25.0, float("nan")])).numpy()
+    table = layer.embedding.embeddings.numpy()
+    # Buckets: missing 0, (<10) 1, [10, 20) 2, (>=20) 3; then (x - 15) / 5 (missing: 0).
+    np.testing.assert_allclose(out[:, :3], table[[1, 2, 3, 0]], rtol=1e-6)
+    np.testing.assert_allclose(out[:, 3], [-2.0, -1.0, 2.0, 0.0], rtol=1e-6)
+
+
+def test_hashed_categorical_has_no_vocabulary_and_a_fixed_table():
+    tower = _tower(FeatureSpec("c", "query", "categorical", hash_bins=16))
+    layer = tower.feature_layers["c"]
+    assert layer(tf.constant(["x", "x", "y"])).shape == (3, 3)
+    assert layer.table.embedding.embeddings.shape == (16, 3)
+    assert "c" not in tower.vocabulary_tables() and "u" in tower.vocabulary_tables()
