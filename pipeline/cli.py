@@ -2,6 +2,7 @@
 
     twotower data movielens --out data/movielens       # real data (MovieLens-100K)
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
+    twotower schema init --interactions F --items F [--users F] --out DIR  # propose a contract
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
@@ -71,7 +72,7 @@ def cmd_data_synthetic(args: argparse.Namespace) -> None:
     try:
         spec = synthetic.SyntheticSpec(users=args.users, items=args.items,
                                        interactions=args.interactions, seed=args.seed,
-                                       clusters=args.clusters)
+                                       clusters=args.clusters, feature_set=args.feature_set)
     except ValueError as e:
         raise config_lib.ConfigError(str(e)) from e
     started = time.time()
@@ -216,6 +217,18 @@ def cmd_compile(args: argparse.Namespace) -> None:
           "submit it to Kubeflow Pipelines or Vertex AI Pipelines (README: Orchestration)")
 
 
+def cmd_schema_init(args: argparse.Namespace) -> None:
+    from pipeline import schema_init  # pylint: disable=import-outside-toplevel
+
+    name = args.name or pathlib.Path(args.out).name
+    print(f"reading up to {args.sample_rows:,} rows of each table", file=sys.stderr)
+    decisions = schema_init.init(args.interactions, args.items, args.users, args.out, name,
+                                 args.sample_rows, args.item_id, args.user_id, args.time)
+    print(schema_init.table(decisions))
+    print(f"\nwrote {args.out}/features.yaml, interactions.pbtxt, items.pbtxt and {name}.yaml; "
+          f"edit them, then: twotower run --config {os.path.join(args.out, name + '.yaml')}")
+
+
 def cmd_tune_temperature(args: argparse.Namespace) -> None:
     from pipeline import tune  # pylint: disable=import-outside-toplevel
 
@@ -299,9 +312,34 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--interactions", type=int, required=True)
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--clusters", type=int, help="latent clusters (default from --items)")
+    syn.add_argument("--feature-set", default="movielens", choices=("movielens", "retail"),
+                     help="columns written: movielens (MovieLens's; contract schemas/movielens) "
+                          "or retail (every feature kind, other names; propose its contract "
+                          "with `twotower schema init`)")
     syn.add_argument("--out", default="data/synthetic", help="output folder")
     syn.add_argument("--format", choices=("csv", "parquet"), default="csv")
     syn.set_defaults(handler=cmd_data_synthetic)
+
+    schema = commands.add_parser("schema", help="propose a data contract from your files")
+    schema_commands = schema.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = schema_commands.add_parser(
+        "init", help="infer roles and kinds from a sample; write the contract and a config",
+        description="Reads a bounded sample of each table, guesses every column's role "
+                    "(ids, event time, query or candidate feature, ignored) and kind, and "
+                    "writes features.yaml, interactions.pbtxt, items.pbtxt and <name>.yaml "
+                    "into --out; prints what it decided and why (pipeline/schema_init.py).")
+    init.add_argument("--interactions", required=True, help="interaction log (CSV/Parquet)")
+    init.add_argument("--items", required=True, help="item catalogue (CSV/Parquet)")
+    init.add_argument("--users", help="user table (its columns found in the log are user "
+                                      "attributes)")
+    init.add_argument("--out", required=True, help="contract folder to write")
+    init.add_argument("--name", help="pipeline and config name (default: the --out folder's)")
+    init.add_argument("--sample-rows", type=int, default=100_000,
+                      help="rows read from the start of each table (default 100000)")
+    init.add_argument("--item-id", help="the item id column, when the guess is wrong")
+    init.add_argument("--user-id", help="the user id column, when the guess is wrong")
+    init.add_argument("--time", help="the event time column (integer Unix seconds)")
+    init.set_defaults(handler=cmd_schema_init)
 
     show = commands.add_parser("config", help="print the effective config as YAML")
     _add_config_args(show)

@@ -44,6 +44,28 @@ def parse_features(pairs: list[str]) -> dict[str, str]:
     return features
 
 
+# What the towers read as a missing value (components/trainer/features.py).
+MISSING_INT = np.iinfo(np.int64).min
+
+
+def typed_value(name: str, raw: str, dtype: int, types_pb2) -> np.ndarray:
+    """One request row of a feature as the signature's dtype; "" (not given) becomes the
+    missing marker the towers learned (empty string, int64 min, NaN).
+
+    Raises:
+      TwoTowerError: naming a value that is not a number where one is needed.
+    """
+    if dtype == types_pb2.DT_STRING:
+        return np.array([raw.encode()], dtype=object)
+    try:
+        if dtype == types_pb2.DT_INT64:
+            return np.array([int(raw) if raw else MISSING_INT], dtype=np.int64)
+        return np.array([float(raw) if raw else np.nan], dtype=np.float32)
+    except ValueError as e:
+        kind = "an integer" if dtype == types_pb2.DT_INT64 else "a number"
+        raise TwoTowerError(f"feature {name}={raw!r} must be {kind}") from e
+
+
 def _input_dtypes(stub, model_name: str, signature: str, timeout: float) -> dict[str, int]:
     from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=import-outside-toplevel
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -66,8 +88,8 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
       host: Server address.
       port: gRPC port.
       model_name: Served model name.
-      features: Raw user features as strings (typed here by the signature's dtypes; missing
-        ones are sent empty/0, which the towers treat as unknown).
+      features: Raw query features as strings (typed here by the signature's dtypes; missing
+        ones are sent as the towers' missing markers, see typed_value).
       signature: Signature to call.
       timeout: Per-call deadline in seconds.
       wait_seconds: Keep retrying while the server is not up yet, for this long.
@@ -97,14 +119,7 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
         for name, dtype in dtypes.items():
-            raw = features.get(name, "")
-            if dtype == types_pb2.DT_STRING:
-                value = np.array([raw.encode()], dtype=object)
-            else:
-                try:
-                    value = np.array([int(raw or 0)], dtype=np.int64)
-                except ValueError as e:
-                    raise TwoTowerError(f"feature {name}={raw!r} must be an integer") from e
+            value = typed_value(name, features.get(name, ""), dtype, types_pb2)
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         try:
             response = stub.Predict(request, timeout)

@@ -9,7 +9,8 @@ Generative process (all draws from one seeded numpy Generator):
 So P(i | u) = affinity * [c_i = c_u] * w_i / W_{c_u} + (1 - affinity) * w_i / W, which depends on
 the user only through its cluster. The best possible hit rate@K of any model is the mass of
 the top K of that distribution (`oracle_hit_rate`), written to `synthetic.json`. User and
-item features are noisy functions of the cluster, so a feature-based tower can learn it.
+item features are noisy functions of the cluster, so a feature-based tower can learn it; which
+columns are written is the feature set's choice (feature_sets.py).
 
 Events are generated and written in chunks, so memory stays bounded by the catalogue and
 user tables, not by the number of interactions.
@@ -26,14 +27,7 @@ import numpy as np
 import pandas as pd
 import tqdm
 
-from pipeline.data import tables
-from pipeline.data.movielens import GROUPLENS_GENRES
-
-OCCUPATIONS = (
-    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
-    "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
-    "retired", "salesman", "scientist", "student", "technician", "writer")
-GENRES = GROUPLENS_GENRES[1:]
+from pipeline.data import feature_sets, tables
 START_TIMESTAMP = 1_600_000_000
 SECONDS_PER_EVENT = 30
 
@@ -50,6 +44,7 @@ class SyntheticSpec:
       clusters: Number of latent clusters; None picks clip(sqrt(items) / 2, 4, 1000).
       affinity: Probability that an event's item comes from the user's own cluster.
       zipf_exponent: Exponent of item popularity.
+      feature_set: The columns written (pipeline/data/feature_sets.py).
     """
 
     users: int
@@ -59,6 +54,7 @@ class SyntheticSpec:
     clusters: Optional[int] = None
     affinity: float = 0.8
     zipf_exponent: float = 1.0
+    feature_set: str = "movielens"
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "interactions"):
@@ -66,6 +62,9 @@ class SyntheticSpec:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.affinity <= 1.0:
             raise ValueError(f"affinity must be in [0, 1], got {self.affinity}")
+        if self.feature_set not in feature_sets.FEATURE_SETS:
+            raise ValueError(f"--feature-set must be one of {sorted(feature_sets.FEATURE_SETS)}, "
+                             f"got {self.feature_set!r}")
         if self.clusters is not None and self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
 
@@ -163,45 +162,6 @@ def oracle_hit_rate(world: World, spec: SyntheticSpec, k: int) -> float:
     return float(expected)
 
 
-def _user_table(world: World, spec: SyntheticSpec, rng: np.random.Generator) -> pd.DataFrame:
-    cluster = world.user_cluster
-    age = np.clip(18 + (cluster * 7) % 50 + rng.normal(0, 5, spec.users), 7, 90).astype(np.int64)
-    female = rng.random(spec.users) < np.where(cluster % 2 == 0, 0.7, 0.3)
-    occupation = np.where(rng.random(spec.users) < 0.6, cluster % len(OCCUPATIONS),
-                          rng.integers(0, len(OCCUPATIONS), spec.users))
-    zip_code = (cluster % 100) * 1000 + rng.integers(0, 1000, spec.users)
-    return pd.DataFrame({
-        "user_id": np.char.add("u", np.arange(1, spec.users + 1).astype(str)),
-        "age": age,
-        "gender": np.where(female, "F", "M"),
-        "occupation": np.asarray(OCCUPATIONS)[occupation],
-        "zip": np.char.zfill(zip_code.astype(str), 5),
-    })
-
-
-def _item_table(world: World, spec: SyntheticSpec, rng: np.random.Generator) -> pd.DataFrame:
-    cluster = world.item_cluster
-    n_genres = len(GENRES)
-    first = np.where(rng.random(spec.items) < 0.7, cluster % n_genres,
-                     rng.integers(0, n_genres, spec.items))
-    second = (first + 1 + (cluster // n_genres) % (n_genres - 1)) % n_genres
-    two = rng.random(spec.items) < 0.5
-    genre_names = np.asarray(GENRES)
-    genres = np.where(two, np.char.add(np.char.add(genre_names[first], tables.GENRE_SEPARATOR),
-                                       genre_names[second]), genre_names[first])
-    title_word = np.where(rng.random(spec.items) < 0.8, cluster, rng.integers(0, spec.num_clusters,
-                                                                               spec.items))
-    ids = np.arange(1, spec.items + 1).astype(str)
-    titles = np.char.add(np.char.add("topic", title_word.astype(str)), np.char.add(" item", ids))
-    year = np.clip(1950 + (cluster * 11) % 70 + rng.normal(0, 4, spec.items), 1920, 2025)
-    return pd.DataFrame({
-        "item_id": np.char.add("i", ids),
-        "title": titles,
-        "genres": genres,
-        "release_year": year.astype(np.int64),
-    })
-
-
 def build(spec: SyntheticSpec) -> tuple[World, np.random.Generator, pd.DataFrame, pd.DataFrame]:
     """Draws the latent world and the user and item tables (all from `spec.seed`).
 
@@ -210,25 +170,23 @@ def build(spec: SyntheticSpec) -> tuple[World, np.random.Generator, pd.DataFrame
     """
     rng = np.random.default_rng(spec.seed)
     world = build_world(spec, rng)
-    users = _user_table(world, spec, rng)
-    items = _item_table(world, spec, rng)
+    columns = feature_sets.FEATURE_SETS[spec.feature_set]
+    users = columns.users(world, spec, rng)
+    items = columns.items(world, spec, rng)
     return world, rng, users, items
 
 
 def interaction_chunks(world: World, spec: SyntheticSpec, rng: np.random.Generator,
                        users: pd.DataFrame, items: pd.DataFrame,
                        chunk_size: int = 500_000) -> Iterator[pd.DataFrame]:
-    """Yields the events as tables of INTERACTION_COLUMNS, chunk_size rows at a time."""
+    """Yields the events as the feature set's interaction rows, chunk_size rows at a time."""
+    events = feature_sets.FEATURE_SETS[spec.feature_set].events
     for start in range(0, spec.interactions, chunk_size):
         n = min(chunk_size, spec.interactions - start)
         user_index, item_index = sample_events(world, spec, rng, n)
         own = world.item_cluster[item_index] == world.user_cluster[user_index]
-        rating = np.where(own, rng.integers(4, 6, n), rng.integers(1, 6, n)).astype(float)
-        chunk = pd.concat([users.iloc[user_index].reset_index(drop=True),
-                           items.iloc[item_index].reset_index(drop=True)], axis=1)
-        chunk["rating"] = rating
-        chunk["timestamp"] = START_TIMESTAMP + (start + np.arange(n)) * SECONDS_PER_EVENT
-        yield chunk[list(tables.INTERACTION_COLUMNS)]
+        times = START_TIMESTAMP + (start + np.arange(n)) * SECONDS_PER_EVENT
+        yield events(users, items, user_index, item_index, own, times, rng)
 
 
 def generate(spec: SyntheticSpec, out_dir: pathlib.Path,

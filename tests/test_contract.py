@@ -1,0 +1,101 @@
+"""The data contract: the MovieLens declaration, and every bad declaration's error."""
+import pathlib
+
+import pytest
+
+from pipeline import config as config_lib
+from pipeline import contract
+from pipeline.errors import ConfigError
+
+SCHEMA = """
+feature {{ name: "customer" type: BYTES }}
+feature {{ name: "sku" type: BYTES }}
+feature {{ name: "ts" type: INT }}
+{extra}
+"""
+ITEMS = """
+feature { name: "sku" type: BYTES }
+feature { name: "brand" type: BYTES }
+"""
+GOOD = """
+features:
+  customer: {role: user_id}
+  sku: {role: item_id}
+  ts: {role: event_time}
+  brand: {role: candidate, kind: categorical}
+"""
+
+
+def _folder(tmp_path, features=GOOD, extra="", items=ITEMS):
+    (tmp_path / "features.yaml").write_text(features)
+    (tmp_path / "interactions.pbtxt").write_text(SCHEMA.format(extra=extra))
+    (tmp_path / "items.pbtxt").write_text(items)
+    return str(tmp_path)
+
+
+def test_movielens_contract():
+    found = contract.load(config_lib.DEFAULT_SCHEMA_DIR)
+    assert (found.user_id, found.item_id, found.event_time) == ("user_id", "item_id", "timestamp")
+    assert found.query_names == ("user_id", "age", "gender", "occupation", "zip")
+    assert found.candidate_names == ("item_id", "title", "genres", "release_year")
+    assert found.by_name("age").dtype == "int64" and found.by_name("title").dtype == "string"
+    assert found.by_name("genres").separator == "|"
+    assert found.by_name("zip").prefix == 2
+    assert contract.from_dict(found.to_dict()) == found
+
+
+def test_a_minimal_contract_with_no_features_is_ids_only(tmp_path):
+    ids_only = "features:\n  customer: {role: user_id}\n  sku: {role: item_id}\n" \
+               "  ts: {role: event_time}\n  brand: {role: ignored}\n"
+    found = contract.load(_folder(tmp_path, ids_only))
+    assert found.query_names == ("customer",) and found.candidate_names == ("sku",)
+
+
+@pytest.mark.parametrize("features, message", [
+    (GOOD.replace("sku: {role: item_id}", "sku: {role: candidate, kind: categorical}"),
+     r"no column has role item_id; declare the column that identifies the item"),
+    (GOOD.replace("ts: {role: event_time}", "ts: {role: item_id}"),
+     r"2 columns have role item_id \(\['sku', 'ts'\]\); declare exactly one"),
+    (GOOD.replace("kind: categorical", "kind: colour"),
+     r"feature 'brand': kind 'colour' is not one of"),
+    (GOOD.replace("role: candidate", "role: tower"), r"feature 'brand': role 'tower' is not one"),
+    (GOOD.replace("kind: categorical", "kind: categorical, separator: '|'"),
+     r"feature 'brand': separator applies only to kind multi_categorical"),
+    (GOOD.replace("kind: categorical", "kind: multi_categorical"),
+     r"feature 'brand': kind multi_categorical needs a separator"),
+    (GOOD.replace("kind: categorical", "kind: categorical, embedding_dim: 0"),
+     r"feature 'brand': embedding_dim must be an integer >= 1"),
+    (GOOD.replace("kind: categorical", "kind: categorical, colour: red"),
+     r"feature 'brand': unknown setting\(s\) \['colour'\]"),
+    (GOOD.replace("kind: categorical", "kind: numeric"),
+     r"feature 'brand': kind numeric needs type INT or FLOAT in items.pbtxt, which says BYTES"),
+    (GOOD + "  age: {role: query, kind: numeric}\n",
+     r"feature 'age': role query needs it in the interactions schema"),
+    ("features: [1, 2]", r"expected a top-level 'features:' mapping"),
+    (GOOD + "other: 1\n", r"unknown top-level key\(s\) \['other'\]"),
+])
+def test_bad_declarations_name_the_file_the_feature_and_the_fix(tmp_path, features, message):
+    folder = _folder(tmp_path, features)
+    with pytest.raises(ConfigError, match=message) as raised:
+        contract.load(folder)
+    assert str(pathlib.Path(folder) / "features.yaml") in str(raised.value)
+
+
+def test_schema_columns_must_all_be_declared(tmp_path):
+    folder = _folder(tmp_path, extra='feature { name: "store" type: BYTES }')
+    with pytest.raises(ConfigError, match=r"columns \['store'\] of the interactions schema are "
+                                          r"not declared.*role: ignored"):
+        contract.load(folder)
+
+
+def test_missing_files_say_what_a_contract_folder_holds(tmp_path):
+    with pytest.raises(ConfigError, match=r"features.yaml not found.*twotower schema init"):
+        contract.load(str(tmp_path))
+    (tmp_path / "features.yaml").write_text(GOOD)
+    with pytest.raises(ConfigError, match=r"interactions.pbtxt not found"):
+        contract.load(str(tmp_path))
+
+
+def test_time_feature_field_is_gone_with_the_fix_named():
+    with pytest.raises(ConfigError, match=r"data.time_feature is gone: .* role event_time"):
+        config_lib.load(None, ("data.time_feature=ts",))
