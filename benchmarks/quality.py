@@ -1,4 +1,6 @@
-"""`twotower bench quality`: retrieval quality on MovieLens-100K under three protocols.
+"""`twotower bench quality`: retrieval quality on MovieLens-100K under three protocols, and
+on other datasets (`--dataset completejourney`: the temporal protocol, rows added to the
+report).
 
 For each protocol (benchmarks/protocols.py) the interactions are split once, written as
 ExampleGen-style tf.Example folders, the NegativePoolBuilder runs on the train split, and
@@ -26,6 +28,27 @@ from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A dataset the bench runs on: its data folder, contract and protocols."""
+
+    data_dir: str
+    schema_dir: str
+    command: str
+    protocols: tuple[str, ...]
+
+
+DATASETS = {
+    "movielens": Dataset("data/movielens", "movielens", "twotower data movielens",
+                         protocols.PROTOCOLS),
+    # Repeat purchases: only the time split means something (a random split puts the same
+    # basket in train and eval); both the filtered and the unfiltered (repeat purchases are
+    # hits) temporal metrics are reported.
+    "completejourney": Dataset("data/completejourney", "completejourney",
+                               "twotower data completejourney --sample 500", ("temporal",)),
+}
 DEFAULT_PRIOR_WEIGHTS = (0.0, 0.25, 0.5)
 def load_tables(data_dir: pathlib.Path, contract: Any, command: str
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -89,6 +112,9 @@ def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, 
     if prepared.name == "temporal":
         out = {f"temporal_recall_at_{k}": scores[f"filtered_recall_at_{k}"] for k in (10, 50, 100)}
         out["temporal_ndcg_at_10"] = scores["filtered_ndcg_at_10"]
+        out.update({f"temporal_unfiltered_recall_at_{k}": scores[f"tfrs_recall_at_{k}"]
+                    for k in (10, 100)})
+        out["temporal_unfiltered_ndcg_at_10"] = scores["tfrs_ndcg_at_10"]
         out["temporal_coverage_at_100"] = scores["coverage_at_100"]
         out["temporal_popularity_at_100"] = scores["popularity_at_100"]
         return out
@@ -150,13 +176,17 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
 
 def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,
         prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
-        out: Optional[pathlib.Path]) -> pathlib.Path:
-    """Trains and scores every row under every protocol; writes the report and the chart."""
+        out: Optional[pathlib.Path], dataset: str = "movielens") -> pathlib.Path:
+    """Trains and scores every row under every protocol; writes the report and the chart.
+
+    MovieLens rows make the report anew; another dataset's rows (marked `dataset`) replace
+    that dataset's rows in the existing report, beside MovieLens's.
+    """
     from components.trainer import training  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
     from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
-    contract = contract_lib.load(config_lib.DEFAULT_SCHEMA_DIR)
-    interactions, items = load_tables(data_dir, contract, "twotower data movielens")
+    contract = contract_lib.load(str(config_lib.SCHEMAS_ROOT / DATASETS[dataset].schema_dir))
+    interactions, items = load_tables(data_dir, contract, DATASETS[dataset].command)
     commit = common.git_commit()
     table: dict[str, dict[str, Any]] = {}
     started = time.time()
@@ -193,15 +223,58 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         if speeds:
             row["examples_per_sec"] = speeds[0]
     ordered = sorted(table.values(), key=lambda r: _order(r["name"]))
-    notes = _notes(ordered, time.time() - started)
     config = {"data": str(data_dir), "protocols": list(protocol_names),
               "epochs": {p: EPOCHS[p] for p in protocol_names},
               "rows": {name: list(overrides) for name, overrides in rows.items()},
               "prior_weights": list(prior_weights),
               "defaults": config_lib.load(None).to_dict()}
-    path = common.write_report("quality", config, ordered, notes, out, commit)
+    if dataset != "movielens":
+        return merge_dataset_rows(dataset, ordered, config, time.time() - started, out, commit)
+    others = _read_report(out)
+    config["datasets"] = others["config"].get("datasets", {})
+    notes = " || ".join([_notes(ordered, time.time() - started)] + [
+        part for part in others.get("notes", "").split(" || ")
+        if part.split(":")[0] in config["datasets"]])
+    path = common.write_report("quality", config, ordered + [
+        row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
+
+
+def _read_report(out: Optional[pathlib.Path]) -> dict[str, Any]:
+    """The existing quality report, or an empty one."""
+    import json  # pylint: disable=import-outside-toplevel
+    path = out or common.REPORTS_DIR / "quality.json"
+    return json.loads(path.read_text()) if path.is_file() else {"config": {}, "rows": [],
+                                                                 "notes": ""}
+
+
+def merge_dataset_rows(dataset: str, rows: list[dict[str, Any]], config: dict[str, Any],
+                       seconds: float, out: Optional[pathlib.Path], commit: str) -> pathlib.Path:
+    """Writes `dataset`'s rows (each marked `dataset`) into the quality report, replacing
+    that dataset's earlier rows and keeping the others; its config, commit and time go to
+    config.datasets.<dataset>."""
+    path = out or common.REPORTS_DIR / "quality.json"
+    report = _read_report(out)
+    kept = [row for row in report["rows"] if row.get("dataset") != dataset]
+    marked = [{**row, "dataset": dataset} for row in rows]
+    by_name = {row["name"]: row for row in marked}
+    note = (f"{dataset}: rows marked dataset={dataset}, measured in one run of "
+            f"{seconds / 60:.0f} min at {commit}; temporal split only; "
+            "temporal_unfiltered_* keep the items a user bought in training (a repeat purchase "
+            "is a hit), temporal_* remove them.")
+    default, mostpop = by_name.get("default"), by_name.get(quality_rows.MOSTPOP)
+    if default and mostpop:
+        note += " default/mostpop: " + ", ".join(
+            f"{key} {default[key] / mostpop[key]:.2f}x" for key in (
+                "temporal_unfiltered_recall_at_10", "temporal_unfiltered_recall_at_100",
+                "temporal_recall_at_10", "temporal_recall_at_100") if mostpop.get(key)) + "."
+    notes = " ".join(part for part in report.get("notes", "").split(" || ")
+                     if not part.startswith(f"{dataset}:"))
+    datasets = {**report["config"].get("datasets", {}), dataset: {**config, "git": commit}}
+    return common.write_report("quality", {**report["config"], "datasets": datasets},
+                               kept + marked, " || ".join(filter(None, [notes, note])), path,
+                               report.get("git", commit))
 
 
 def _order(name: str) -> int:
@@ -236,12 +309,17 @@ def _log(message: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=pathlib.Path, default=pathlib.Path("data/movielens"),
-                        help="folder written by `twotower data movielens`")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="movielens",
+                        help="movielens (writes the report anew) or completejourney (adds its "
+                             "rows to the report)")
+    parser.add_argument("--data", type=pathlib.Path,
+                        help="folder written by `twotower data <dataset>` (default "
+                             "data/<dataset>)")
     parser.add_argument("--protocols", nargs="+", choices=protocols.PROTOCOLS,
-                        default=list(protocols.PROTOCOLS))
+                        help="default: all three on movielens, temporal on completejourney")
     parser.add_argument("--rows", nargs="+", choices=list(quality_rows.TRAINED_ROWS),
-                        default=list(quality_rows.TRAINED_ROWS), help="trained rows to run")
+                        help="trained rows to run (default: the dataset's, "
+                             "benchmarks/quality_rows.py DATASET_ROWS)")
     parser.add_argument("--variant", action="append", default=[],
                         help="an extra row NAME:section.field=value[,...] (repeatable)")
     parser.add_argument("--prior-weights", type=float, nargs="*",
@@ -253,10 +331,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> None:
-    rows = {name: quality_rows.TRAINED_ROWS[name] for name in args.rows}
+    dataset = DATASETS[args.dataset]
+    rows = {name: quality_rows.TRAINED_ROWS[name]
+            for name in args.rows or quality_rows.DATASET_ROWS[args.dataset]}
     try:
         rows.update(quality_rows.parse_variant(text) for text in args.variant)
     except ValueError as e:
         raise TwoTowerError(str(e)) from e
-    path = run(rows, args.protocols, args.data, args.prior_weights, args.workdir, args.out)
+    path = run(rows, args.protocols or list(dataset.protocols),
+               args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
+               args.out, args.dataset)
     print(f"wrote {path} and {path.with_suffix('.png')}")

@@ -32,12 +32,17 @@ TRAINED_ROWS: dict[str, tuple[str, ...]] = {
     "+mixed_negatives": _MIXED,
     "+logq": _LOGQ,
     "default": (),
+    "ids_only": ("model.use_features=false",),
     "loss_bce": ("loss.loss=bce",),
     "loss_bpr": ("loss.loss=bpr",),
     "loss_hinge": ("loss.loss=hinge",),
 }
 MOSTPOP = "mostpop"
 ROW_NAMES = ("baseline", MOSTPOP) + tuple(name for name in TRAINED_ROWS if name != "baseline")
+# Rows run by default per dataset: every ablation on MovieLens; on other datasets the
+# default model beside the same model without features (ids only) and MostPop.
+DATASET_ROWS = {"movielens": tuple(name for name in TRAINED_ROWS if name != "ids_only"),
+                "completejourney": ("ids_only", "default")}
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
