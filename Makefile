@@ -26,7 +26,7 @@ $(STAMP): setup.py constraints.txt Makefile
 	@echo "creating $(VENV) with $(PYTHON310)"
 	$(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "pip==24.3.1"
-	$(PY) -m pip install --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[test,airflow,kubeflow]'
+	$(PY) -m pip install --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[test,airflow,kubeflow,bench]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import sys
 import tempfile
 import threading
@@ -33,15 +32,21 @@ BATCHES = (1, 32)
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
-def _features(batch: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {"user_id": np.array([str(u) for u in rng.integers(1, 900, batch)], dtype=object),
-            "age": rng.integers(18, 70, batch).astype(np.int64),
-            "gender": np.array(rng.choice(["F", "M"], batch), dtype=object),
-            "occupation": np.array(rng.choice(["student", "writer", "other"], batch),
-                                   dtype=object),
-            "zip": np.array([f"{z:05d}" for z in rng.integers(10000, 99999, batch)],
-                            dtype=object)}
+def _features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
+    """`batch` rows of raw query features, cycled from the model's warm-up requests (eval
+    rows of the data it was trained on, so any feature set works)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.index_builder import warmup  # pylint: disable=import-outside-toplevel
+    from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
+    requests = warmup.read(model_dir)
+    if not requests:
+        raise TwoTowerError(f"{model_dir} has no warm-up requests to take query rows from; "
+                            "benchmark a model pushed by `twotower run`")
+    columns = {name: np.concatenate([tf.make_ndarray(request.inputs[name])
+                                     for request in requests])
+               for name in requests[0].inputs}
+    rows = np.arange(batch) % len(next(iter(columns.values())))
+    return {name: values[rows] for name, values in columns.items()}
 
 
 def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float,
@@ -110,7 +115,7 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
             for batch in BATCHES:
-                features = _features(batch, seed=batch)
+                features = _features(os.path.join(base, "1"), batch)
                 tensors = {name: tf.constant(value) for name, value in features.items()}
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = "twotower"

@@ -51,36 +51,29 @@ def _load_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     return config_lib.load(args.config, tuple(args.overrides))
 
 
-def cmd_data_movielens(args: argparse.Namespace) -> None:
-    from pipeline.data import movielens  # pylint: disable=import-outside-toplevel
-
-    archive = movielens.fetch(pathlib.Path(args.cache) if args.cache else None)
+def _write_real_dataset(args: argparse.Namespace, adapter, sample) -> None:
+    """Fetches a real dataset's archive, samples it with --sample, writes its tables."""
+    archive = adapter.fetch(pathlib.Path(args.cache) if args.cache else None)
     print(f"source: {archive}", file=sys.stderr)
-    raw = movielens.read_archive(archive)
+    raw = adapter.read_archive(archive)
     if args.sample is not None:
         try:
-            raw = movielens.first_ratings(raw, args.sample)
+            raw = sample(raw, args.sample)
         except ValueError as e:
             raise config_lib.ConfigError(f"--sample: {e}") from e
-    counts = movielens.write(raw, pathlib.Path(args.out), args.format)
+    counts = adapter.write(raw, pathlib.Path(args.out), args.format)
     for table, count in counts.items():
         print(f"{table}: {count} rows -> {pathlib.Path(args.out) / f'{table}.{args.format}'}")
+
+
+def cmd_data_movielens(args: argparse.Namespace) -> None:
+    from pipeline.data import movielens  # pylint: disable=import-outside-toplevel
+    _write_real_dataset(args, movielens, movielens.first_ratings)
 
 
 def cmd_data_completejourney(args: argparse.Namespace) -> None:
     from pipeline.data import completejourney  # pylint: disable=import-outside-toplevel
-
-    archive = completejourney.fetch(pathlib.Path(args.cache) if args.cache else None)
-    print(f"source: {archive}", file=sys.stderr)
-    raw = completejourney.read_archive(archive)
-    if args.sample is not None:
-        try:
-            raw = completejourney.sample_households(raw, args.sample)
-        except ValueError as e:
-            raise config_lib.ConfigError(f"--sample: {e}") from e
-    counts = completejourney.write(raw, pathlib.Path(args.out), args.format)
-    for table, count in counts.items():
-        print(f"{table}: {count} rows -> {pathlib.Path(args.out) / f'{table}.{args.format}'}")
+    _write_real_dataset(args, completejourney, completejourney.sample_households)
 
 
 def cmd_data_synthetic(args: argparse.Namespace) -> None:

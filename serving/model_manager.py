@@ -12,6 +12,7 @@ deleted keeps serving from memory until a newer one loads.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from typing import Any, Callable, Mapping, Optional
 
@@ -30,6 +31,17 @@ AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 
 
 @dataclasses.dataclass
+
+ASSERTION = re.compile(r"assertion failed: \[([^\]]*)\]")
+
+
+def model_error(error: tf.errors.InvalidArgumentError) -> str:
+    """The message a client sees for an error raised inside the model: the text of a failed
+    in-graph check (e.g. "k must be between 1 and 1000 (index.max_k)") instead of TF's graph
+    execution report, else TF's message."""
+    found = ASSERTION.search(error.message)
+    return found.group(1) if found else error.message
+
 class LoadedVersion:
     """A loaded SavedModel version and its signatures."""
 
@@ -187,7 +199,7 @@ class ModelManager:
         try:
             outputs = signature.function(**tensors)
         except tf.errors.InvalidArgumentError as e:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
         return loaded.version, {key: value.numpy() for key, value in outputs.items()}
 
     def predict_protos(self, name: str, version: Optional[int], signature_name: str,
@@ -203,7 +215,7 @@ class ModelManager:
         try:
             outputs = loaded.runners[signature_name](inputs)
         except tf.errors.InvalidArgumentError as e:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
         return loaded.version, signature_name, outputs
 
     def start(self, poll_seconds: float) -> None:

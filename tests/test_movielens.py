@@ -1,13 +1,12 @@
 """MovieLens fetching (checksums, cache, fallback) and conversion from both archive kinds."""
 import hashlib
-import io
 import pathlib
 import zipfile
 
 import pandas as pd
 import pytest
 
-from pipeline.data import movielens, tables
+from pipeline.data import movielens
 
 U_DATA = "1\t10\t4\t880000002\n2\t10\t2\t880000001\n1\t11\t5\t880000003\n"
 U_USER = "1|24|M|technician|85711\n2|53|F|other|T8H1N\n"
@@ -47,7 +46,7 @@ def fixture_recbole_wheel(tmp_path):
                                              (movielens.read_recbole, "recbole_wheel")])
 def test_both_sources_convert_to_the_same_tables(reader, fixture, request):
     raw = reader(request.getfixturevalue(fixture))
-    assert list(raw.items.columns) == list(tables.ITEM_COLUMNS)
+    assert list(raw.items.columns) == list(movielens.ITEM_COLUMNS)
     toy = raw.items.set_index("item_id").loc["10"]
     assert toy["title"] == "Toy Story"
     assert toy["genres"] == "Animation|Children's|Comedy"
@@ -69,7 +68,7 @@ def test_write_denormalises_and_sorts_by_time(tmp_path, grouplens_zip):
     counts = movielens.write(raw, tmp_path / "out", "csv")
     assert counts == {"interactions": 3, "items": 3, "users": 2}
     interactions = pd.read_csv(tmp_path / "out" / "interactions.csv", dtype=str)
-    assert list(interactions.columns) == list(tables.INTERACTION_COLUMNS)
+    assert list(interactions.columns) == list(movielens.INTERACTION_COLUMNS)
     assert interactions["timestamp"].tolist() == ["880000001", "880000002", "880000003"]
     first = interactions.iloc[0]
     assert (first["user_id"], first["gender"], first["zip"]) == ("2", "F", "T8H1N")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data import synthetic, tables
+from pipeline.data import movielens, synthetic
 
 
 def _generate(tmp_path, **kwargs):
@@ -17,7 +17,7 @@ def _generate(tmp_path, **kwargs):
 
 def test_tables_have_the_movielens_columns_and_sizes(tmp_path):
     _, meta, interactions = _generate(tmp_path)
-    assert list(interactions.columns) == list(tables.INTERACTION_COLUMNS)
+    assert list(interactions.columns) == list(movielens.INTERACTION_COLUMNS)
     assert len(interactions) == meta["interactions"] == 20_000
     assert len(pd.read_csv(tmp_path / "items.csv")) == 400
     assert len(pd.read_csv(tmp_path / "users.csv")) == 300

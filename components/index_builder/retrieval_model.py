@@ -121,9 +121,9 @@ class RetrievalModel(tf.Module):
     def _retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
                         ) -> dict[str, tf.Tensor]:
         """Raw query features and k -> {"item_ids": [B, k], "scores": [B, k]}."""
-        checks = [tf.debugging.assert_greater_equal(k, 1, message="k must be at least 1"),
-                  tf.debugging.assert_less_equal(
-                      k, self.max_k, message=f"k must be at most {self.max_k} (index.max_k)")]
+        message = f"k must be between 1 and {self.max_k} (index.max_k)"
+        checks = [tf.debugging.assert_greater_equal(k, 1, message=message),
+                  tf.debugging.assert_less_equal(k, self.max_k, message=message)]
         with tf.control_dependencies(checks):
             indices, scores = self.search(self._embed(features), tf.identity(k))
         return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}

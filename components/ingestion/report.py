@@ -72,8 +72,8 @@ class DatasetReport:
             return f"{self.dataset}: {sizes}; no anomalies"
         lines = [f"{self.dataset} failed validation ({sizes}); {len(self.problems)} problem(s):"]
         lines += [problem.describe() for problem in self.problems]
-        lines.append("Fix the data, or update the curated schema in schemas/ if the change is "
-                     "intended. Nothing downstream ran.")
+        lines.append("Fix the data, or update the curated schema in the contract folder "
+                     "(data.schema_dir) if the change is intended. Nothing downstream ran.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.data import tables
+from pipeline.data import movielens
 from pipeline.data.movielens import GROUPLENS_GENRES
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def movielens_items(world: "World", spec: "SyntheticSpec", rng: np.random.Genera
     second = (first + 1 + (cluster // n_genres) % (n_genres - 1)) % n_genres
     two = rng.random(spec.items) < 0.5
     genre_names = np.asarray(GENRES)
-    genres = np.where(two, np.char.add(np.char.add(genre_names[first], tables.GENRE_SEPARATOR),
+    genres = np.where(two, np.char.add(np.char.add(genre_names[first], movielens.GENRE_SEPARATOR),
                                        genre_names[second]), genre_names[first])
     title_word = np.where(rng.random(spec.items) < 0.8, cluster,
                           rng.integers(0, spec.num_clusters, spec.items))
@@ -122,7 +122,7 @@ def movielens_events(users: pd.DataFrame, items: pd.DataFrame, user_index: np.nd
                        items.iloc[item_index].reset_index(drop=True)], axis=1)
     chunk["rating"] = np.where(own, rng.integers(4, 6, n), rng.integers(1, 6, n)).astype(float)
     chunk["timestamp"] = times
-    return chunk[list(tables.INTERACTION_COLUMNS)]
+    return chunk[list(movielens.INTERACTION_COLUMNS)]
 
 
 def _joined(cluster: np.ndarray, options: tuple, separator: str, rng: np.random.Generator

@@ -45,6 +45,13 @@ GROUPLENS_GENRES = (
 _TITLE_YEAR = re.compile(r"\s*\((\d{4})\)(\s*\(V\))?\s*$")
 
 
+# MovieLens's tables: interactions denormalised (user and item features on every rating).
+USER_COLUMNS = ("user_id", "age", "gender", "occupation", "zip")
+ITEM_COLUMNS = ("item_id", "title", "genres", "release_year")
+INTERACTION_COLUMNS = USER_COLUMNS + ITEM_COLUMNS + ("rating", "timestamp")
+GENRE_SEPARATOR = "|"
+
+
 class DataFetchError(RuntimeError):
     """No MovieLens source could be fetched or verified."""
 
@@ -131,7 +138,7 @@ def _finish_items(items: pd.DataFrame) -> pd.DataFrame:
     items["release_year"] = items["release_year"].fillna(title_year).astype("Int64")
     items["title"] = (items["title"].str.replace(_TITLE_YEAR, "", regex=True).str.strip()
                       .replace({"unkonwn": "unknown", "": "unknown"}))
-    return items[list(tables.ITEM_COLUMNS)]
+    return items[list(ITEM_COLUMNS)]
 
 
 def read_grouplens(archive: pathlib.Path) -> RawTables:
@@ -151,7 +158,7 @@ def read_grouplens(archive: pathlib.Path) -> RawTables:
     items = pd.DataFrame({
         "item_id": raw_items["item_id"],
         "title": raw_items["title"],
-        "genres": flags.apply(lambda row: tables.GENRE_SEPARATOR.join(
+        "genres": flags.apply(lambda row: GENRE_SEPARATOR.join(
             g for g, on in zip(GROUPLENS_GENRES, row) if on), axis=1),
         "release_year": raw_items["release_date"].map(_clean_year),
     })
@@ -172,7 +179,7 @@ def read_recbole(archive: pathlib.Path) -> RawTables:
     items = pd.DataFrame({
         "item_id": raw_items["item_id"],
         "title": raw_items["movie_title"],
-        "genres": raw_items["class"].str.split().str.join(tables.GENRE_SEPARATOR),
+        "genres": raw_items["class"].str.split().str.join(GENRE_SEPARATOR),
         "release_year": raw_items["release_year"].map(_clean_year),
     })
     return RawTables(_type_ratings(ratings), _type_users(users), _finish_items(items))
@@ -190,7 +197,7 @@ def _type_ratings(ratings: pd.DataFrame) -> pd.DataFrame:
 def _type_users(users: pd.DataFrame) -> pd.DataFrame:
     users = users.copy()
     users["age"] = users["age"].astype("int64")
-    return users[list(tables.USER_COLUMNS)]
+    return users[list(USER_COLUMNS)]
 
 
 def read_archive(archive: pathlib.Path) -> RawTables:
@@ -223,8 +230,24 @@ def first_ratings(raw: RawTables, count: int) -> RawTables:
 def write(raw: RawTables, out_dir: pathlib.Path, output_format: tables.OutputFormat) -> dict[str, int]:
     """Writes interactions, items and users tables; returns their row counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    interactions = tables.denormalise(raw.ratings, raw.users, raw.items)
+    interactions = denormalise(raw.ratings, raw.users, raw.items)
     outputs = {"interactions": interactions, "items": raw.items, "users": raw.users}
     for name, frame in outputs.items():
         tables.write_table(frame, tables.table_path(out_dir, name, output_format), output_format)
     return {name: len(frame) for name, frame in outputs.items()}
+
+
+def denormalise(ratings: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Joins user and item features onto each rating event.
+
+    Args:
+      ratings: Columns user_id, item_id, rating, timestamp.
+      users: Columns USER_COLUMNS, one row per user.
+      items: Columns ITEM_COLUMNS, one row per item.
+
+    Returns:
+      A frame with INTERACTION_COLUMNS, sorted by (timestamp, user_id, item_id).
+    """
+    joined = ratings.merge(users, on="user_id", how="left").merge(items, on="item_id", how="left")
+    joined = joined.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
+    return joined[list(INTERACTION_COLUMNS)].reset_index(drop=True)

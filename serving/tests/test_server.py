@@ -213,11 +213,13 @@ def test_top_k_signature_and_k_too_large(served):
     request.model_spec.signature_name = "serving_top_k"
     request.inputs["k"].CopyFrom(tf.make_tensor_proto(7, dtype=tf.int32))
     assert tf.make_ndarray(_predict(channel, request).outputs["item_ids"]).shape == (1, 7)
-    request.inputs["k"].CopyFrom(tf.make_tensor_proto(21, dtype=tf.int32))
-    with pytest.raises(grpc.RpcError) as error:
-        _predict(channel, request)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "k must be at most 20" in error.value.details()
+    for k in (21, 0):
+        request.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
+        with pytest.raises(grpc.RpcError) as error:
+            _predict(channel, request)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # One plain sentence, not TF's graph execution report.
+        assert error.value.details() == "k must be between 1 and 20 (index.max_k)"
 
 
 def test_content_not_matching_the_header_and_output_filter(served):

@@ -136,7 +136,8 @@ def test_scann_top_k_signature_takes_k_up_to_max_k(built):
     inputs = {name: tf.constant(value) for name, value in queries.items()}
     top_k = model.signatures["serving_top_k"]
     assert top_k(**inputs, k=tf.constant(25))["item_ids"].shape == (4, 25)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at most 50"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"k must be between 1 and 50 \(index.max_k\)"):
         top_k(**inputs, k=tf.constant(51))
 
 
