@@ -15,6 +15,10 @@ TIME_FEATURE_KEY = "time_feature"
 CUTOFF_QUANTILE_KEY = "cutoff_quantile"
 CUTOFF_TIMESTAMP_KEY = "cutoff_timestamp"
 EVAL_PERCENT_KEY = "eval_percent"
+HISTORY_FEATURE_KEY = "history_feature"
+HISTORY_LENGTH_KEY = "history_length"
+USER_FEATURE_KEY = "user_feature"
+ITEM_FEATURE_KEY = "item_feature"
 
 # ValidationGate parameters.
 DATASET_NAME_KEY = "dataset_name"

@@ -9,7 +9,7 @@
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
-    twotower query --user-features user_id=1 age=24 --k 10     # ask a model server
+    twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
     twotower bench pool|quality|index|serving|scale                      # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
@@ -233,7 +233,8 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     name = args.name or pathlib.Path(args.out).name
     print(f"reading up to {args.sample_rows:,} rows of each table", file=sys.stderr)
     decisions = schema_init.init(args.interactions, args.items, args.users, args.out, name,
-                                 args.sample_rows, args.item_id, args.user_id, args.time)
+                                 args.sample_rows, args.item_id, args.user_id, args.time,
+                                 args.history)
     print(schema_init.table(decisions))
     print(f"\nwrote {args.out}/features.yaml, interactions.pbtxt, items.pbtxt and {name}.yaml; "
           f"edit them, then: twotower run --config {os.path.join(args.out, name + '.yaml')}")
@@ -257,7 +258,7 @@ def cmd_query(args: argparse.Namespace) -> None:
 
     result = client.query(args.host, args.port, args.model_name,
                           client.parse_features(args.user_features), timeout=args.timeout,
-                          wait_seconds=args.wait)
+                          wait_seconds=args.wait, history=args.history)
     titles = {}
     if args.items:
         from pipeline import contract  # pylint: disable=import-outside-toplevel
@@ -364,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--item-id", help="the item id column, when the guess is wrong")
     init.add_argument("--user-id", help="the user id column, when the guess is wrong")
     init.add_argument("--time", help="the event time column (integer Unix seconds)")
+    init.add_argument("--history", type=int, default=0, metavar="N",
+                      help="also declare a history feature: each event's user's last N items "
+                           "before it, built by ingestion (default: none)")
     init.set_defaults(handler=cmd_schema_init)
 
     show = commands.add_parser("config", help="print the effective config as YAML")
@@ -414,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(twotower serve or a real TF Serving)")
     ask.add_argument("--user-features", nargs="+", default=[], metavar="NAME=VALUE",
                      help="e.g. user_id=1 age=24 gender=M occupation=technician zip=85711")
+    ask.add_argument("--history", nargs="+", default=[], metavar="ITEM",
+                     help="the user's recent item ids, oldest first, for a model with a "
+                          "history feature")
     ask.add_argument("--k", type=int, default=10, help="items to print")
     ask.add_argument("--host", default="127.0.0.1")
     ask.add_argument("--port", type=int, default=8500, help="gRPC port")

@@ -19,10 +19,12 @@ features.yaml:
       device:    {role: query, kind: categorical} # a per-event context column
       genres:    {role: candidate, kind: multi_categorical, separator: "|"}
       title:     {role: candidate, kind: text}
+      recent:    {role: query, kind: history, length: 20}  # built by ingestion, not in the files
 
 Roles: `user_id`, `item_id`, `event_time` (one each; event_time optional with a hash split),
-`query` (a query-tower input taken from the interaction row: user attributes or per-event
-context), `candidate` (a candidate-tower input taken from the catalogue row of the item),
+`query` (a query-tower input taken from the interaction row: user attributes, per-event
+context, or the `history` the pipeline builds: the user's last items before the event),
+`candidate` (a candidate-tower input taken from the catalogue row of the item),
 `ignored` (validated, never used). Kinds and settings are in FeatureSpec.
 """
 from __future__ import annotations
@@ -43,15 +45,17 @@ USER_ID, ITEM_ID, EVENT_TIME = "user_id", "item_id", "event_time"
 QUERY, CANDIDATE, IGNORED = "query", "candidate", "ignored"
 ROLES = (USER_ID, ITEM_ID, EVENT_TIME, QUERY, CANDIDATE, IGNORED)
 ID, CATEGORICAL, MULTI_CATEGORICAL = "id", "categorical", "multi_categorical"
-NUMERIC, TEXT, TIMESTAMP = "numeric", "text", "timestamp"
-KINDS = (ID, CATEGORICAL, MULTI_CATEGORICAL, NUMERIC, TEXT, TIMESTAMP)
+NUMERIC, TEXT, TIMESTAMP, HISTORY = "numeric", "text", "timestamp", "history"
+KINDS = (ID, CATEGORICAL, MULTI_CATEGORICAL, NUMERIC, TEXT, TIMESTAMP, HISTORY)
+POOLINGS = ("mean", "recency")
 # Kinds that take token vocabularies (computed by the NegativePoolBuilder).
 VOCABULARY_KINDS = (ID, CATEGORICAL, MULTI_CATEGORICAL, TEXT)
 STRING, INT64, FLOAT32 = "string", "int64", "float32"
 # TFMD feature type -> dtype of the parsed tensor and of the served input.
 SCHEMA_DTYPES = {"BYTES": STRING, "INT": INT64, "FLOAT": FLOAT32}
 KIND_DTYPES = {ID: (STRING,), CATEGORICAL: (STRING,), MULTI_CATEGORICAL: (STRING,),
-               TEXT: (STRING,), NUMERIC: (INT64, FLOAT32), TIMESTAMP: (INT64,)}
+               TEXT: (STRING,), NUMERIC: (INT64, FLOAT32), TIMESTAMP: (INT64,),
+               HISTORY: (STRING,)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,9 @@ class FeatureSpec:
       buckets: numeric: quantile buckets (boundaries computed from the data).
       normalize: numeric: also feed the z-scored value (mean and std from the data).
       prefix: categorical: keep only the first N characters (e.g. a zip code's region).
+      length: history: the user's last `length` items before the event.
+      pooling: history: `mean` of the items' embeddings, or `recency` (weights halving every
+        `length` / 4 steps back).
     """
 
     name: str
@@ -89,6 +96,8 @@ class FeatureSpec:
     buckets: int = 10
     normalize: bool = False
     prefix: Optional[int] = None
+    length: int = 20
+    pooling: str = "mean"
 
     @property
     def has_vocabulary(self) -> bool:
@@ -98,6 +107,10 @@ class FeatureSpec:
     @property
     def is_numeric(self) -> bool:
         return self.kind == NUMERIC
+
+    @property
+    def is_history(self) -> bool:
+        return self.kind == HISTORY
 
 
 SETTINGS = tuple(field.name for field in dataclasses.fields(FeatureSpec)
@@ -142,6 +155,12 @@ class Contract:
     def query_names(self) -> tuple[str, ...]:
         """Query tower inputs, user id first."""
         return tuple(feature.name for feature in self.tower_features(QUERY))
+
+    @property
+    def history(self) -> Optional[FeatureSpec]:
+        """The history feature (built at ingestion from the item ids), if one is declared."""
+        found = [feature for feature in self.features if feature.is_history]
+        return found[0] if found else None
 
     @property
     def candidate_names(self) -> tuple[str, ...]:
@@ -198,6 +217,17 @@ def parse_feature(name: str, values: Any, source: str) -> FeatureSpec:
         _fail(source, name, "prefix applies only to kind categorical")
     if ("buckets" in settings or "normalize" in settings) and kind != NUMERIC:
         _fail(source, name, "buckets and normalize apply only to kind numeric")
+    if ("length" in settings or "pooling" in settings) and kind != HISTORY:
+        _fail(source, name, "length and pooling apply only to kind history")
+    if kind == HISTORY and role != QUERY:
+        _fail(source, name, "kind history is a query feature (the user's earlier items); set "
+                            "role: query")
+    if "pooling" in settings and settings["pooling"] not in POOLINGS:
+        _fail(source, name, f"pooling {settings['pooling']!r} is not one of {list(POOLINGS)}")
+    if "length" in settings and (not isinstance(settings["length"], int)
+                                 or not 1 <= settings["length"] <= 1000):
+        _fail(source, name, f"length must be an integer from 1 to 1000, got "
+                            f"{settings['length']!r}")
     for key in ("embedding_dim", "max_tokens", "min_count", "hash_bins", "prefix"):
         value = settings.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
@@ -234,6 +264,13 @@ def parse_features(text: str, source: str) -> list[FeatureSpec]:
         raise ConfigError(f"{source}: unknown top-level key(s) {extra}; only 'features'")
     features = [parse_feature(name, values, source)
                 for name, values in document["features"].items()]
+    histories = [feature.name for feature in features if feature.is_history]
+    if len(histories) > 1:
+        raise ConfigError(f"{source}: {len(histories)} history features ({histories}); declare "
+                          "at most one")
+    if histories and not any(feature.role == EVENT_TIME for feature in features):
+        raise ConfigError(f"{source}: feature {histories[0]!r}: a history needs the event time "
+                          "(a column with role event_time) to know which events came before")
     for role in (ITEM_ID, USER_ID, EVENT_TIME):
         holders = [feature.name for feature in features if feature.role == role]
         if len(holders) > 1:

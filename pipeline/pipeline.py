@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
 from tfx import types
@@ -57,7 +57,8 @@ class Ingestion(NamedTuple):
 
 def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
                     split_method: str, time_feature: Optional[str],
-                    check_schema: bool = True) -> Ingestion:
+                    check_schema: bool = True,
+                    contract: Optional[contract_lib.Contract] = None) -> Ingestion:
     """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
 
     Args:
@@ -67,6 +68,7 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
       config: Pipeline config (data section).
       split_method: "time", "hash" or "none".
       time_feature: The contract's event-time column (the time split's key).
+      contract: The interactions' contract, when its history feature is to be built.
       check_schema: Check now that schema_file exists (off when it is a path inside a
         container image, read only by the pods).
 
@@ -89,6 +91,7 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
         input_format=data.input_format, split_method=split_method,
         time_feature=time_feature or "", cutoff_quantile=data.cutoff_quantile,
         cutoff_timestamp=data.cutoff_timestamp, eval_percent=data.eval_percent,
+        **history_parameters(contract),
     ).with_id(f"{prefix}ExampleGen")
     statistics = StatisticsGen(examples=example_gen.outputs[keys.EXAMPLES_KEY],
                                schema=schema.outputs[keys.SCHEMA_KEY]
@@ -100,6 +103,14 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
                           anomalies=validator.outputs[keys.ANOMALIES_KEY],
                           dataset_name=name).with_id(f"{prefix}ValidationGate")
     return Ingestion([schema, example_gen, statistics, validator, gate], example_gen, gate)
+
+
+def history_parameters(contract: Optional[contract_lib.Contract]) -> dict[str, Any]:
+    """SchemaExampleGen's history arguments for a contract with a history feature."""
+    if contract is None or contract.history is None:
+        return {}
+    return {"history_feature": contract.history.name, "history_length": contract.history.length,
+            "user_feature": contract.user_id, "item_feature": contract.item_id}
 
 
 def latest_blessed_resolver() -> resolver.Resolver:
@@ -178,7 +189,7 @@ def create_pipeline(config: PipelineConfig,
     interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions,
         os.path.join(schema_dir, contract_lib.INTERACTIONS_SCHEMA), config, config.data.split,
-        contract.event_time, check_schemas)
+        contract.event_time, check_schemas, contract)
     items = ingestion_nodes(ITEMS, config.data.items,
                             os.path.join(schema_dir, contract_lib.ITEMS_SCHEMA), config,
                             keys.SPLIT_NONE, None, check_schemas)

@@ -334,6 +334,11 @@ def schema_text(frame: pd.DataFrame, decisions: Sequence[Decision], table: str) 
         feature.ClearField("shape")
         feature.value_count.min = 1
         feature.value_count.max = 1
+    for decision in decisions:
+        if decision.kind == contract_lib.HISTORY and table == "interactions":
+            derived = schema.feature.add(name=decision.column, type=schema_pb2.BYTES)
+            derived.value_count.min = 1
+            derived.value_count.max = dict(decision.settings)["length"]
     header = (f"# TFMD schema of the {table} table, proposed by `twotower schema init` from a "
               "sample.\n# ExampleValidator checks the data against it; roles and kinds are in "
               "features.yaml.\n")
@@ -373,13 +378,27 @@ def config_yaml(name: str, interactions: str, items: str, out_dir: str,
             "default (`twotower config`).\n" + yaml.safe_dump(config, sort_keys=False))
 
 
+def history_decision(columns: Sequence[str], length: int) -> Decision:
+    """The derived history feature: named `history` (or `recent_items` if the log has a
+    `history` column)."""
+    name = "history" if "history" not in columns else "recent_items"
+    return Decision(name, "interactions", contract_lib.QUERY, contract_lib.HISTORY,
+                    f"built by ingestion: the user's last {length} items before each event",
+                    (("length", length),))
+
+
 def init(interactions: str, items: str, users: Optional[str], out_dir: str, name: str,
          sample_rows: int = DEFAULT_SAMPLE_ROWS, item_id: Optional[str] = None,
-         user_id: Optional[str] = None, time: Optional[str] = None) -> list[Decision]:
+         user_id: Optional[str] = None, time: Optional[str] = None,
+         history: int = 0) -> list[Decision]:
     """Writes the contract folder and config (module docstring); returns the decisions.
 
+    Args:
+      history: When > 0, also declare a history feature of this length (ingestion builds it).
+
     Raises:
-      ConfigError: when a file cannot be read or no id column is found (naming the flag).
+      ConfigError: when a file cannot be read, no id column is found (naming the flag), or a
+        history is asked for without an event time.
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"--name {name!r}: letters, digits, '_', '.' and '-' only")
@@ -388,6 +407,10 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
     users_frame = read_sample(users, sample_rows) if users else None
     decisions = decide(frames["interactions"], frames["items"], users_frame, item_id, user_id,
                        time)
+    if history:
+        if not any(d.role == contract_lib.EVENT_TIME for d in decisions):
+            raise ConfigError("--history needs an event time column: name it with --time")
+        decisions.append(history_decision(frames["interactions"].columns, history))
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for table_name, frame in frames.items():

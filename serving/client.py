@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -66,7 +66,9 @@ def typed_value(name: str, raw: str, dtype: int, types_pb2) -> np.ndarray:
         raise TwoTowerError(f"feature {name}={raw!r} must be {kind}") from e
 
 
-def _input_dtypes(stub, model_name: str, signature: str, timeout: float) -> dict[str, int]:
+def _input_dtypes(stub, model_name: str, signature: str, timeout: float
+                  ) -> dict[str, tuple[int, int]]:
+    """input name -> (dtype enum, rank) of a served signature, from GetModelMetadata."""
     from tensorflow_serving.apis import get_model_metadata_pb2  # pylint: disable=import-outside-toplevel
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = model_name
@@ -76,12 +78,13 @@ def _input_dtypes(stub, model_name: str, signature: str, timeout: float) -> dict
     if signature not in definitions.signature_def:
         raise TwoTowerError(f"model {model_name} has no signature {signature!r}; it has "
                             f"{sorted(definitions.signature_def)}")
-    return {name: info.dtype for name, info in definitions.signature_def[signature].inputs.items()}
+    return {name: (info.dtype, len(info.tensor_shape.dim))
+            for name, info in definitions.signature_def[signature].inputs.items()}
 
 
 def query(host: str, port: int, model_name: str, features: Mapping[str, str],
           signature: str = "serving_default", timeout: float = 10.0,
-          wait_seconds: float = 0.0) -> QueryResult:
+          wait_seconds: float = 0.0, history: Sequence[str] = ()) -> QueryResult:
     """Asks the server for one user's top items.
 
     Args:
@@ -93,9 +96,12 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
       signature: Signature to call.
       timeout: Per-call deadline in seconds.
       wait_seconds: Keep retrying while the server is not up yet, for this long.
+      history: The user's recent item ids, oldest first: the value of the signature's one
+        [B, L] input (a history feature); empty when not given.
 
     Raises:
-      TwoTowerError: with the server's message when the call fails.
+      TwoTowerError: with the server's message when the call fails, or a history for a model
+        without a history input.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
@@ -112,14 +118,21 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
                 if not retry or time.time() >= deadline:
                     raise TwoTowerError(f"{host}:{port} {e.code().name}: {e.details()}") from e
                 time.sleep(0.5)
+        lists = [name for name, (_, rank) in dtypes.items() if rank == 2]
         unknown = sorted(set(features) - set(dtypes))
         if unknown:
             raise TwoTowerError(f"unknown features {unknown}; the model takes {sorted(dtypes)}")
+        if history and not lists:
+            raise TwoTowerError(f"model {model_name} takes no history (its inputs are "
+                                f"{sorted(dtypes)}); drop --history")
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
-        for name, dtype in dtypes.items():
-            value = typed_value(name, features.get(name, ""), dtype, types_pb2)
+        for name, (dtype, rank) in dtypes.items():
+            if rank == 2:
+                value = np.array([[item.encode() for item in history] or [b""]], dtype=object)
+            else:
+                value = typed_value(name, features.get(name, ""), dtype, types_pb2)
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         try:
             response = stub.Predict(request, timeout)

@@ -71,6 +71,15 @@ def test_a_minimal_contract_with_no_features_is_ids_only(tmp_path):
      r"feature 'brand': kind numeric needs type INT or FLOAT in items.pbtxt, which says BYTES"),
     (GOOD + "  age: {role: query, kind: numeric}\n",
      r"feature 'age': role query needs it in the interactions schema"),
+    (GOOD + "  recent: {role: candidate, kind: history}\n",
+     r"feature 'recent': kind history is a query feature"),
+    (GOOD.replace("kind: categorical", "kind: categorical, length: 5"),
+     r"feature 'brand': length and pooling apply only to kind history"),
+    (GOOD + "  recent: {role: query, kind: history, pooling: max}\n",
+     r"feature 'recent': pooling 'max' is not one of \['mean', 'recency'\]"),
+    (GOOD.replace("ts: {role: event_time}", "ts: {role: ignored}")
+     + "  recent: {role: query, kind: history}\n",
+     r"a history needs the event time"),
     ("features: [1, 2]", r"expected a top-level 'features:' mapping"),
     (GOOD + "other: 1\n", r"unknown top-level key\(s\) \['other'\]"),
 ])
@@ -99,3 +108,11 @@ def test_missing_files_say_what_a_contract_folder_holds(tmp_path):
 def test_time_feature_field_is_gone_with_the_fix_named():
     with pytest.raises(ConfigError, match=r"data.time_feature is gone: .* role event_time"):
         config_lib.load(None, ("data.time_feature=ts",))
+
+
+def test_history_is_declared_in_the_interactions_schema(tmp_path):
+    features = GOOD + "  recent: {role: query, kind: history, length: 5, pooling: recency}\n"
+    found = contract.load(_folder(tmp_path, features,
+                                  extra='feature { name: "recent" type: BYTES }'))
+    assert found.history.name == "recent" and found.history.length == 5
+    assert found.query_names == ("customer", "recent")

@@ -15,13 +15,14 @@ from serving.flags import ServerOptions
 
 pytestmark = pytest.mark.e2e
 CJ_HOUSEHOLDS = 40
-EVERY_KIND = {"id", "categorical", "multi_categorical", "numeric", "text", "timestamp"}
+EVERY_KIND = {"id", "categorical", "multi_categorical", "numeric", "text", "timestamp",
+              "history"}
 
 
-def _schema_init(data, out, name, capsys):
+def _schema_init(data, out, name, capsys, *extra):
     assert cli.main(["schema", "init", "--interactions", str(data / "interactions.csv"),
                      "--items", str(data / "items.csv"), "--users", str(data / "users.csv"),
-                     "--out", str(out), "--name", name]) == 0
+                     "--out", str(out), "--name", name, *extra]) == 0
     printed = capsys.readouterr().out
     assert f"twotower run --config {out / name}.yaml" in printed
     return contract_lib.load(str(out)), out / f"{name}.yaml"
@@ -41,14 +42,15 @@ def _run(config, tmp_path, capsys, *overrides):
     return out
 
 
-def _query(base_path, name, config, items, features, capsys):
+def _query(base_path, name, config, items, features, capsys, history=()):
     server = server_lib.ModelServer(ServerOptions(models={name: str(base_path)}, port=0,
                                                   rest_api_port=0, poll_seconds=0.5))
     server.start()
     try:
         code = cli.main(["query", "--port", str(server.grpc_port), "--model_name", name,
                          "--config", str(config), "--items", str(items), "--wait", "60",
-                         "--user-features", *features])
+                         "--user-features", *features]
+                        + (["--history", *history] if history else []))
     finally:
         server.stop()
     out, err = capsys.readouterr()
@@ -60,8 +62,10 @@ def test_retail_every_kind_from_schema_init_to_query(tmp_path, capsys):
     data = tmp_path / "data"
     synthetic.generate(synthetic.SyntheticSpec(users=300, items=200, interactions=5000, seed=3,
                                                feature_set="retail"), data, progress=False)
-    contract, config = _schema_init(data, tmp_path / "contract", "retail", capsys)
+    contract, config = _schema_init(data, tmp_path / "contract", "retail", capsys,
+                                    "--history", "10")
     assert {feature.kind for feature in contract.features if feature.kind} == EVERY_KIND
+    assert (contract.history.name, contract.history.length) == ("history", 10)
     assert (contract.user_id, contract.item_id, contract.event_time) == (
         "shopper", "sku", "event_ts")
     assert contract.by_name("quantity").role == "ignored"
@@ -81,6 +85,11 @@ def test_retail_every_kind_from_schema_init_to_query(tmp_path, capsys):
     ranked_new, _ = _query(tmp_path / "serving" / "retail", "retail", config,
                            data / "items.csv", ["shopper=NEW", "channel=app"], capsys)
     assert len(ranked_new) == 10 and ranked_new != ranked
+    # The same shopper with a recent history gets another answer.
+    with_history, _ = _query(tmp_path / "serving" / "retail", "retail", config,
+                             data / "items.csv", ["shopper=NEW", "channel=app"], capsys,
+                             history=["SKU7", "SKU8", "SKU9"])
+    assert len(with_history) == 10 and with_history != ranked_new
 
 
 def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
@@ -94,7 +103,7 @@ def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
     assert contract.by_name("store_id").role == "query"
     assert contract.by_name("sales_value").role == "ignored"
     assert contract.by_name("department").role == "candidate"
-    # Repeat purchases are hits: gate on the protocol that keeps seen items.
+    # Repeat purchases: gate on the protocol that ranks every item, as the server does.
     settings = yaml.safe_load(config.read_text())
     settings["validation"] = {"protocol": "tfrs"}
     config.write_text(yaml.safe_dump(settings))

@@ -87,3 +87,20 @@ def test_init_writes_a_loadable_contract_and_config(tmp_path):
     # Only the ids and the event time are required in every row; no enumerated domains.
     text = (out / "interactions.pbtxt").read_text()
     assert text.count("min_fraction: 1.0") == 3 and "string_domain" not in text
+
+
+def test_history_flag_declares_the_derived_feature_in_both_files(tmp_path):
+    interactions, items = _tables()
+    interactions.to_csv(tmp_path / "log.csv", index=False)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    out = tmp_path / "contract"
+    schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None, str(out),
+                     "news", history=7)
+    found = contract.load(str(out))
+    assert (found.history.name, found.history.length) == ("history", 7)
+    assert found.query_names[-1] == "history"
+    assert 'name: "history"' in (out / "interactions.pbtxt").read_text()
+    with pytest.raises(ConfigError, match="--history needs an event time"):
+        interactions.drop(columns=["event_time"]).to_csv(tmp_path / "log.csv", index=False)
+        schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None,
+                         str(tmp_path / "other"), "news", history=7)

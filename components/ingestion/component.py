@@ -57,6 +57,10 @@ class SchemaExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         keys.CUTOFF_QUANTILE_KEY: ExecutionParameter(type=float),
         keys.CUTOFF_TIMESTAMP_KEY: ExecutionParameter(type=int),
         keys.EVAL_PERCENT_KEY: ExecutionParameter(type=int),
+        keys.HISTORY_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.HISTORY_LENGTH_KEY: ExecutionParameter(type=int),
+        keys.USER_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.ITEM_FEATURE_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {keys.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
 
@@ -73,7 +77,9 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
                  time_feature: str = "",
                  cutoff_quantile: float = DEFAULTS.cutoff_quantile,
                  cutoff_timestamp: Optional[int] = DEFAULTS.cutoff_timestamp,
-                 eval_percent: int = DEFAULTS.eval_percent) -> None:
+                 eval_percent: int = DEFAULTS.eval_percent, history_feature: str = "",
+                 history_length: int = 0, user_feature: str = "",
+                 item_feature: str = "") -> None:
         """Builds the component; checks argument combinations now, not mid-run.
 
         Defaults are pipeline.config.DataConfig's.
@@ -89,6 +95,12 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
           cutoff_quantile: Quantile of event times used as the cutoff, in (0, 1).
           cutoff_timestamp: Explicit cutoff; overrides the quantile.
           eval_percent: Share of rows in eval for the hash split, 1-99.
+          history_feature: When set, add this feature to every row: the user's last
+            `history_length` items before the event (history.py); needs the time, user and
+            item features.
+          history_length: Items in a history.
+          user_feature: The user id (for the history).
+          item_feature: The item id (for the history).
 
         Raises:
           ValueError: naming the bad argument and the allowed values.
@@ -105,6 +117,10 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             raise ValueError(f"eval_percent must be in [1, 99], got {eval_percent}")
         if split_method == keys.SPLIT_TIME and not time_feature:
             raise ValueError("split_method='time' needs a time_feature")
+        if history_feature and not (time_feature and user_feature and item_feature
+                                    and history_length >= 1):
+            raise ValueError("history_feature needs time_feature, user_feature, item_feature "
+                             "and history_length >= 1")
         input_config = example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])
         if split_method == keys.SPLIT_NONE:
@@ -131,7 +147,8 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             time_feature=time_feature,
             cutoff_quantile=cutoff_quantile,
             cutoff_timestamp=NO_CUTOFF if cutoff_timestamp is None else cutoff_timestamp,
-            eval_percent=eval_percent,
+            eval_percent=eval_percent, history_feature=history_feature,
+            history_length=history_length, user_feature=user_feature, item_feature=item_feature,
             examples=types.Channel(type=standard_artifacts.Examples))
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
 

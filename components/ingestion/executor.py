@@ -18,7 +18,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import keys
-from components.ingestion import report, rows, splits
+from components.ingestion import history, report, rows, splits
 from pipeline.errors import DataValidationError, IngestionError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
@@ -67,6 +67,12 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
             examples = (pipeline
                         | "ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
                         | "RowsToExamples" >> rows.RowsToExamples(self._schema))  # pylint: disable=no-value-for-parameter
+        history_feature = exec_properties.get(keys.HISTORY_FEATURE_KEY)
+        if history_feature:
+            examples = examples | "AddHistory" >> history.AddHistory(  # pylint: disable=no-value-for-parameter
+                exec_properties[keys.USER_FEATURE_KEY], exec_properties[keys.ITEM_FEATURE_KEY],
+                exec_properties[keys.TIME_FEATURE_KEY], history_feature,
+                int(exec_properties[keys.HISTORY_LENGTH_KEY]))
         method = exec_properties[keys.SPLIT_METHOD_KEY]
         if method == keys.SPLIT_NONE:
             return {keys.CATALOG_SPLIT: examples}

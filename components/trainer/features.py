@@ -1,7 +1,8 @@
 """Raw features of the two towers, as the data contract declares them (pipeline/contract.py).
 
 Parsing: every declared feature is a scalar per row with the contract's dtype (string,
-int64, float32). A missing value gets MISSING_STRING / MISSING_INT / MISSING_FLOAT, which the
+int64, float32), except a history: a list of item ids, batched as [B, L] strings padded
+with "". A missing value gets MISSING_STRING / MISSING_INT / MISSING_FLOAT, which the
 towers treat as its own token or bucket (requests may send the same values).
 
 Training rows take their query features (user attributes and per-event context) from the
@@ -11,7 +12,7 @@ same item features the index is built from.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -33,27 +34,50 @@ def tf_dtype(feature: FeatureSpec) -> tf.DType:
     return DTYPES[feature.dtype]
 
 
-def parse_spec(contract: Contract, names: Sequence[str]) -> dict[str, tf.io.FixedLenFeature]:
-    """tf.io parsing spec of some declared features, with their missing values."""
-    spec = {}
+def parse_spec(contract: Contract, names: Sequence[str]) -> dict[str, Any]:
+    """tf.io parsing spec of some declared features, with their missing values (a history
+    is a variable-length list)."""
+    spec: dict[str, Any] = {}
     for name in names:
         feature = contract.by_name(name)
-        spec[name] = tf.io.FixedLenFeature([], tf_dtype(feature),
-                                           default_value=missing_value(feature))
+        if feature.is_history:
+            spec[name] = tf.io.RaggedFeature(tf.string)
+        else:
+            spec[name] = tf.io.FixedLenFeature([], tf_dtype(feature),
+                                               default_value=missing_value(feature))
     return spec
 
 
+def spec_of(feature: FeatureSpec) -> tf.TensorSpec:
+    """Serving input of one feature: [B], or [B, L] strings padded with "" for a history."""
+    shape = [None, None] if feature.is_history else [None]
+    return tf.TensorSpec(shape, tf_dtype(feature), name=feature.name)
+
+
 def input_specs(contract: Contract, names: Sequence[str]) -> dict[str, tf.TensorSpec]:
-    """Serving input signature: one [B] tensor per feature, named as the feature."""
-    return {name: tf.TensorSpec([None], tf_dtype(contract.by_name(name)), name=name)
-            for name in names}
+    """Serving input signature: one tensor per feature, named as the feature."""
+    return {name: spec_of(contract.by_name(name)) for name in names}
 
 
 def default_inputs(specs: Mapping[str, tf.TensorSpec], rows: int = 1) -> dict[str, tf.Tensor]:
     """`rows` rows of missing values for every input (to build a model's weights)."""
     values = {tf.string: MISSING_STRING, tf.int64: MISSING_INT, tf.float32: MISSING_FLOAT}
-    return {name: tf.fill([rows], tf.constant(values[spec.dtype], spec.dtype))
+    return {name: tf.fill([rows] + [1] * (len(spec.shape) - 1),
+                          tf.constant(values[spec.dtype], spec.dtype))
             for name, spec in specs.items()}
+
+
+def densify(batch: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    """Ragged lists (histories) -> [B, L] strings padded with "" (at least one column), the
+    form the serving signature takes."""
+    out = {}
+    for name, values in batch.items():
+        if isinstance(values, tf.RaggedTensor):
+            dense = values.to_tensor(default_value=MISSING_STRING)
+            values = tf.pad(dense, [[0, 0], [0, tf.maximum(1 - tf.shape(dense)[1], 0)]],
+                            constant_values=MISSING_STRING)
+        out[name] = values
+    return out
 
 
 def select(features: Mapping[str, tf.Tensor], names: Sequence[str]) -> dict[str, tf.Tensor]:
@@ -117,7 +141,8 @@ def dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int, contra
     if shuffle:
         records = records.shuffle(50_000, seed=seed, reshuffle_each_iteration=True)
     parsed = records.batch(batch_size, drop_remainder=shuffle).map(
-        lambda batch: tf.io.parse_example(batch, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda batch: densify(tf.io.parse_example(batch, spec)),
+        num_parallel_calls=tf.data.AUTOTUNE)
     if catalog is not None:
         parsed = parsed.map(catalog, num_parallel_calls=tf.data.AUTOTUNE)
     return parsed.prefetch(tf.data.AUTOTUNE)

@@ -8,7 +8,9 @@ std; `Preprocessing`), so the exported SavedModels take raw features:
   text                 lower-cased, split on whitespace -> mean of the tokens' embeddings;
   numeric              quantile bucket (missing: its own) -> embedding, plus the z-scored
                        value with `normalize`;
-  timestamp            hour of day + day of week (UTC) embeddings, summed.
+  timestamp            hour of day + day of week (UTC) embeddings, summed;
+  history              the user's last items (ids through the item vocabulary) -> mean or
+                       recency-weighted mean of their embeddings.
 The layers' outputs are concatenated, then `hidden_layers` ReLU layers and a linear
 projection to `embedding_dim`; with `l2_normalize` the output has unit norm, so the dot
 product an ANN index computes is the cosine similarity. With no features and no hidden
@@ -26,8 +28,8 @@ import tensorflow as tf
 
 from components.trainer import features as features_lib
 from pipeline.config import ModelConfig
-from pipeline.contract import (CANDIDATE, CATEGORICAL, ID, MULTI_CATEGORICAL, NUMERIC, QUERY,
-                               TEXT, TIMESTAMP, Contract, FeatureSpec)
+from pipeline.contract import (CANDIDATE, CATEGORICAL, HISTORY, ID, MULTI_CATEGORICAL, NUMERIC,
+                               QUERY, TEXT, TIMESTAMP, Contract, FeatureSpec)
 
 SECONDS_PER_HOUR, HOURS_PER_DAY, DAYS_PER_WEEK = 3600, 24, 7
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
@@ -178,6 +180,33 @@ class _Timestamp(tf.keras.layers.Layer):
         return self.hours(tf.where(missing, zero, hour)) + self.days(tf.where(missing, zero, day))
 
 
+class _History(tf.keras.layers.Layer):
+    """[B, L] item ids padded with "" (most recent last) -> pooled embedding of the last
+    `length` ids, [B, dim]; 0 for an empty history. `mean` weighs them equally, `recency`
+    halves the weight every max(length / 4, 1) steps back."""
+
+    def __init__(self, feature: FeatureSpec, table: VocabularyEmbedding, name: str) -> None:
+        super().__init__(name=name)
+        self.table = table
+        self.length = feature.length
+        self.half_life = max(feature.length / 4.0, 1.0) if feature.pooling == "recency" else 0.0
+
+    def call(self, items: tf.Tensor) -> tf.Tensor:
+        ids = tf.ragged.boolean_mask(items, tf.not_equal(items, ""))
+        ids = ids[:, -self.length:]
+        vectors = self.table(ids)
+        if self.half_life:
+            lengths = tf.cast(ids.row_lengths(), tf.float32)
+            back = (lengths[:, tf.newaxis] - 1.0
+                    - tf.cast(tf.ragged.range(ids.row_lengths()), tf.float32))
+            weights = tf.pow(0.5, back / self.half_life)
+        else:
+            weights = tf.ones_like(ids, dtype=tf.float32)
+        total = tf.reduce_sum(vectors * tf.expand_dims(weights, -1), axis=1)
+        mass = tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)[:, tf.newaxis]
+        return total / mass
+
+
 def feature_layer(feature: FeatureSpec, preprocessing: Preprocessing, dim: int
                   ) -> tf.keras.layers.Layer:
     """The layer of one declared feature, by its kind (module docstring)."""
@@ -189,6 +218,8 @@ def feature_layer(feature: FeatureSpec, preprocessing: Preprocessing, dim: int
         return _Timestamp(dim, name)
     table = VocabularyEmbedding(feature, preprocessing.vocabularies.get(feature.name), dim,
                                 f"{feature.name}_table")
+    if feature.kind == HISTORY:
+        return _History(feature, table, name)
     if feature.kind in (MULTI_CATEGORICAL, TEXT):
         return _Bag(feature, table, name)
     if feature.kind in (CATEGORICAL, ID):
@@ -213,9 +244,8 @@ class Tower(tf.keras.Model):
         self.id_feature = id_feature.name
         specs = list(feature_specs) if config.use_features else []
         self.feature_names = (id_feature.name,) + tuple(spec.name for spec in specs)
-        self.serving_specs = {feature.name: tf.TensorSpec([None], features_lib.tf_dtype(feature),
-                                                        name=feature.name)
-                            for feature in [id_feature, *specs]}
+        self.serving_specs = {feature.name: features_lib.spec_of(feature)
+                              for feature in [id_feature, *specs]}
         direct = not specs and not config.hidden_layers
         id_dim = config.embedding_dim if direct else (id_feature.embedding_dim
                                                       or config.id_embedding_dim)

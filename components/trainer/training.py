@@ -110,6 +110,8 @@ def read_preprocessing(pool_uri: str, contract: Contract) -> towers.Preprocessin
     """The vocabularies and numeric statistics the NegativePoolBuilder computed."""
     vocabularies = {feature.name: [value for value, _ in artifact_io.read_vocabulary(
         pool_uri, feature.name)] for feature in contract.features if feature.has_vocabulary}
+    if contract.history is not None:  # a history's values are item ids
+        vocabularies[contract.history.name] = vocabularies[contract.item_id]
     numeric = {name: towers.NumericStats(tuple(entry["boundaries"]), entry["mean"], entry["std"])
                for name, entry in artifact_io.read_numeric(pool_uri).items()}
     for feature in contract.features:

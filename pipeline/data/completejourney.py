@@ -13,9 +13,10 @@ Tables written (CSV or Parquet):
   items         every product with its features;
   users         the demographics table.
 A household buying the same product again is a new event: every purchase line is a training
-positive (so staples weigh what they sell), and evaluation counts a repeat purchase as a hit
-(`tfrs` protocol, seen items not removed; the `filtered` protocol, which removes items bought
-in training, is reported beside it).
+positive (so staples weigh what they sell), and a repeat purchase in the eval period is a hit
+like any other. Evaluation ranks every catalogue item (`tfrs` protocol: what the served model
+does); the `filtered` protocol, which first removes the user's *other* training items (never
+the true one), is reported beside it and flatters repeat purchases.
 `sample` keeps N households (the first N of a seeded shuffle) with their whole history, and
 only the products they bought, so a small run keeps real baskets and a time split.
 """

@@ -95,3 +95,37 @@ def test_hashed_categorical_has_no_vocabulary_and_a_fixed_table():
     assert layer(tf.constant(["x", "x", "y"])).shape == (3, 3)
     assert layer.table.embedding.embeddings.shape == (16, 3)
     assert "c" not in tower.vocabulary_tables() and "u" in tower.vocabulary_tables()
+
+
+def test_history_pools_the_last_items_and_handles_empty_and_long_inputs():
+    spec = FeatureSpec("recent", "query", "history", length=2)
+    tower = towers.query_tower(
+        Contract((FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"), spec)),
+        towers.Preprocessing({"u": ["u1"], "recent": ["a", "b", "c"]}, {}),
+        ModelConfig(embedding_dim=4, hidden_layers=(), l2_normalize=False,
+                    feature_embedding_dim=3))
+    layer = tower.feature_layers["recent"]
+    table = layer.table
+
+    def row(item):
+        return table.embedding.embeddings.numpy()[table.lookup(tf.constant([item])).numpy()[0]]
+    out = layer(tf.constant([["a", "b", "c", ""], ["c", "", "", ""], ["", "", "", ""]])).numpy()
+    np.testing.assert_allclose(out[0], (row("b") + row("c")) / 2, rtol=1e-6)  # last 2 only
+    np.testing.assert_allclose(out[1], row("c"), rtol=1e-6)
+    np.testing.assert_allclose(out[2], 0.0)  # an empty history
+    # The served signature takes [B, L] of any L, padded with "".
+    assert tower.serving_specs["recent"].shape.as_list() == [None, None]
+    batch = {"u": tf.constant(["u1", "u1"]), "recent": tf.constant([["a", "zzz"], ["", ""]])}
+    assert tower(batch).shape == (2, 4)
+
+
+def test_recency_pooling_halves_weights_going_back():
+    spec = FeatureSpec("recent", "query", "history", length=4, pooling="recency")
+    layer = towers.feature_layer(spec, towers.Preprocessing({"recent": ["a", "b"]}, {}), 2)
+    table = layer.table
+
+    def row(item):
+        return table.embedding.embeddings.numpy()[table.lookup(tf.constant([item])).numpy()[0]]
+    # Half-life length / 4 = 1 step: weights 0.5 (a, one step back) and 1 (b).
+    out = layer(tf.constant([["a", "b"]])).numpy()[0]
+    np.testing.assert_allclose(out, (0.5 * row("a") + row("b")) / 1.5, rtol=1e-6)
