@@ -23,8 +23,20 @@ if TYPE_CHECKING:
     from components.negative_pool.pool import PoolSettings
     from tfx.types import standard_artifacts
 
+def _list_column(series: pd.Series) -> pa.Array:
+    """A list of strings per row (a history) as a large_list of binary; empty lists become
+    null rows (the feature is absent, as ingestion writes it)."""
+    lengths = series.map(len).to_numpy()
+    flat = [value.encode("utf-8") for values in series for value in values]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    return pa.LargeListArray.from_arrays(offsets, pa.array(flat, type=pa.large_binary()),
+                                         mask=pa.array(lengths == 0))
+
+
 def _column(series: pd.Series) -> pa.Array:
     """One value per row as a large_list array; missing values become null rows."""
+    if series.dtype == object and len(series) and isinstance(series.iloc[0], list):
+        return _list_column(series)
     present = series.notna().to_numpy()
     values = series[present]
     if series.dtype == object:
@@ -43,7 +55,7 @@ def typed_frame(frame: pd.DataFrame, contract: "Contract") -> pd.DataFrame:
     NaN are missing values."""
     typed = frame.copy()
     for feature in contract.features:
-        if feature.name not in typed or feature.role == IGNORED:
+        if feature.name not in typed or feature.role == IGNORED or feature.is_history:
             continue
         column = typed[feature.name].replace("", np.nan)
         if feature.dtype == STRING:

@@ -8,6 +8,8 @@
   8:1:1 (train/valid/test, RecBole's rounding); full ranking of the test items with the
   user's train and valid items masked; per-user recall@10 and NDCG@10. The model trains on
   train only (RecBole uses valid for early stopping, which we do not do).
+* `history`: the temporal split, with a history feature added to the contract and each eval
+  event scored as of its moment (benchmarks/history_eval.py).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-PROTOCOLS = ("tfrs", "temporal", "recbole")
+PROTOCOLS = ("tfrs", "temporal", "recbole", "history")
 
 
 @dataclasses.dataclass
@@ -81,7 +83,7 @@ def split(protocol: str, interactions: pd.DataFrame, user_column: str, time_colu
     """The split of one protocol (see the module docstring)."""
     if protocol == "tfrs":
         return tfrs_split(interactions, seed)
-    if protocol == "temporal":
+    if protocol in ("temporal", "history"):
         return temporal_split(interactions, time_column)
     if protocol == "recbole":
         return recbole_split(interactions, user_column, seed)

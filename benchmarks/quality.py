@@ -23,11 +23,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmarks import common, example_files, protocols, quality_plot, quality_rows
+from benchmarks import common, example_files, history_eval, protocols, quality_plot, quality_rows
 from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
-EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10}
+EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10, "history": 10}
+# The history protocol's added feature (contract kind history, mean pooling).
+HISTORY_FEATURE, DEFAULT_HISTORY_LENGTH = "history", 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Dataset:
     schema_dir: str
     command: str
     protocols: tuple[str, ...]
+    repeat_purchases: bool = False  # history protocol: rank every item, exclude nothing
 
 
 DATASETS = {
@@ -47,7 +50,8 @@ DATASETS = {
     # basket in train and eval); the unfiltered temporal metrics (every item ranked, as
     # served) are reported beside the filtered ones.
     "completejourney": Dataset("data/completejourney", "completejourney",
-                               "twotower data completejourney --sample 500", ("temporal",)),
+                               "twotower data completejourney --sample 500",
+                               ("temporal", "history"), repeat_purchases=True),
 }
 DEFAULT_PRIOR_WEIGHTS = (0.0, 0.25, 0.5)
 def load_tables(data_dir: pathlib.Path, contract: Any, command: str
@@ -69,6 +73,11 @@ def query_batch(frame: pd.DataFrame, contract: Any) -> dict[str, Any]:
     for name in contract.query_names:
         feature = contract.by_name(name)
         column = frame[name]
+        if feature.is_history:
+            width = max(1, max(len(items) for items in column))
+            batch[name] = tf.constant([list(items) + [""] * (width - len(items))
+                                       for items in column], tf.string)
+            continue
         values = column.where(column.notna(), features.missing_value(feature))
         batch[name] = tf.constant(values.to_numpy().astype(
             object if feature.dtype == "string" else feature.dtype), features.tf_dtype(feature))
@@ -85,13 +94,27 @@ class Prepared:
     eval_pattern: str
     catalog_pattern: str
     pool_uri: str
+    contract: Any = None
+    had: Optional[list[list[str]]] = None
+    exclude_had: bool = True
 
 
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
-            workdir: pathlib.Path, config: Any, contract: Any) -> Prepared:
+            workdir: pathlib.Path, config: Any, contract: Any,
+            history_length: int = DEFAULT_HISTORY_LENGTH,
+            repeat_purchases: bool = False) -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol."""
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
+    had = None
+    if protocol == "history":
+        contract = with_history(contract, history_length)
+        interactions = history_eval.add_histories(
+            interactions, contract.user_id, contract.item_id, contract.event_time,
+            HISTORY_FEATURE, history_length)
     split = protocols.split(protocol, interactions, contract.user_id, contract.event_time)
+    if protocol == "history":
+        had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
+                                         contract.item_id, contract.event_time)
     root = workdir / protocol
     example_files.write_split([split.train], root / "interactions", "train")
     example_files.write_split([split.eval], root / "interactions", "eval")
@@ -102,7 +125,14 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
-                    pool_uri)
+                    pool_uri, contract, had, not repeat_purchases)
+
+
+def with_history(contract: Any, length: int) -> Any:
+    """The contract plus a history feature of `length` items."""
+    from pipeline.contract import QUERY, HISTORY, Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
+    return Contract(contract.features + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY,
+                                                     length=length),))
 
 
 def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, float]:
@@ -148,8 +178,32 @@ def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors
             "recbole_ndcg_at_10": scores["ndcg_at_10"], "recbole_users": scores["users"]}
 
 
+def history_scores(prepared: Prepared, catalog_ids: Sequence[str],
+                   score_rows: Any) -> dict[str, float]:
+    """history_eval.evaluate on the history protocol's eval events."""
+    contract = prepared.contract
+    excluded = prepared.had if prepared.exclude_had else [[] for _ in prepared.had]
+    return history_eval.evaluate(score_rows, prepared.split.train, prepared.split.eval,
+                                 catalog_ids, contract.user_id, contract.item_id,
+                                 contract.event_time, excluded)
+
+
+def score_itemknn(prepared: Prepared, catalog_ids: Sequence[str]) -> dict[str, float]:
+    """The ItemKNN-history reference row's keys (history protocol only)."""
+    contract = prepared.contract
+    similarity = history_eval.itemknn_similarity(prepared.split.train, catalog_ids,
+                                                 contract.user_id, contract.item_id)
+    had = pd.Series(prepared.had, index=prepared.split.eval.index)
+    return history_scores(prepared, catalog_ids,
+                          history_eval.itemknn_scorer(similarity, catalog_ids, had))
+
+
 def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, float]:
     """A trained model's report keys for one protocol at one popularity prior weight."""
+    if prepared.name == "history":
+        items = result.index_vectors(prior_weight)
+        return history_scores(prepared, result.catalog_ids, lambda rows: np.asarray(
+            result.query_vectors(query_batch(rows, result.contract), prior_weight)) @ items.T)
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
                                lambda batch: result.query_vectors(batch, prior_weight),
@@ -162,6 +216,9 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
     from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
     vectors = quality_rows.mostpop_vectors(result.train_counts)
     contract = result.contract
+    if prepared.name == "history":
+        return history_scores(prepared, result.catalog_ids,
+                              lambda rows: np.tile(vectors[:, 0], (len(rows), 1)))
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
             (len(batch[contract.user_id]), 1)), contract)
@@ -176,11 +233,13 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
 
 def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,
         prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
-        out: Optional[pathlib.Path], dataset: str = "movielens") -> pathlib.Path:
+        out: Optional[pathlib.Path], dataset: str = "movielens",
+        history_length: int = DEFAULT_HISTORY_LENGTH) -> pathlib.Path:
     """Trains and scores every row under every protocol; writes the report and the chart.
 
-    MovieLens rows make the report anew; another dataset's rows (marked `dataset`) replace
-    that dataset's rows in the existing report, beside MovieLens's.
+    MovieLens rows replace the report's MovieLens rows (a run of some protocols keeps the
+    other protocols' keys); another dataset's rows (marked `dataset`) replace that dataset's
+    rows in the existing report, beside MovieLens's.
     """
     from components.trainer import training  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
@@ -194,7 +253,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         for protocol in protocol_names:
             epochs = f"training.epochs={EPOCHS[protocol]}"
             prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
-                               config_lib.load(None, (epochs,)), contract)
+                               config_lib.load(None, (epochs,)), contract, history_length,
+                               DATASETS[dataset].repeat_purchases)
             _log(f"{protocol}: train {len(prepared.split.train):,}, eval "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():
@@ -217,6 +277,10 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                     "name": quality_rows.MOSTPOP, "overrides": []})
                 if not any(key.startswith(protocol) for key in mostpop):
                     mostpop.update(score_mostpop(prepared, result))
+                if protocol == "history" and quality_rows.ITEMKNN_HISTORY not in table:
+                    table[quality_rows.ITEMKNN_HISTORY] = {
+                        "name": quality_rows.ITEMKNN_HISTORY, "overrides": [],
+                        **score_itemknn(prepared, result.catalog_ids)}
     for row in table.values():
         speeds = [row[key] for key in (f"examples_per_sec_{p}" for p in ("temporal", "tfrs",
                                                                         "recbole")) if key in row]
@@ -232,13 +296,47 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         return merge_dataset_rows(dataset, ordered, config, time.time() - started, out, commit)
     others = _read_report(out)
     config["datasets"] = others["config"].get("datasets", {})
-    notes = " || ".join([_notes(ordered, time.time() - started)] + [
-        part for part in others.get("notes", "").split(" || ")
-        if part.split(":")[0] in config["datasets"]])
+    kept = sorted(set(others["config"].get("protocols", [])) - set(protocol_names))
+    runs = {**others["config"].get("protocol_runs", {}),
+            **{protocol: commit for protocol in protocol_names}}
+    config["protocols"] = [p for p in protocols.PROTOCOLS if p in runs]
+    config["protocol_runs"] = {p: runs[p] for p in config["protocols"]}
+    if kept:
+        ordered = keep_other_protocols([r for r in others["rows"] if not r.get("dataset")],
+                                       ordered, protocol_names)
+    run_note = _notes(ordered, time.time() - started)
+    if kept:
+        run_note += (f" This run measured {list(protocol_names)}; the keys of {kept} are kept "
+                     "from the runs in config.protocol_runs.")
+    notes = " || ".join([run_note] + [part for part in others.get("notes", "").split(" || ")
+                                      if part.split(":")[0] in config["datasets"]])
     path = common.write_report("quality", config, ordered + [
         row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
+
+
+def protocol_of(key: str) -> Optional[str]:
+    """The protocol a report key belongs to (its prefix), or None (name, overrides, ...)."""
+    for protocol in protocols.PROTOCOLS:
+        if key.startswith(f"{protocol}_") or key == f"examples_per_sec_{protocol}":
+            return protocol
+    return None
+
+
+def keep_other_protocols(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]],
+                         measured: Sequence[str]) -> list[dict[str, Any]]:
+    """New rows, each with the old row's keys of the protocols this run did not measure;
+    old rows this run did not produce are kept whole."""
+    old = {row["name"]: row for row in old_rows}
+    merged = []
+    for row in new_rows:
+        base = {key: value for key, value in old.get(row["name"], {}).items()
+                if protocol_of(key) not in (None, *measured)}
+        merged.append({**base, **row})
+    names = {row["name"] for row in new_rows}
+    merged += [row for name, row in old.items() if name not in names]
+    return sorted(merged, key=lambda r: _order(r["name"]))
 
 
 def _read_report(out: Optional[pathlib.Path]) -> dict[str, Any]:
@@ -292,8 +390,9 @@ def _order(name: str) -> int:
 
 
 def _brief(row: dict[str, Any]) -> str:
-    keys = ("tfrs_top_100", "temporal_recall_at_100", "recbole_recall_at_10", "examples_per_sec_"
-            "tfrs", "examples_per_sec_temporal")
+    keys = ("tfrs_top_100", "temporal_recall_at_100", "recbole_recall_at_10",
+            "history_recall_at_10", "history_recall_at_100", "examples_per_sec_tfrs",
+            "examples_per_sec_temporal", "examples_per_sec_history")
     return ", ".join(f"{key} {row[key]:.4g}" for key in keys if key in row)
 
 
@@ -334,6 +433,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-weights", type=float, nargs="*",
                         default=list(DEFAULT_PRIOR_WEIGHTS),
                         help="popularity prior weights to score the default model with")
+    parser.add_argument("--history-length", type=int, default=DEFAULT_HISTORY_LENGTH,
+                        help="items in the history feature of the history protocol")
     parser.add_argument("--workdir", type=pathlib.Path, help="temporary data (default: system temp)")
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/quality.json)")
@@ -349,5 +450,5 @@ def main_from_args(args: argparse.Namespace) -> None:
         raise TwoTowerError(str(e)) from e
     path = run(rows, args.protocols or list(dataset.protocols),
                args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
-               args.out, args.dataset)
+               args.out, args.dataset, args.history_length)
     print(f"wrote {path} and {path.with_suffix('.png')}")

@@ -38,7 +38,9 @@ TRAINED_ROWS: dict[str, tuple[str, ...]] = {
     "loss_hinge": ("loss.loss=hinge",),
 }
 MOSTPOP = "mostpop"
-ROW_NAMES = ("baseline", MOSTPOP) + tuple(name for name in TRAINED_ROWS if name != "baseline")
+ITEMKNN_HISTORY = "itemknn_history"  # the history protocol's co-occurrence reference
+ROW_NAMES = ("baseline", MOSTPOP, ITEMKNN_HISTORY) + tuple(
+    name for name in TRAINED_ROWS if name != "baseline")
 # Rows run by default per dataset: every ablation on MovieLens; on other datasets the
 # default model beside the same model without features (ids only) and MostPop.
 DATASET_ROWS = {"movielens": tuple(name for name in TRAINED_ROWS if name != "ids_only"),

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import yaml
 

@@ -1,0 +1,66 @@
+"""The history protocol by hand, and how a run of some protocols merges into the report."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import history_eval, quality
+
+TRAIN = pd.DataFrame({"u": ["a", "a", "b"], "i": ["x", "y", "x"], "t": [1, 2, 3]})
+EVAL = pd.DataFrame({"u": ["a", "c", "c"], "i": ["z", "y", "x"], "t": [10, 11, 12]})
+CATALOG = ["x", "y", "z"]
+
+
+def test_histories_and_earlier_items_are_point_in_time():
+    frame = history_eval.add_histories(pd.concat([TRAIN, EVAL], ignore_index=True),
+                                       "u", "i", "t", "h", 1)
+    assert frame["h"].tolist() == [[], ["x"], [], ["y"], [], ["y"]]
+    # Every earlier item of the user, train or eval, for each eval row.
+    assert history_eval.earlier_items(TRAIN, EVAL, "u", "i", "t") == [["x", "y"], [], ["y"]]
+
+
+def test_ranks_exclude_had_items_but_never_the_true_one():
+    scores = np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
+    # Row 0: true z (index 2); x and y excluded -> rank 0. Row 1: true x, had x -> kept, rank 0.
+    assert history_eval.ranks(scores, np.array([2, 0]), [[0, 1], [0]]).tolist() == [0, 0]
+    assert history_eval.ranks(scores, np.array([2, -1]), [[], []])[0] == 2
+    assert history_eval.ranks(scores, np.array([2, -1]), [[], []])[1] > 1000
+
+
+def test_evaluate_splits_warm_and_cold_users():
+    # Scores x > y > z for everyone. a (warm) wants z with x, y excluded: rank 0. c (cold)
+    # wants y (nothing had): rank 1; then x with y had: rank 0.
+    result = history_eval.evaluate(lambda rows: np.tile([3.0, 2.0, 1.0], (len(rows), 1)),
+                                   TRAIN, EVAL, CATALOG, "u", "i", "t")
+    assert result["history_recall_at_10"] == 1.0
+    assert result["history_ndcg_at_10"] == pytest.approx((1 + 1 / np.log2(3) + 1) / 3)
+    assert result["history_events"] == 3 and result["history_events_cold"] == 2
+    assert result["history_ndcg_at_10_warm"] == 1.0
+    assert result["history_ndcg_at_10_cold"] == pytest.approx((1 / np.log2(3) + 1) / 2)
+
+
+def test_itemknn_sums_cosine_similarity_to_recent_items():
+    # x and y share user a; x also has b. cos(x, y) = 1 / (sqrt(2) * 1); z has no users.
+    similarity = history_eval.itemknn_similarity(TRAIN, CATALOG, "u", "i").toarray()
+    np.testing.assert_allclose(similarity, [[0, 1 / np.sqrt(2), 0], [1 / np.sqrt(2), 0, 0],
+                                            [0, 0, 0]])
+    scorer = history_eval.itemknn_scorer(
+        history_eval.itemknn_similarity(TRAIN, CATALOG, "u", "i"), CATALOG,
+        pd.Series([["x"], [], ["y"]], index=EVAL.index))
+    np.testing.assert_allclose(scorer(EVAL), [[0, 1 / np.sqrt(2), 0], [0, 0, 0],
+                                              [1 / np.sqrt(2), 0, 0]])
+
+
+def test_a_run_of_some_protocols_keeps_the_others_keys():
+    old = [{"name": "default", "tfrs_top_100": 0.4, "history_recall_at_10": 0.1,
+            "examples_per_sec_tfrs": 9, "overrides": []},
+           {"name": "loss_bpr", "tfrs_top_100": 0.39}]
+    new = [{"name": "default", "history_recall_at_10": 0.2, "overrides": []},
+           {"name": "itemknn_history", "history_recall_at_10": 0.15}]
+    merged = {row["name"]: row for row in quality.keep_other_protocols(old, new, ["history"])}
+    assert merged["default"] == {"name": "default", "tfrs_top_100": 0.4,
+                                 "examples_per_sec_tfrs": 9, "history_recall_at_10": 0.2,
+                                 "overrides": []}
+    assert merged["loss_bpr"] == old[1] and "itemknn_history" in merged
+    assert quality.protocol_of("temporal_unfiltered_recall_at_10") == "temporal"
+    assert quality.protocol_of("examples_per_sec_history") == "history"
+    assert quality.protocol_of("name") is None
