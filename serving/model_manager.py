@@ -30,8 +30,6 @@ from serving.signatures import RequestError
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 
 
-@dataclasses.dataclass
-
 ASSERTION = re.compile(r"assertion failed: \[([^\]]*)\]")
 
 
@@ -42,6 +40,8 @@ def model_error(error: tf.errors.InvalidArgumentError) -> str:
     found = ASSERTION.search(error.message)
     return found.group(1) if found else error.message
 
+
+@dataclasses.dataclass
 class LoadedVersion:
     """A loaded SavedModel version and its signatures."""
 
