@@ -451,4 +451,5 @@ def main_from_args(args: argparse.Namespace) -> None:
     path = run(rows, args.protocols or list(dataset.protocols),
                args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
                args.out, args.dataset, args.history_length)
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    chart = f" and {path.with_suffix('.png')}" if args.dataset == "movielens" else ""
+    print(f"wrote {path}{chart}")
