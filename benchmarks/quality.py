@@ -296,11 +296,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         return merge_dataset_rows(dataset, ordered, config, time.time() - started, out, commit)
     others = _read_report(out)
     config["datasets"] = others["config"].get("datasets", {})
-    kept = sorted(set(others["config"].get("protocols", [])) - set(protocol_names))
-    runs = {**others["config"].get("protocol_runs", {}),
-            **{protocol: commit for protocol in protocol_names}}
-    config["protocols"] = [p for p in protocols.PROTOCOLS if p in runs]
-    config["protocol_runs"] = {p: runs[p] for p in config["protocols"]}
+    config["protocols"], config["protocol_runs"], kept = protocol_runs(others, protocol_names,
+                                                                      commit)
     if kept:
         ordered = keep_other_protocols([r for r in others["rows"] if not r.get("dataset")],
                                        ordered, protocol_names)
@@ -314,6 +311,18 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
+
+
+def protocol_runs(report: dict[str, Any], measured: Sequence[str], commit: str
+                  ) -> tuple[list[str], dict[str, str], list[str]]:
+    """(every protocol in the report after this run, protocol -> commit that measured it,
+    the protocols kept from earlier runs) for a MovieLens run of `measured`."""
+    earlier = {protocol: report.get("git") for protocol in report["config"].get("protocols", [])}
+    runs = {**earlier, **report["config"].get("protocol_runs", {}),
+            **{protocol: commit for protocol in measured}}
+    ordered = [protocol for protocol in protocols.PROTOCOLS if protocol in runs]
+    kept = sorted(set(runs) - set(measured))
+    return ordered, {protocol: runs[protocol] for protocol in ordered}, kept
 
 
 def protocol_of(key: str) -> Optional[str]:

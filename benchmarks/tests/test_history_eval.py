@@ -64,3 +64,16 @@ def test_a_run_of_some_protocols_keeps_the_others_keys():
     assert quality.protocol_of("temporal_unfiltered_recall_at_10") == "temporal"
     assert quality.protocol_of("examples_per_sec_history") == "history"
     assert quality.protocol_of("name") is None
+
+
+
+def test_protocol_runs_say_which_commit_measured_each_protocol():
+    # A report from before protocol_runs existed: its protocols were measured at its git.
+    old = {"git": "abc", "config": {"protocols": ["tfrs", "temporal", "recbole"]}}
+    protocols, runs, kept = quality.protocol_runs(old, ["history"], "def")
+    assert protocols == ["tfrs", "temporal", "recbole", "history"]
+    assert runs == {"tfrs": "abc", "temporal": "abc", "recbole": "abc", "history": "def"}
+    assert kept == ["recbole", "temporal", "tfrs"]
+    again = {"git": "def", "config": {"protocols": protocols, "protocol_runs": runs}}
+    assert quality.protocol_runs(again, ["tfrs"], "ghi")[1]["tfrs"] == "ghi"
+    assert quality.protocol_runs(again, ["tfrs"], "ghi")[1]["history"] == "def"
