@@ -47,6 +47,12 @@ LOAD_AND_QUERY = textwrap.dedent("""
 """)
 
 
+def _eval_queries(root, rows):
+    """The query features of the first `rows` eval interactions, as the executor reads them."""
+    return executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), rows,
+                                 small_world.CONTRACT, small_world.CONTRACT.query_names)
+
+
 @pytest.fixture(name="built", scope="module")
 def fixture_built(tmp_path_factory):
     root = tmp_path_factory.mktemp("index")
@@ -76,7 +82,7 @@ def test_scann_model_in_a_fresh_process_matches_exact_search(built):
     from components.trainer import export  # pylint: disable=import-outside-toplevel
     ids, embeddings = export.read_embeddings(os.path.join(
         path_utils.serving_model_path(trained.uri), export.EMBEDDINGS_FILE))
-    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 200)
+    queries = _eval_queries(root, 200)
     plain = {k: v.astype(str).tolist() if v.dtype == object else v.tolist()
              for k, v in queries.items()}
     served = _query(path_utils.serving_model_path(outputs[keys.SCANN_MODEL_KEY].uri), "scann",
@@ -97,7 +103,7 @@ def test_scann_model_in_a_fresh_process_matches_exact_search(built):
 
 def test_stock_model_loads_without_scann_and_is_exact(built):
     root, _, outputs = built
-    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 20)
+    queries = _eval_queries(root, 20)
     plain = {k: v.astype(str).tolist() if v.dtype == object else v.tolist()
              for k, v in queries.items()}
     stock = _query(path_utils.serving_model_path(outputs[keys.STOCK_MODEL_KEY].uri), "stock",
@@ -132,7 +138,7 @@ def test_scann_top_k_signature_takes_k_up_to_max_k(built):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     root, _, outputs = built
     model = tf.saved_model.load(path_utils.serving_model_path(outputs[keys.SCANN_MODEL_KEY].uri))
-    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 4)
+    queries = _eval_queries(root, 4)
     inputs = {name: tf.constant(value) for name, value in queries.items()}
     top_k = model.signatures["serving_top_k"]
     assert top_k(**inputs, k=tf.constant(25))["item_ids"].shape == (4, 25)
@@ -156,6 +162,6 @@ def test_model_server_loads_and_describes_the_scann_model(built, tmp_path):
     # ScaNN's outputs have an unknown rank; the metadata says so instead of failing.
     definition = signature_def(loaded.signatures["serving_default"])
     assert set(definition.outputs) == {"item_ids", "scores"}
-    queries = executor.eval_queries(example_files.examples_artifact(root / "inter", ["eval"]), 3)
+    queries = _eval_queries(root, 3)
     _, result = manager.predict("twotower", None, "serving_default", queries, max_batch=8)
     assert result["item_ids"].shape == (3, 10)
