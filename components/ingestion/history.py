@@ -60,6 +60,8 @@ def _with_history(element: tuple[bytes, Iterable[tf.train.Example]], item_featur
     for example, items in zip(examples, histories(events, length)):
         out = tf.train.Example()
         out.CopyFrom(example)
+        if name in out.features.feature:  # a column of that name in the files is replaced
+            del out.features.feature[name]
         if items:
             out.features.feature[name].bytes_list.value.extend(items)
         yield out

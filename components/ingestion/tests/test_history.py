@@ -39,6 +39,8 @@ def test_add_history_per_user_with_a_planted_future_item():
     # "FUTURE" is c1's last event: no row of c1 may see it, and c2 never sees c1's items.
     rows = [_example("c1", "a", 1), _example("c1", "b", 2), _example("c2", "z", 3),
             _example("c1", "FUTURE", 9), _example("c1", "c", 5), _example(None, "q", 4)]
+    # A column of the same name in the files is replaced, not appended to.
+    rows[1].features.feature["recent"].bytes_list.value.append(b"from-the-file")
     with TestPipeline() as p:
         out = (p | beam.Create(rows)
                | history.AddHistory("customer", "sku", "ts", "recent", 2)  # pylint: disable=no-value-for-parameter
