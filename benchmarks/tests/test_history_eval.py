@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import history_eval, quality
+from benchmarks import history_eval, quality_report
 
 TRAIN = pd.DataFrame({"u": ["a", "a", "b"], "i": ["x", "y", "x"], "t": [1, 2, 3]})
 EVAL = pd.DataFrame({"u": ["a", "c", "c"], "i": ["z", "y", "x"], "t": [10, 11, 12]})
@@ -56,24 +56,24 @@ def test_a_run_of_some_protocols_keeps_the_others_keys():
            {"name": "loss_bpr", "tfrs_top_100": 0.39}]
     new = [{"name": "default", "history_recall_at_10": 0.2, "overrides": []},
            {"name": "itemknn_history", "history_recall_at_10": 0.15}]
-    merged = {row["name"]: row for row in quality.keep_other_protocols(old, new, ["history"])}
+    merged = {row["name"]: row for row in quality_report.keep_other_protocols(old, new, ["history"])}
     assert merged["default"] == {"name": "default", "tfrs_top_100": 0.4,
                                  "examples_per_sec_tfrs": 9, "history_recall_at_10": 0.2,
                                  "overrides": []}
     assert merged["loss_bpr"] == old[1] and "itemknn_history" in merged
-    assert quality.protocol_of("temporal_unfiltered_recall_at_10") == "temporal"
-    assert quality.protocol_of("examples_per_sec_history") == "history"
-    assert quality.protocol_of("name") is None
+    assert quality_report.protocol_of("temporal_unfiltered_recall_at_10") == "temporal"
+    assert quality_report.protocol_of("examples_per_sec_history") == "history"
+    assert quality_report.protocol_of("name") is None
 
 
 
 def test_protocol_runs_say_which_commit_measured_each_protocol():
     # A report from before protocol_runs existed: its protocols were measured at its git.
     old = {"git": "abc", "config": {"protocols": ["tfrs", "temporal", "recbole"]}}
-    protocols, runs, kept = quality.protocol_runs(old, ["history"], "def")
+    protocols, runs, kept = quality_report.protocol_runs(old, ["history"], "def")
     assert protocols == ["tfrs", "temporal", "recbole", "history"]
     assert runs == {"tfrs": "abc", "temporal": "abc", "recbole": "abc", "history": "def"}
     assert kept == ["recbole", "temporal", "tfrs"]
     again = {"git": "def", "config": {"protocols": protocols, "protocol_runs": runs}}
-    assert quality.protocol_runs(again, ["tfrs"], "ghi")[1]["tfrs"] == "ghi"
-    assert quality.protocol_runs(again, ["tfrs"], "ghi")[1]["history"] == "def"
+    assert quality_report.protocol_runs(again, ["tfrs"], "ghi")[1]["tfrs"] == "ghi"
+    assert quality_report.protocol_runs(again, ["tfrs"], "ghi")[1]["history"] == "def"

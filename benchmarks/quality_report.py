@@ -1,0 +1,94 @@
+"""How `twotower bench quality` writes reports/quality.json: a MovieLens run of some protocols
+keeps the other protocols' keys (and records which commit measured each), and another
+dataset's rows (marked `dataset`) replace that dataset's rows beside MovieLens's."""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Optional, Sequence
+
+from benchmarks import common, protocols, quality_rows
+
+
+def protocol_runs(report: dict[str, Any], measured: Sequence[str], commit: str
+                  ) -> tuple[list[str], dict[str, str], list[str]]:
+    """(every protocol in the report after this run, protocol -> commit that measured it,
+    the protocols kept from earlier runs) for a MovieLens run of `measured`."""
+    earlier = {protocol: report.get("git") for protocol in report["config"].get("protocols", [])}
+    runs = {**earlier, **report["config"].get("protocol_runs", {}),
+            **{protocol: commit for protocol in measured}}
+    ordered = [protocol for protocol in protocols.PROTOCOLS if protocol in runs]
+    kept = sorted(set(runs) - set(measured))
+    return ordered, {protocol: runs[protocol] for protocol in ordered}, kept
+
+
+def protocol_of(key: str) -> Optional[str]:
+    """The protocol a report key belongs to (its prefix), or None (name, overrides, ...)."""
+    for protocol in protocols.PROTOCOLS:
+        if key.startswith(f"{protocol}_") or key == f"examples_per_sec_{protocol}":
+            return protocol
+    return None
+
+
+def keep_other_protocols(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]],
+                         measured: Sequence[str]) -> list[dict[str, Any]]:
+    """New rows, each with the old row's keys of the protocols this run did not measure;
+    old rows this run did not produce are kept whole."""
+    old = {row["name"]: row for row in old_rows}
+    merged = []
+    for row in new_rows:
+        base = {key: value for key, value in old.get(row["name"], {}).items()
+                if protocol_of(key) not in (None, *measured)}
+        merged.append({**base, **row})
+    names = {row["name"] for row in new_rows}
+    merged += [row for name, row in old.items() if name not in names]
+    return sorted(merged, key=lambda r: order(r["name"]))
+
+
+def read_report(out: Optional[pathlib.Path]) -> dict[str, Any]:
+    """The existing quality report, or an empty one."""
+    path = out or common.REPORTS_DIR / "quality.json"
+    return json.loads(path.read_text()) if path.is_file() else {"config": {}, "rows": [],
+                                                                 "notes": ""}
+
+
+def merge_dataset_rows(dataset: str, rows: list[dict[str, Any]], config: dict[str, Any],
+                       seconds: float, out: Optional[pathlib.Path], commit: str) -> pathlib.Path:
+    """Writes `dataset`'s rows (each marked `dataset`) into the quality report, replacing
+    that dataset's earlier rows and keeping the others; its config, commit and time go to
+    config.datasets.<dataset>."""
+    path = out or common.REPORTS_DIR / "quality.json"
+    report = read_report(out)
+    kept = [row for row in report["rows"] if row.get("dataset") != dataset]
+    marked = [{**row, "dataset": dataset} for row in rows]
+    by_name = {row["name"]: row for row in marked}
+    note = (f"{dataset}: rows marked dataset={dataset}, measured in one run of "
+            f"{seconds / 60:.0f} min at {commit}; temporal split only; "
+            "temporal_unfiltered_* rank every catalogue item (as the served model does); "
+            "temporal_* first remove the user's other training items (never the true one), "
+            "which flatters repeat purchases. A repeat purchase is a hit under both.")
+    default, mostpop = by_name.get("default"), by_name.get(quality_rows.MOSTPOP)
+    if default and mostpop:
+        note += " default/mostpop: " + ", ".join(
+            f"{key} {default[key] / mostpop[key]:.2f}x" for key in (
+                "temporal_unfiltered_recall_at_10", "temporal_unfiltered_recall_at_100",
+                "temporal_recall_at_10", "temporal_recall_at_100") if mostpop.get(key)) + "."
+    priors = [row for row in marked if row["name"].startswith("default")
+              and "temporal_unfiltered_recall_at_10" in row]
+    if len(priors) > 1:
+        best = max(priors, key=lambda row: row["temporal_unfiltered_recall_at_10"])
+        note += (f" default+prior_<b> score the default model with other popularity prior "
+                 f"weights; the best temporal_unfiltered_recall_at_10 here is {best['name']} "
+                 f"({best['temporal_unfiltered_recall_at_10']:.4f} vs default "
+                 f"{by_name['default']['temporal_unfiltered_recall_at_10']:.4f}).")
+    notes = " ".join(part for part in report.get("notes", "").split(" || ")
+                     if not part.startswith(f"{dataset}:"))
+    datasets = {**report["config"].get("datasets", {}), dataset: {**config, "git": commit}}
+    return common.write_report("quality", {**report["config"], "datasets": datasets},
+                               kept + marked, " || ".join(filter(None, [notes, note])), path,
+                               report.get("git", commit))
+
+
+def order(name: str) -> int:
+    names = list(quality_rows.ROW_NAMES)
+    return names.index(name) if name in names else len(names)
