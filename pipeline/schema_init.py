@@ -24,7 +24,7 @@ The TFMD schemas start from TFDV's inference on the sample (tfdv.infer_schema), 
 the decided types; only the ids and the event time must be present in every row, and no
 string domain is enumerated (a sample would miss values and stop full runs). Writes
 features.yaml, interactions.pbtxt, items.pbtxt and <name>.yaml (a config `twotower run
---config` accepts as is) into the output folder, and returns the decisions for a table.
+--config` accepts as is; schema_files.py) into the output folder, and returns the decisions.
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ import re
 from typing import Optional, Sequence
 
 import pandas as pd
-import yaml
 
 from pipeline import contract as contract_lib
+from pipeline import schema_files
 from pipeline.errors import ConfigError
 
 DEFAULT_SAMPLE_ROWS = 100_000
@@ -106,20 +106,6 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def input_format(path: str) -> str:
-    return "parquet" if ".parquet" in path or (
-        os.path.isdir(path) and any(p.suffix == ".parquet" for p in pathlib.Path(path).iterdir())
-    ) else "csv"
-
-
-def _parses(values: pd.Series, kind: type) -> bool:
-    try:
-        values.map(kind)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def _hinted(name: str, hints: Sequence[str]) -> bool:
     """Whether a column name holds a hint as a word (snake_case, camelCase, kebab-case), or
     starts or ends with a hint of 4+ letters ("customerid")."""
@@ -136,7 +122,7 @@ def value_kind(values: pd.Series, name: str) -> tuple[str, str, tuple[tuple[str,
     if present.empty:
         return contract_lib.CATEGORICAL, "no values in the sample", ()
     distinct = present.nunique()
-    if _parses(present, int):
+    if schema_files.parses(present, int):
         numbers = present.map(int)
         if _hinted(name, TIME_HINTS) and numbers.between(*EPOCH_RANGE).all():
             return contract_lib.TIMESTAMP, "integer Unix seconds, named like a time", ()
@@ -146,7 +132,7 @@ def value_kind(values: pd.Series, name: str) -> tuple[str, str, tuple[tuple[str,
         if distinct <= MAX_CATEGORICAL_INTS:
             return contract_lib.CATEGORICAL, f"integers with only {distinct} values", ()
         return contract_lib.NUMERIC, f"integers, {distinct} values", ()
-    if _parses(present, float):
+    if schema_files.parses(present, float):
         return contract_lib.NUMERIC, "numbers", ()
     for separator in SEPARATORS:
         holding = present.str.contains(separator, regex=False).mean()
@@ -207,8 +193,8 @@ def find_user_id(interactions: pd.DataFrame, items: pd.DataFrame, item_id: str,
         if column == item_id or column in items or (values == "").any():
             continue
         distinct = values.nunique()
-        if 1 < distinct < len(values) and not _parses(values, float) or (
-                _parses(values, int) and 1 < distinct < len(values)
+        if 1 < distinct < len(values) and not schema_files.parses(values, float) or (
+                schema_files.parses(values, int) and 1 < distinct < len(values)
                 and not values.map(int).between(*EPOCH_RANGE).all()):
             candidates.append((not _hinted(column, USER_HINTS), -distinct, column))
     if not candidates:
@@ -231,7 +217,7 @@ def find_event_time(interactions: pd.DataFrame, exclude: Sequence[str],
         values = interactions[column]
         if column not in interactions:
             raise ConfigError(f"--time {column}: the interactions have no such column")
-        if _parses(values[values != ""], int) and values[values != ""].map(int).between(
+        if schema_files.parses(values[values != ""], int) and values[values != ""].map(int).between(
                 *EPOCH_RANGE).all():
             return column
         if chosen:
@@ -264,7 +250,7 @@ def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.D
         if per_user <= 1:
             decisions.append(Decision(column, "interactions", contract_lib.QUERY, kind,
                                       f"constant per user: a user attribute; {why}", settings))
-        elif kind != contract_lib.CATEGORICAL or _parses(values[values != ""], float) and (
+        elif kind != contract_lib.CATEGORICAL or schema_files.parses(values[values != ""], float) and (
                 not _hinted(column, ID_HINTS)):
             decisions.append(Decision(column, "interactions", contract_lib.IGNORED, "",
                                       "a per-event number (an outcome such as a rating or "
@@ -291,91 +277,6 @@ def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.D
                                           "only in the users table: join it into the "
                                           "interaction log to use it as a query feature"))
     return decisions
-
-
-def _schema_type(decision: Decision, values: pd.Series) -> str:
-    if decision.kind == contract_lib.NUMERIC:
-        return "INT" if _parses(values[values != ""], int) else "FLOAT"
-    if decision.kind == contract_lib.TIMESTAMP:
-        return "INT"
-    if decision.role == contract_lib.IGNORED:
-        present = values[values != ""]
-        if not present.empty and _parses(present, int):
-            return "INT"
-        if not present.empty and _parses(present, float):
-            return "FLOAT"
-    return "BYTES"
-
-
-def schema_text(frame: pd.DataFrame, decisions: Sequence[Decision], table: str) -> str:
-    """A TFMD schema (text proto) for one table: TFDV's inference on the sample, with each
-    column's type set by its decision, presence required only for ids and the event time,
-    and no enumerated string domains."""
-    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
-    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-    from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
-    by_column = {d.column: d for d in decisions if d.role != "not used"}
-    columns = [c for c in frame.columns if c in by_column]
-    typed = pd.DataFrame({c: frame[c].replace("", None) for c in columns})
-    schema = tfdv.infer_schema(tfdv.generate_statistics_from_dataframe(typed),
-                               max_string_domain_size=0)
-    del schema.string_domain[:]
-    required = (contract_lib.USER_ID, contract_lib.ITEM_ID, contract_lib.EVENT_TIME)
-    for feature in schema.feature:
-        decision = by_column[feature.name]
-        feature.type = schema_pb2.FeatureType.Value(_schema_type(decision, frame[feature.name]))
-        feature.ClearField("domain")
-        feature.ClearField("int_domain")
-        feature.ClearField("float_domain")
-        feature.ClearField("presence")
-        feature.presence.min_count = 1
-        if decision.role in required:
-            feature.presence.min_fraction = 1.0
-        feature.ClearField("shape")
-        feature.value_count.min = 1
-        feature.value_count.max = 1
-    for decision in decisions:
-        if decision.kind == contract_lib.HISTORY and table == "interactions":
-            derived = schema.feature.add(name=decision.column, type=schema_pb2.BYTES)
-            derived.value_count.min = 1
-            derived.value_count.max = dict(decision.settings)["length"]
-    header = (f"# TFMD schema of the {table} table, proposed by `twotower schema init` from a "
-              "sample.\n# ExampleValidator checks the data against it; roles and kinds are in "
-              "features.yaml.\n")
-    return header + text_format.MessageToString(schema)
-
-
-def features_yaml(decisions: Sequence[Decision]) -> str:
-    """features.yaml text, one line per declared column with its reason as a comment."""
-    lines = ["# Data contract proposed by `twotower schema init`: edit roles, kinds and",
-             "# settings, then run. Format: README 'Bring your own data'.", "features:"]
-    for d in decisions:
-        if d.role == "not used":
-            continue
-        fields = {"role": d.role}
-        if d.kind and d.role in (contract_lib.QUERY, contract_lib.CANDIDATE):
-            fields["kind"] = d.kind
-        fields.update(dict(d.settings))
-        body = yaml.safe_dump(fields, default_flow_style=True, width=1000,
-                              sort_keys=False).strip()
-        lines.append(f"  {yaml.safe_dump(d.column).strip().removesuffix('...').strip()}: "
-                     f"{body}  # {d.reason}")
-    return "\n".join(lines) + "\n"
-
-
-def config_yaml(name: str, interactions: str, items: str, out_dir: str,
-                event_time: Optional[str]) -> str:
-    """A config `twotower run --config` accepts as is (absolute paths)."""
-    config = {
-        "data": {"interactions": os.path.abspath(interactions), "items": os.path.abspath(items),
-                 "input_format": input_format(interactions),
-                 "split": "time" if event_time else "hash",
-                 "schema_dir": os.path.abspath(out_dir)},
-        "orchestration": {"pipeline_name": name, "pipeline_root": f"runs/{name}"},
-        "serving": {"model_name": name},
-    }
-    return (f"# {name}: written by `twotower schema init`. Every field not listed keeps its "
-            "default (`twotower config`).\n" + yaml.safe_dump(config, sort_keys=False))
 
 
 def history_decision(columns: Sequence[str], length: int) -> Decision:
@@ -414,10 +315,12 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for table_name, frame in frames.items():
-        (out / f"{table_name}.pbtxt").write_text(schema_text(frame, decisions, table_name))
-    (out / contract_lib.FEATURES_FILE).write_text(features_yaml(decisions))
+        (out / f"{table_name}.pbtxt").write_text(
+            schema_files.schema_text(frame, decisions, table_name))
+    (out / contract_lib.FEATURES_FILE).write_text(schema_files.features_yaml(decisions))
     event = next((d.column for d in decisions if d.role == contract_lib.EVENT_TIME), None)
-    (out / f"{name}.yaml").write_text(config_yaml(name, interactions, items, out_dir, event))
+    (out / f"{name}.yaml").write_text(
+        schema_files.config_yaml(name, interactions, items, out_dir, event))
     contract_lib.load(str(out))
     return decisions
 
