@@ -36,6 +36,7 @@ import re
 from typing import Optional, Sequence
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pipeline import contract as contract_lib
 from pipeline import schema_files
@@ -87,7 +88,7 @@ def read_sample(path: str, rows: int) -> pd.DataFrame:
         if left <= 0:
             break
         if file.endswith(".parquet"):
-            frame = pd.read_parquet(file).head(left)
+            frame = _parquet_head(file, left)
         elif file.endswith((".csv", ".csv.gz", ".txt")):
             frame = pd.read_csv(file, nrows=left, dtype=str, keep_default_na=False)
         else:
@@ -96,6 +97,17 @@ def read_sample(path: str, rows: int) -> pd.DataFrame:
         left -= len(frame)
     frame = pd.concat(parts, ignore_index=True)
     return frame.apply(lambda column: column.map(_text)).astype(object)
+
+
+def _parquet_head(path: str, rows: int) -> pd.DataFrame:
+    """The first `rows` rows of a Parquet file, reading record batches only until then."""
+    parts, taken = [], 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+        parts.append(batch.to_pandas())
+        taken += batch.num_rows
+        if taken >= rows:
+            break
+    return pd.concat(parts, ignore_index=True).head(rows) if parts else pd.DataFrame()
 
 
 def _text(value: object) -> str:

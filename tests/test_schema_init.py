@@ -104,3 +104,11 @@ def test_history_flag_declares_the_derived_feature_in_both_files(tmp_path):
         interactions.drop(columns=["event_time"]).to_csv(tmp_path / "log.csv", index=False)
         schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None,
                          str(tmp_path / "other"), "news", history=7)
+
+
+def test_a_parquet_sample_reads_only_the_first_rows(tmp_path):
+    frame = pd.DataFrame({"a": [str(i) for i in range(200_000)], "b": [1.5] * 200_000})
+    frame.to_parquet(tmp_path / "big.parquet", row_group_size=50_000)
+    sample = schema_init.read_sample(str(tmp_path / "big.parquet"), 70_000)
+    assert len(sample) == 70_000 and sample["a"].iloc[-1] == "69999"
+    assert sample["b"].iloc[0] == "1.5"  # values as strings, like CSV samples
