@@ -1,22 +1,30 @@
-"""`twotower bench serving`: the model server against an in-process call of the same model.
+"""`twotower bench serving`: the model server measured from outside its process.
 
 The latest version under --model_base_path (default: what `make demo` pushed) is copied to
-a temporary base path and served by `twotower serve`'s ModelServer on free loopback ports.
-A closed-loop load generator (each of C threads sends its next request when the previous
-one returns, for a bounded time) measures queries/s and p50/p95/p99 latency at
-concurrency 1, 4 and 16 for batches of 1 and 32 rows, over gRPC (official
-tensorflow_serving.apis stubs) and in process (the SavedModel's signature called directly).
-Mode `grpc_floor` sends the same request with the same stub to a server that answers with
-the model server's response bytes at once: the transport and the client's decoding, which
-any Python gRPC server costs, measured apart from the server's own work.
-Then, under load at concurrency 4, a new version is published and swapped in; every failed
-request is counted. Writes reports/serving.json (DESIGN §8).
+a temporary base path. Rows, at concurrency 1, 4 and 16 for requests of 1 and 32 rows:
+- `in_process`: the SavedModel's signature called in this process (the floor any server
+  adds to);
+- `h2load`: `twotower serve` in its own process, loaded by h2load (nghttp2's C client, see
+  benchmarks/h2load.py) over gRPC (a pre-framed PredictRequest) and REST (JSON over
+  HTTP/1.1); per-request durations from its log give p50/p95/p99;
+- `python`: the same server loaded by tensorflow-serving-api's stub from a separate
+  process (benchmarks/serving_client.py), the figure a Python caller sees.
+Each server row is measured with batching off and on (configs/batching_parameters.pbtxt or
+--batching_parameters_file). Errors are h2load's non-2xx answers plus the server's own count
+of non-OK Predict answers (a gRPC error is an HTTP 200 with a grpc-status trailer). Then,
+under h2load load at concurrency 16 with batching on, a new version is published and
+swapped in, then a corrupt one is published (it must fail to load while the old keeps
+serving); every failed request is counted. Writes reports/serving.json (DESIGN §8).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import pathlib
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,11 +33,14 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import common, h2load
+from benchmarks.server_process import ServerProcess
+from benchmarks.serving_client import closed_loop
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 32)
-PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+DEFAULT_BATCHING_FILE = pathlib.Path("configs/batching_parameters.pbtxt")
 
 
 def _features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
@@ -49,177 +60,238 @@ def _features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
     return {name: values[rows] for name, values in columns.items()}
 
 
-def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float,
-                max_requests: int) -> dict[str, float]:
-    """Runs `call` back to back from `concurrency` threads; latency percentiles in ms."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
+class _Request:
+    """One request in every form the rows send: tensors (in process), a serialized
+    PredictRequest (Python client), its gRPC frame (h2load) and a REST JSON body."""
 
-    def worker() -> None:
-        while time.perf_counter() < deadline:
-            with lock:
-                if len(latencies) + errors[0] >= max_requests:
-                    return
-            started = time.perf_counter()
-            try:
-                call()
-            except Exception:  # pylint: disable=broad-except
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                latencies.append((time.perf_counter() - started) * 1000)
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    values = np.array(latencies or [float("nan")])
-    return {"requests": len(latencies), "errors": errors[0],
-            "qps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(float(np.percentile(values, 50)), 3),
-            "p95_ms": round(float(np.percentile(values, 95)), 3),
-            "p99_ms": round(float(np.percentile(values, 99)), 3)}
+    def __init__(self, features: dict[str, np.ndarray]) -> None:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "twotower"
+        for name, value in features.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        self.features = features
+        self.serialized = request.SerializeToString()
+        self.grpc_frame = h2load.grpc_frame(self.serialized)
+        self.rest_body = json.dumps({"inputs": {
+            name: [item.decode() if isinstance(item, bytes) else item for item in value.tolist()]
+            for name, value in features.items()}}).encode()
 
 
 def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
-        out: Optional[pathlib.Path]) -> pathlib.Path:
-    """Measures every mode, concurrency and batch, then the swap; writes the report."""
-    import grpc  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
+        batching_file: pathlib.Path, out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Measures every row, then the swap; writes the report."""
     from components.pusher import versions  # pylint: disable=import-outside-toplevel
-    from serving.flags import ServerOptions  # pylint: disable=import-outside-toplevel
-    from serving.server import ModelServer  # pylint: disable=import-outside-toplevel
     from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
+    from serving import batching_params  # pylint: disable=import-outside-toplevel
 
     available = versions.versions(str(model_base_path))
     if not available:
         raise TwoTowerError(f"no model version under {model_base_path}: run `make demo` (or "
                             "`twotower run`) first, or pass --model_base_path")
+    parameters = batching_params.parse(batching_file.read_text(), str(batching_file))
+    if h2load.binary() is None:
+        _log(h2load.INSTALL_HINT)
     commit = common.git_commit()
     source = model_base_path / str(available[-1])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "twotower")
         versions.publish(str(source), base, 1)
-        server = ModelServer(ServerOptions(models={"twotower": base}, port=0, rest_api_port=0,
-                                           poll_seconds=0.5, grpc_threads=32))
-        server.start()
-        signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
-        channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        try:
-            for batch in BATCHES:
-                features = _features(os.path.join(base, "1"), batch)
-                tensors = {name: tf.constant(value) for name, value in features.items()}
-                request = predict_pb2.PredictRequest()
-                request.model_spec.name = "twotower"
-                for name, value in features.items():
-                    request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-                floor = _FloorServer(_raw_response(channel, request))
-                floor_stub = prediction_service_pb2_grpc.PredictionServiceStub(floor.channel)
-                calls = {"in_process": lambda t=tensors: signature(**t),
-                         "grpc": lambda r=request: stub.Predict(r, 30),
-                         "grpc_floor": lambda r=request, s=floor_stub: s.Predict(r, 30)}
-                try:
-                    _measure(calls, batch, seconds, max_requests, rows)
-                finally:
-                    floor.stop()
-            swap = _swap(server, base, source, stub, request, seconds, max_requests)
-        finally:
-            channel.close()
-            server.stop()
-    notes = _notes(rows, swap)
+        requests = {batch: _Request(_features(os.path.join(base, "1"), batch))
+                    for batch in BATCHES}
+        rows += _in_process_rows(os.path.join(base, "1"), requests, seconds, max_requests)
+        swap: dict[str, Any] = {}
+        for batching in (False, True):
+            server = ServerProcess(base, str(batching_file) if batching else None)
+            try:
+                rows += _server_rows(server, requests, batching, seconds, max_requests, tmp)
+                if batching:
+                    swap = _swap(server, base, str(source), requests[1], tmp)
+            finally:
+                server.stop()
     config = {"model": str(source), "seconds_per_point": seconds, "max_requests": max_requests,
-              "concurrency": list(CONCURRENCY), "batches": list(BATCHES), "loopback": True}
-    return common.write_report("serving", config, rows, notes, out, commit,
+              "concurrency": list(CONCURRENCY), "batches": list(BATCHES), "loopback": True,
+              "batching_parameters_file": str(batching_file),
+              "batching_parameters": dataclasses.asdict(parameters),
+              "h2load": h2load.binary() is not None}
+    return common.write_report("serving", config, rows, _notes(rows, swap), out, commit,
                                extra={"swap": swap})
 
 
-def _measure(calls: dict[str, Callable[[], Any]], batch: int, seconds: float,
-             max_requests: int, rows: list[dict[str, Any]]) -> None:
-    """One row per mode and concurrency, appended to `rows`."""
-    for mode, call in calls.items():
-        call()
+def _in_process_rows(model_dir: str, requests: dict[int, _Request], seconds: float,
+                     max_requests: int) -> list[dict[str, Any]]:
+    """The signature called in this process, no server."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
+    scann_settings.import_scann_ops()
+    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+    rows = []
+    for batch, request in requests.items():
+        tensors = {name: tf.constant(value) for name, value in request.features.items()}
+        signature(**tensors)
         for concurrency in CONCURRENCY:
-            row = {"mode": mode, "concurrency": concurrency, "batch": batch,
-                   **closed_loop(call, concurrency, seconds, max_requests)}
-            _log(str(row))
-            rows.append(row)
+            rows.append(_row("in_process", "in_process", "none", False, concurrency, batch,
+                             closed_loop(lambda t=tensors: signature(**t), concurrency, seconds,
+                                         max_requests)))
+    return rows
 
 
-def _raw_response(channel: Any, request: Any) -> bytes:
-    """The server's serialized PredictResponse to `request`, undecoded."""
-    predict = channel.unary_unary(PREDICT_METHOD,
-                                  request_serializer=type(request).SerializeToString)
-    return predict(request, timeout=30)
+def _row(mode: str, client: str, protocol: str, batching: bool, concurrency: int, batch: int,
+         result: dict[str, Any]) -> dict[str, Any]:
+    row = {"mode": mode, "client": client, "protocol": protocol, "batching": batching,
+           "concurrency": concurrency, "batch": batch, **result}
+    _log(json.dumps(row))
+    return row
 
 
-class _FloorServer:
-    """A gRPC server on loopback answering every Predict with fixed response bytes.
-
-    Calling it with the official stub measures what any Python gRPC server would cost at
-    least: the transport, the request's serialization and the client's decoding of the
-    same response, with no model and no server-side work.
-    """
-
-    def __init__(self, response: bytes) -> None:
-        import grpc  # pylint: disable=import-outside-toplevel
-        from concurrent import futures  # pylint: disable=import-outside-toplevel
-        handler = grpc.unary_unary_rpc_method_handler(
-            lambda request, context: response, request_deserializer=None,
-            response_serializer=None)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "tensorflow.serving.PredictionService", {"Predict": handler}),))
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-
-    def stop(self) -> None:
-        self.channel.close()
-        self.server.stop(None)
+def _server_rows(server: ServerProcess, requests: dict[int, _Request], batching: bool,
+                 seconds: float, max_requests: int, tmp: str) -> list[dict[str, Any]]:
+    """h2load (gRPC and REST) and Python-client rows against one server process."""
+    rows = []
+    for batch, request in requests.items():
+        request_file = os.path.join(tmp, f"request-{batch}.pb")
+        pathlib.Path(request_file).write_bytes(request.serialized)
+        if h2load.binary():
+            for protocol in ("grpc", "rest"):
+                _h2load(server, request, protocol, 1, 0.0, max_requests=200)
+        for concurrency in CONCURRENCY:
+            if h2load.binary():
+                for protocol in ("grpc", "rest"):
+                    rows.append(_row(protocol, "h2load", protocol, batching, concurrency, batch,
+                                     _h2load(server, request, protocol, concurrency, seconds)))
+            rows.append(_row("grpc", "python", "grpc", batching, concurrency, batch,
+                             _python_client(server, request_file, concurrency, seconds,
+                                            max_requests)))
+    return rows
 
 
-def _swap(server: Any, base: str, source: pathlib.Path, stub: Any, request: Any,
-          seconds: float, max_requests: int) -> dict[str, int]:
-    """Publishes version 2 while 4 clients send requests; counts failures."""
+def _h2load(server: ServerProcess, request: _Request, protocol: str, concurrency: int,
+            seconds: float, max_requests: Optional[int] = None) -> dict[str, Any]:
+    """One h2load run; errors = non-2xx answers + the server's non-OK Predict answers."""
+    before = server.predict_counts()
+    if protocol == "grpc":
+        result = h2load.run(f"http://127.0.0.1:{server.grpc_port}{PREDICT_PATH}",
+                            request.grpc_frame, h2load.GRPC_HEADERS, concurrency, seconds,
+                            max_requests=max_requests)
+    else:
+        result = h2load.run(f"http://127.0.0.1:{server.rest_port}/v1/models/twotower:predict",
+                            request.rest_body, h2load.REST_HEADERS, concurrency, seconds,
+                            http1=True, max_requests=max_requests)
+    summary = result.summary()
+    summary["errors"] = summary.pop("http_errors") + _refused(before, server.predict_counts(),
+                                                              protocol)
+    return summary
+
+
+def _refused(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int],
+             protocol: str) -> int:
+    """Non-OK Predict answers of `protocol` between two /metrics readings."""
+    return sum(count - before.get(key, 0) for key, count in after.items()
+               if key[0] == protocol and key[1] != "OK")
+
+
+def _python_client(server: ServerProcess, request_file: str, concurrency: int, seconds: float,
+                   max_requests: int) -> dict[str, Any]:
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.serving_client", "--port", str(server.grpc_port),
+         "--request", request_file, "--concurrency", str(concurrency), "--seconds",
+         str(seconds), "--max-requests", str(max_requests)],
+        capture_output=True, text=True, timeout=seconds + 120, check=False)
+    if finished.returncode != 0:
+        from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
+        raise TwoTowerError(f"the Python client failed: {finished.stderr[-800:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def _swap(server: ServerProcess, base: str, source: str, request: _Request, tmp: str
+          ) -> dict[str, Any]:
+    """Under load at concurrency 16 (h2load, else the Python client): publishes version 2,
+    waits until it serves, then publishes a corrupt version 3, waits until it has failed to
+    load; counts failed requests."""
     from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    load_seconds = 25.0
+    request_file = os.path.join(tmp, "swap-request.pb")
+    pathlib.Path(request_file).write_bytes(request.serialized)
     result: dict[str, Any] = {}
-    load = threading.Thread(target=lambda: result.update(closed_loop(
-        lambda: stub.Predict(request, 30), 4, max(seconds, 6.0), max_requests)))
+    before = server.predict_counts()
+    if h2load.binary():
+        load = threading.Thread(target=lambda: result.update(h2load.run(
+            f"http://127.0.0.1:{server.grpc_port}{PREDICT_PATH}", request.grpc_frame,
+            h2load.GRPC_HEADERS, 16, load_seconds).summary()))
+    else:
+        load = threading.Thread(target=lambda: result.update(_python_client(
+            server, request_file, 16, load_seconds, 10 ** 9)))
     load.start()
-    time.sleep(1.0)
-    versions.publish(str(source), base, 2)
+    time.sleep(2.0)
+    versions.publish(source, base, 2)
+    swapped = _wait(lambda: server.served_version() == 2, load_seconds / 2)
+    corrupt = os.path.join(tmp, "corrupt")
+    shutil.copytree(source, corrupt)
+    pathlib.Path(corrupt, "saved_model.pb").write_bytes(b"not a SavedModel")
+    versions.publish(corrupt, base, 3)
+    rejected = _wait(lambda: 3 in server.failed_versions(), load_seconds / 3)
     load.join()
-    swapped = server.manager.get("twotower").version == 2
-    _log(f"swap: {result['requests']} requests, {result['errors']} failed, swapped {swapped}")
-    return {"requests": result["requests"], "failed": result["errors"], "swapped": swapped}
+    failed = (result.get("http_errors", 0) + result.get("errors", 0)
+              + _refused(before, server.predict_counts(), "grpc"))
+    swap = {"client": "h2load" if h2load.binary() else "python", "concurrency": 16,
+            "requests": result["requests"], "failed": failed, "swapped": swapped,
+            "corrupt_rejected": rejected, "served_after": server.served_version()}
+    _log(f"swap: {swap}")
+    return swap
 
 
-def _notes(rows: list[dict[str, Any]], swap: dict[str, int]) -> str:
-    def p50(mode: str, batch: int) -> float:
-        return next(r["p50_ms"] for r in rows if r["mode"] == mode and r["batch"] == batch
-                    and r["concurrency"] == 1)
-    parts = ["Closed loop on loopback; one process holds the server and the load generator, "
-             "so at concurrency > 1 both compete for the 2 cores."]
-    for batch in BATCHES:
-        grpc_ms, local_ms = p50("grpc", batch), p50("in_process", batch)
-        floor_ms = p50("grpc_floor", batch)
-        parts.append(f"batch {batch}, concurrency 1: gRPC p50 {grpc_ms:.2f} ms vs in-process "
-                     f"{local_ms:.2f} ms ({grpc_ms / local_ms:.2f}x, +{grpc_ms - local_ms:.2f} ms); "
-                     f"the floor (fixed response bytes, no model) {floor_ms:.2f} ms, so in-process "
-                     f"+ floor = {local_ms + floor_ms:.2f} ms "
-                     f"({(local_ms + floor_ms) / local_ms:.2f}x) and the server's own work "
-                     f"(gRPC - floor - in-process) {grpc_ms - floor_ms - local_ms:.2f} ms.")
-    parts.append(f"Hot swap under load: {swap['failed']} of {swap['requests']} requests failed.")
+def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _pick(rows: list[dict[str, Any]], **match: Any) -> Optional[dict[str, Any]]:
+    return next((row for row in rows if all(row[k] == v for k, v in match.items())), None)
+
+
+def _notes(rows: list[dict[str, Any]], swap: dict[str, Any]) -> str:
+    parts = ["Closed loop on loopback, server in its own process (`twotower serve`). "
+             "in_process: the signature called directly (no server). h2load: C client, "
+             "gRPC = pre-framed PredictRequest over HTTP/2, REST = JSON over HTTP/1.1; "
+             "latency from h2load's per-request log. python: tensorflow-serving-api stub in "
+             "a separate process, including its own encoding and decoding."]
+    local = _pick(rows, mode="in_process", batch=1, concurrency=1)
+    remote = _pick(rows, client="h2load", protocol="grpc", batching=False, batch=1,
+                   concurrency=1)
+    if local and remote:
+        parts.append(f"Batch 1, concurrency 1: gRPC (h2load) mean {remote['mean_ms']:.2f} ms / "
+                     f"p50 {remote['p50_ms']:.2f} ms vs in-process {local['mean_ms']:.2f} / "
+                     f"{local['p50_ms']:.2f} ms: +{remote['mean_ms'] - local['mean_ms']:.2f} ms "
+                     f"mean, +{remote['p50_ms'] - local['p50_ms']:.2f} ms p50.")
+    for client, protocol in (("h2load", "grpc"), ("h2load", "rest"), ("python", "grpc")):
+        off = _pick(rows, client=client, protocol=protocol, batching=False, batch=1,
+                    concurrency=16)
+        on = _pick(rows, client=client, protocol=protocol, batching=True, batch=1,
+                   concurrency=16)
+        if off and on:
+            parts.append(f"Batch 1, concurrency 16, {protocol} ({client}): {off['qps']:.0f} "
+                         f"req/s without batching, {on['qps']:.0f} with "
+                         f"({on['qps'] / off['qps']:.2f}x; p99 {on['p99_ms']:.1f} ms, "
+                         f"{on['errors']} errors).")
+    grpc_on = _pick(rows, client="h2load", protocol="grpc", batching=True, batch=1,
+                    concurrency=16)
+    rest_on = _pick(rows, client="h2load", protocol="rest", batching=True, batch=1,
+                    concurrency=16)
+    if grpc_on and rest_on:
+        parts.append(f"REST / gRPC throughput at that point: "
+                     f"{rest_on['qps'] / grpc_on['qps']:.2f}.")
+    if swap:
+        parts.append(f"Hot swap then a corrupt version under load ({swap['client']}, "
+                     f"concurrency 16, batching on): {swap['failed']} of {swap['requests']} "
+                     f"requests failed; swapped {swap['swapped']}, corrupt version rejected "
+                     f"{swap['corrupt_rejected']}, serving version {swap['served_after']} after.")
     return " ".join(parts)
-
 
 def _log(message: str) -> None:
     print(f"[serving] {message}", file=sys.stderr, flush=True)
@@ -231,10 +303,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base path whose latest version is benchmarked")
     parser.add_argument("--seconds", type=float, default=5.0, help="per operating point")
     parser.add_argument("--max-requests", type=int, default=20_000, help="per operating point")
+    parser.add_argument("--batching_parameters_file", type=pathlib.Path,
+                        default=DEFAULT_BATCHING_FILE,
+                        help="TF Serving batching parameters for the batching-on rows")
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/serving.json)")
 
 
 def main_from_args(args: argparse.Namespace) -> None:
-    path = run(args.model_base_path, args.seconds, args.max_requests, args.out)
+    path = run(args.model_base_path, args.seconds, args.max_requests,
+               args.batching_parameters_file, args.out)
     print(f"wrote {path}")

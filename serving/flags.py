@@ -2,7 +2,8 @@
 fast).
 
 Flags follow tensorflow_model_server's where one exists (--port, --rest_api_port,
---model_name, --model_base_path, --model_config_file, --file_system_poll_wait_seconds);
+--model_name, --model_base_path, --model_config_file, --file_system_poll_wait_seconds, --enable_batching,
+--batching_parameters_file with TF Serving's text format: serving/batching_params.py);
 --host, --max_batch_size, --max_request_bytes, --grpc_threads and
 --ssl_cert_file/--ssl_key_file are ours (TF Serving takes TLS settings as an
 --ssl_config_file proto, which tensorflow-serving-api does not ship).
@@ -15,6 +16,7 @@ import os
 from typing import Optional
 
 from pipeline.errors import TwoTowerError
+from serving import batching_params
 
 
 @dataclasses.dataclass
@@ -31,6 +33,7 @@ class ServerOptions:
     grpc_threads: int = 16
     ssl_cert_file: Optional[str] = None
     ssl_key_file: Optional[str] = None
+    batching: Optional[batching_params.BatchingParameters] = None
 
 
 def models_from_flags(model_name: Optional[str], model_base_path: Optional[str],
@@ -72,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_request_bytes", type=int, default=4 << 20)
     parser.add_argument("--grpc_threads", type=int, default=16,
                         help="concurrent gRPC requests")
+    parser.add_argument("--enable_batching", action="store_true",
+                        help="merge concurrent requests into one TF call (server-side batching)")
+    parser.add_argument("--batching_parameters_file",
+                        help="TF Serving BatchingParameters text proto (max_batch_size, "
+                             "batch_timeout_micros, max_enqueued_batches, num_batch_threads, "
+                             "pad_variable_length_inputs); needs --enable_batching")
     parser.add_argument("--ssl_cert_file", help="PEM certificate; enables TLS on both ports")
     parser.add_argument("--ssl_key_file", help="PEM private key for --ssl_cert_file")
 
@@ -84,4 +93,5 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         host=args.host, port=args.port, rest_api_port=args.rest_api_port,
         poll_seconds=args.file_system_poll_wait_seconds, max_batch_size=args.max_batch_size,
         max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_threads,
-        ssl_cert_file=args.ssl_cert_file, ssl_key_file=args.ssl_key_file)
+        ssl_cert_file=args.ssl_cert_file, ssl_key_file=args.ssl_key_file,
+        batching=batching_params.from_flags(args.enable_batching, args.batching_parameters_file))

@@ -1,9 +1,16 @@
 """TF Serving's gRPC API over the ModelManager: PredictionService.Predict and
 GetModelMetadata, ModelService.GetModelStatus. Classify, Regress, MultiInference and
-HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do)."""
+HandleReloadConfigRequest answer UNIMPLEMENTED (the generated base classes do).
+
+The handlers are coroutines on a grpc.aio server: one event loop thread receives every
+request, validates it and awaits its TF call (on the batcher's threads, or on a thread pool
+when batching is off). The thread-per-request server this replaced spent more time passing
+the GIL among its threads than in the model (reports/serving.json's notes).
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+import concurrent.futures
+from typing import Any, Awaitable, Callable
 
 import grpc
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -47,52 +54,68 @@ class _Guard:
     def __init__(self, registry: metrics_lib.Registry) -> None:
         self.registry = registry
 
-    def run(self, context: grpc.ServicerContext, method: str, model: str,
-            body: Callable[[], Any]) -> Any:
+    async def run(self, context: grpc.aio.ServicerContext, method: str, model: str,
+                  body: Callable[[], Awaitable[Any]]) -> Any:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before start")
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                "deadline exceeded before start")
         with self.registry.timer("grpc", method, model) as outcome:
             try:
-                return body()
+                return await body()
             except RequestError as e:
                 outcome.error(e.code.name)
-                context.abort(e.code, str(e))
+                await context.abort(e.code, str(e))
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata."""
 
     def __init__(self, manager: ModelManager, max_batch: int,
-                 registry: metrics_lib.Registry) -> None:
+                 registry: metrics_lib.Registry, executor: concurrent.futures.Executor) -> None:
+        """Args:
+          manager: The served models.
+          max_batch: The largest request batch accepted (--max_batch_size).
+          registry: Request metrics.
+          executor: Where unbatched TF calls run (--grpc_threads threads).
+        """
         self.manager = manager
         self.max_batch = max_batch
         self.guard = _Guard(registry)
+        self.executor = executor
+        self.in_flight = 0
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
-                ) -> bytes:
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> bytes:
         """Returns the serialized PredictResponse (registered with an identity serializer
         by `add_to_server`; serving/wire.py says why)."""
-        def body() -> bytes:
+        async def body() -> bytes:
             spec = request.model_spec
-            version, signature_name, outputs = self.manager.predict_protos(
-                spec.name, _version(spec), spec.signature_name, request.inputs, self.max_batch)
-            answered = model_pb2.ModelSpec(name=spec.name, signature_name=signature_name)
-            answered.version.value = version
+            call = self.manager.prepare(spec.name, _version(spec), spec.signature_name,
+                                        request.inputs, self.max_batch)
+            known = call.loaded.signatures[call.signature_name].outputs
+            unknown = sorted(set(request.output_filter) - set(known))
+            if unknown:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"output_filter names unknown outputs {unknown}; outputs "
+                                   f"are {sorted(known)}")
+            outputs = await self.manager.run_async(call, self.executor,
+                                                   alone=self.in_flight == 1)
             if request.output_filter:
-                unknown = sorted(set(request.output_filter) - set(outputs))
-                if unknown:
-                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       f"output_filter names unknown outputs {unknown}; "
-                                       f"outputs are {sorted(outputs)}")
                 outputs = {name: outputs[name] for name in request.output_filter}
+            answered = model_pb2.ModelSpec(name=spec.name, signature_name=call.signature_name)
+            answered.version.value = call.loaded.version
             return wire.predict_response(outputs, answered)
-        return self.guard.run(context, "Predict", request.model_spec.name, body)
+        self.in_flight += 1
+        try:
+            return await self.guard.run(context, "Predict", request.model_spec.name, body)
+        finally:
+            self.in_flight -= 1
 
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context: grpc.ServicerContext
-                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                               context: grpc.aio.ServicerContext
+                               ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        async def body() -> get_model_metadata_pb2.GetModelMetadataResponse:
             fields = set(request.metadata_field)
             if fields - {"signature_def"}:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -107,7 +130,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 definitions.signature_def[name].CopyFrom(signature_def(signature))
             response.metadata["signature_def"].Pack(definitions)
             return response
-        return self.guard.run(context, "GetModelMetadata", request.model_spec.name, body)
+        return await self.guard.run(context, "GetModelMetadata", request.model_spec.name, body)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -117,10 +140,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.manager = manager
         self.guard = _Guard(registry)
 
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context: grpc.ServicerContext
-                       ) -> get_model_status_pb2.GetModelStatusResponse:
-        def body() -> get_model_status_pb2.GetModelStatusResponse:
+    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> get_model_status_pb2.GetModelStatusResponse:
+        async def body() -> get_model_status_pb2.GetModelStatusResponse:
             response = get_model_status_pb2.GetModelStatusResponse()
             for status in self.manager.status(request.model_spec.name,
                                               _version(request.model_spec)):
@@ -130,10 +153,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                     entry.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
                     entry.status.error_message = status.error
             return response
-        return self.guard.run(context, "GetModelStatus", request.model_spec.name, body)
+        return await self.guard.run(context, "GetModelStatus", request.model_spec.name, body)
 
 
-def add_to_server(prediction: PredictionService, model: ModelService, server: grpc.Server
+def add_to_server(prediction: PredictionService, model: ModelService, server: grpc.aio.Server
                   ) -> None:
     """Registers both services under TF Serving's names; Predict's response goes onto the
     wire as the bytes it returns, the other RPCs as the generated code registers them."""

@@ -1,22 +1,40 @@
-"""Prometheus text-format metrics: requests, errors, latency histogram, loaded versions."""
+"""Prometheus text-format metrics: requests, errors, latency histogram, loaded versions, and
+the batcher's merged-call sizes, queueing times and refusals."""
 from __future__ import annotations
 
 import bisect
-import contextlib
 import threading
 import time
 from collections import defaultdict
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 BUCKETS_MS = (0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
+# Per-model histograms and counters the batcher reports (serving/batching.py).
+HISTOGRAMS = {"batch_rows": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+              "batch_queue_ms": (0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)}
+COUNTERS = ("batch_queue_full",)
 
 
 class _Outcome:
-    def __init__(self) -> None:
+    """Times one request as a context manager; the caller marks errors with `error`."""
+
+    def __init__(self, registry: "Registry", key: tuple[str, str, str]) -> None:
+        self.registry = registry
+        self.key = key
         self.code = "OK"
+        self.started = 0.0
 
     def error(self, code: str) -> None:
         self.code = code
+
+    def __enter__(self) -> "_Outcome":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None and self.code == "OK":
+            self.code = "INTERNAL"
+        self.registry.record(*self.key, self.code, (time.perf_counter() - self.started) * 1000)
 
 
 class Registry:
@@ -28,21 +46,12 @@ class Registry:
         self._buckets: dict[tuple[str, ...], list[int]] = defaultdict(
             lambda: [0] * (len(BUCKETS_MS) + 1))
         self._sums: dict[tuple[str, ...], float] = defaultdict(float)
+        self._model_histograms: dict[tuple[str, str], list[float]] = {}
+        self._model_counters: dict[tuple[str, str], int] = defaultdict(int)
 
-    @contextlib.contextmanager
-    def timer(self, protocol: str, method: str, model: str) -> Iterator[_Outcome]:
-        """Times a request; the caller marks errors on the yielded outcome."""
-        outcome = _Outcome()
-        started = time.perf_counter()
-        try:
-            yield outcome
-        except BaseException:
-            if outcome.code == "OK":
-                outcome.error("INTERNAL")
-            raise
-        finally:
-            self.record(protocol, method, model, outcome.code,
-                        (time.perf_counter() - started) * 1000)
+    def timer(self, protocol: str, method: str, model: str) -> _Outcome:
+        """Times a request (a context manager); the caller marks errors on it."""
+        return _Outcome(self, (protocol, method, model))
 
     def record(self, protocol: str, method: str, model: str, code: str, ms: float) -> None:
         key = (protocol, method, model)
@@ -50,6 +59,40 @@ class Registry:
             self._requests[key + (code,)] += 1
             self._buckets[key][bisect.bisect_left(BUCKETS_MS, ms)] += 1
             self._sums[key] += ms
+
+    def observe(self, metric: str, model: str, value: float) -> None:
+        """Adds a value to one of HISTOGRAMS (bucket counts, then sum)."""
+        bounds = HISTOGRAMS[metric]
+        with self._lock:
+            counts = self._model_histograms.setdefault((metric, model), [0.0] * (len(bounds) + 2))
+            counts[bisect.bisect_left(bounds, value)] += 1
+            counts[-1] += value
+
+    def count(self, metric: str, model: str) -> None:
+        """Increments one of COUNTERS."""
+        with self._lock:
+            self._model_counters[(metric, model)] += 1
+
+    def _render_model_metrics(self) -> list[str]:
+        lines = []
+        for metric, bounds in HISTOGRAMS.items():
+            lines.append(f"# TYPE twotower_{metric} histogram")
+            for (name, model), counts in sorted(self._model_histograms.items()):
+                if name != metric:
+                    continue
+                total = 0
+                for bound, count in zip(list(bounds) + ["+Inf"], counts):
+                    total += int(count)
+                    lines.append(f'twotower_{metric}_bucket{{model="{model}",le="{bound}"}} '
+                                 f"{total}")
+                lines.append(f'twotower_{metric}_sum{{model="{model}"}} {counts[-1]:.3f}')
+                lines.append(f'twotower_{metric}_count{{model="{model}"}} {total}')
+        for metric in COUNTERS:
+            lines.append(f"# TYPE twotower_{metric}_total counter")
+            for (name, model), count in sorted(self._model_counters.items()):
+                if name == metric:
+                    lines.append(f'twotower_{metric}_total{{model="{model}"}} {count}')
+        return lines
 
     def render(self, loaded_versions: Callable[[], dict[str, int]]) -> str:
         """The text exposition format."""
@@ -69,6 +112,7 @@ class Registry:
                 lines.append(f"twotower_request_latency_ms_sum{{{labels}}} "
                              f"{self._sums[(protocol, method, model)]:.3f}")
                 lines.append(f"twotower_request_latency_ms_count{{{labels}}} {total}")
+            lines.extend(self._render_model_metrics())
         lines.append("# TYPE twotower_loaded_version gauge")
         for model, version in sorted(loaded_versions().items()):
             lines.append(f'twotower_loaded_version{{model="{model}"}} {version}')

@@ -7,13 +7,19 @@ become the served version (one reference assignment under a lock; requests in fl
 the version object they started with). If loading or warm-up fails, the previous version
 keeps serving and the failure is reported by `status` (GetModelStatus). Older versions are
 unloaded after a swap (TF Serving's default "latest" policy); a version whose folder is
-deleted keeps serving from memory until a newer one loads.
+deleted keeps serving from memory until a newer one loads. With batching on, requests run
+through serving/batching.py's Batcher, and each version's merged-call functions are traced
+while it loads, before it serves.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import re
 import threading
+import typing
 from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
@@ -24,10 +30,14 @@ from tensorflow.core.framework import tensor_pb2
 
 from components.index_builder import warmup
 from components.pusher import versions as versions_lib
-from serving import proto_call, signatures
+from serving import batching, proto_call, signatures
+from serving import metrics as metrics_lib
+from serving.batching_params import BatchingParameters
 from serving.signatures import RequestError
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
+# Merged-call request counts traced while a version loads (larger ones trace on first use).
+PRETRACED_REQUESTS = 16
 
 
 ASSERTION = re.compile(r"assertion failed: \[([^\]]*)\]")
@@ -50,6 +60,32 @@ class LoadedVersion:
     model: Any
     signatures: dict[str, signatures.Signature]
     runners: dict[str, proto_call.ProtoRunner]
+    batch_runners: dict[str, proto_call.BatchedProtoRunner] = dataclasses.field(
+        default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedCall:
+    """A validated request bound to the version that will answer it."""
+
+    model: str
+    loaded: LoadedVersion
+    signature_name: str
+    inputs: Mapping[str, tensor_pb2.TensorProto]
+
+    @property
+    def runner(self) -> proto_call.ProtoRunner:
+        return self.loaded.runners[self.signature_name]
+
+
+def _checked(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function` with the model's InvalidArgumentError answered as INVALID_ARGUMENT."""
+    def call(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except tf.errors.InvalidArgumentError as e:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
+    return call
 
 
 @dataclasses.dataclass
@@ -69,8 +105,17 @@ class _Model:
     statuses: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
 
 
-def load_version(path: str, version: int) -> LoadedVersion:
-    """Loads a SavedModel and describes its signatures; replays its warm-up requests."""
+def load_version(path: str, version: int, batching_params: Optional[BatchingParameters] = None
+                 ) -> LoadedVersion:
+    """Loads a SavedModel and describes its signatures; replays its warm-up requests.
+
+    Args:
+      path: The version folder.
+      version: Its number.
+      batching_params: When given, merged-call functions are traced for request counts up
+        to PRETRACED_REQUESTS (bounded by max_batch_size), so the first merged calls after
+        a swap do not pay for tracing.
+    """
     model = tf.saved_model.load(path)
     described = {name: signatures.describe(function)
                  for name, function in model.signatures.items()}
@@ -80,6 +125,15 @@ def load_version(path: str, version: int) -> LoadedVersion:
         name = request.model_spec.signature_name or "serving_default"
         signatures.validate_protos(loaded.signatures[name], request.inputs, max_batch=1 << 30)
         runners[name](request.inputs)
+    if batching_params is not None:
+        counts = range(proto_call.bucket(min(batching_params.max_batch_size,
+                                             PRETRACED_REQUESTS)).bit_length())
+        for name, signature in described.items():
+            runner = proto_call.BatchedProtoRunner(
+                signature, batching_params.pad_variable_length_inputs)
+            for power in counts:
+                runner.traced(1 << power)
+            loaded.batch_runners[name] = runner
     return loaded
 
 
@@ -87,14 +141,31 @@ class ModelManager:
     """The served versions of every configured model."""
 
     def __init__(self, models: dict[str, str],
-                 loader: Callable[[str, int], LoadedVersion] = load_version) -> None:
+                 loader: Optional[Callable[[str, int], LoadedVersion]] = None,
+                 batching_params: Optional[BatchingParameters] = None,
+                 registry: Optional[metrics_lib.Registry] = None,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         """Args:
           models: Model name -> model base path (numeric version folders beneath).
-          loader: Loads one version folder (tests substitute failures).
+          loader: Loads one version folder (tests substitute failures); default
+            `load_version` with `batching_params`.
+          batching_params: Server-side batching settings; None runs each request alone.
+          registry: Where the batcher reports its metrics.
+          loop: The running event loop the batcher lives on (required with batching).
+
+        Raises:
+          ValueError: batching_params without a loop.
         """
         self._models = {name: _Model(name, path) for name, path in models.items()}
         self._lock = threading.Lock()
-        self._loader = loader
+        self._loader = loader or functools.partial(load_version,
+                                                   batching_params=batching_params)
+        self._batcher: Optional[batching.Batcher] = None
+        if batching_params is not None:
+            if loop is None:
+                raise ValueError("batching needs the event loop the gRPC server runs on")
+            self._batcher = batching.Batcher(batching_params, registry or metrics_lib.Registry(),
+                                             loop)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -192,31 +263,75 @@ class ModelManager:
     def predict(self, name: str, version: Optional[int], signature_name: str,
                 inputs: dict[str, np.ndarray], max_batch: int
                 ) -> tuple[int, dict[str, np.ndarray]]:
-        """Validates and runs one request; returns (version used, outputs as numpy)."""
+        """Validates and runs one REST request; returns (version used, outputs as numpy).
+
+        With batching on, the validated inputs become TensorProtos and share the gRPC
+        requests' merged calls.
+        """
         loaded, signature_name = self._signature(name, version, signature_name)
         signature = loaded.signatures[signature_name]
         tensors = signatures.validate(signature, inputs, max_batch)
+        if self._batcher is not None:
+            protos = {key: tf.make_tensor_proto(value.numpy()) for key, value in tensors.items()}
+            used, _, outputs = self.predict_protos(name, loaded.version, signature_name, protos,
+                                                   max_batch)
+            return used, {key: tf.make_ndarray(tensor_pb2.TensorProto.FromString(value))
+                          for key, value in outputs.items()}
         try:
             outputs = signature.function(**tensors)
         except tf.errors.InvalidArgumentError as e:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
         return loaded.version, {key: value.numpy() for key, value in outputs.items()}
 
+    def prepare(self, name: str, version: Optional[int], signature_name: str,
+                inputs: Mapping[str, tensor_pb2.TensorProto], max_batch: int) -> PreparedCall:
+        """Resolves the version and signature and validates one gRPC request's inputs.
+
+        Raises:
+          RequestError: NOT_FOUND or INVALID_ARGUMENT naming the problem.
+        """
+        loaded, signature_name = self._signature(name, version, signature_name)
+        signatures.validate_protos(loaded.signatures[signature_name], inputs, max_batch)
+        return PreparedCall(name, loaded, signature_name, inputs)
+
+    def run(self, call: PreparedCall) -> dict[str, bytes]:
+        """Runs a prepared call on this thread (merged with others when batching is on);
+        output name -> serialized TensorProto."""
+        if self._batcher is None:
+            return _checked(call.runner)(call.inputs)
+        return self._batcher.run_threadsafe(*self._batch_arguments(call))
+
+    async def run_async(self, call: PreparedCall, executor: concurrent.futures.Executor,
+                        alone: bool = False) -> dict[str, bytes]:
+        """`run` for an asyncio event loop: the merged call's result is awaited, or the
+        unbatched call runs on `executor` so the loop keeps serving; or, when the caller
+        knows no other request is in flight (`alone`), on the loop thread at once (a hand-
+        off to a thread costs more than the loop is blocked: serving/grpc_service.py)."""
+        if self._batcher is not None:
+            return await self._batcher.run(*self._batch_arguments(call))
+        if alone:
+            return _checked(call.runner)(call.inputs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, _checked(call.runner), call.inputs)
+
     def predict_protos(self, name: str, version: Optional[int], signature_name: str,
                        inputs: Mapping[str, tensor_pb2.TensorProto], max_batch: int
                        ) -> tuple[int, str, dict[str, bytes]]:
-        """Validates and runs one gRPC request in one TensorFlow call.
+        """Validates and runs one request of TensorProtos.
 
         Returns:
           (version used, signature name used, output name -> serialized TensorProto).
         """
-        loaded, signature_name = self._signature(name, version, signature_name)
-        signatures.validate_protos(loaded.signatures[signature_name], inputs, max_batch)
-        try:
-            outputs = loaded.runners[signature_name](inputs)
-        except tf.errors.InvalidArgumentError as e:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
-        return loaded.version, signature_name, outputs
+        call = self.prepare(name, version, signature_name, inputs, max_batch)
+        return call.loaded.version, call.signature_name, self.run(call)
+
+    def _batch_arguments(self, call: PreparedCall) -> tuple[Any, ...]:
+        batcher = typing.cast(batching.Batcher, self._batcher)
+        signature = call.loaded.signatures[call.signature_name]
+        key = (call.model, call.loaded.version, call.signature_name, batching.merge_key(
+            signature, call.inputs, batcher.params.pad_variable_length_inputs))
+        return (key, call.model, call.inputs, batching.rows(signature, call.inputs),
+                _checked(call.loaded.batch_runners[call.signature_name]), _checked(call.runner))
 
     def start(self, poll_seconds: float) -> None:
         """Polls now, then every poll_seconds in a daemon thread."""
@@ -235,3 +350,5 @@ class ModelManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._batcher is not None:
+            self._batcher.loop.call_soon_threadsafe(self._batcher.stop)
