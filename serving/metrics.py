@@ -2,6 +2,7 @@
 the batcher's merged-call sizes, queueing times and refusals."""
 from __future__ import annotations
 
+import asyncio
 import bisect
 import threading
 import time
@@ -33,7 +34,10 @@ class _Outcome:
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if kind is not None and self.code == "OK":
-            self.code = "INTERNAL"
+            # A client that goes away mid-request (a load generator stopping, a closed
+            # connection) is CANCELLED, as gRPC reports it, not a server error.
+            cancelled = issubclass(kind, (asyncio.CancelledError, ConnectionError))
+            self.code = "CANCELLED" if cancelled else "INTERNAL"
         self.registry.record(*self.key, self.code, (time.perf_counter() - self.started) * 1000)
 
 

@@ -37,12 +37,14 @@ def test_server_error_counts_from_metrics():
         'twotower_requests_total{protocol="grpc",method="Predict",model="twotower",code="OK"} 90',
         'twotower_requests_total{protocol="grpc",method="Predict",model="twotower",'
         'code="UNAVAILABLE"} 4',
+        'twotower_requests_total{protocol="grpc",method="Predict",model="twotower",'
+        'code="CANCELLED"} 16',
         'twotower_requests_total{protocol="rest",method="Predict",model="twotower",'
         'code="INVALID_ARGUMENT"} 2',
         'twotower_requests_total{protocol="grpc",method="GetModelStatus",model="twotower",'
         'code="NOT_FOUND"} 7'])
     after = server_process.predict_counts(text)
-    assert after == {("grpc", "OK"): 90, ("grpc", "UNAVAILABLE"): 4,
+    assert after == {("grpc", "OK"): 90, ("grpc", "UNAVAILABLE"): 4, ("grpc", "CANCELLED"): 16,
                      ("rest", "INVALID_ARGUMENT"): 2}
     before = {("grpc", "OK"): 10, ("grpc", "UNAVAILABLE"): 1}
     assert serving._refused(before, after, "grpc") == 3

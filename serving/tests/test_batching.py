@@ -278,3 +278,13 @@ def test_rest_requests_share_the_batcher(batched_server):
         _request(["u1", "u2"]), 10)
     assert [p["item_ids"] for p in predictions] == \
         tf.make_ndarray(response.outputs["item_ids"]).astype(str).tolist()
+
+
+def test_cancelled_requests_are_counted_apart_from_server_errors():
+    registry = metrics.Registry()
+    for error in (asyncio.CancelledError, BrokenPipeError, ValueError):
+        with pytest.raises(error):
+            with registry.timer("grpc", "Predict", "m"):
+                raise error()
+    text = registry.render(dict)
+    assert 'code="CANCELLED"} 2' in text and 'code="INTERNAL"} 1' in text
