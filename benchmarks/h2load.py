@@ -111,3 +111,28 @@ def run(url: str, body: bytes, headers: tuple[str, ...], concurrency: int, secon
         raise TwoTowerError(f"h2load logged no request: {finished.stdout[-800:]}")
     wall = (starts.max() - starts.min()) / 1e6 + float(np.median(durations)) / 1000.0
     return Result(statuses, durations, max(wall, 1e-6))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Writes the gRPC frame and REST body the bench sends, for running h2load by hand
+    against any server with TF Serving's API (README "Serving under load")."""
+    import argparse  # pylint: disable=import-outside-toplevel
+    import pathlib  # pylint: disable=import-outside-toplevel
+    from benchmarks import serving  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--model", required=True, help="a pushed version folder (its warm-up "
+                                                       "requests give the query rows)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--model_name", default="twotower")
+    parser.add_argument("--out", default=".", help="folder for request.grpc and request.json")
+    args = parser.parse_args(argv)
+    request = serving.Request(serving.features(args.model, args.batch), args.model_name)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "request.grpc").write_bytes(request.grpc_frame)
+    (out / "request.json").write_bytes(request.rest_body)
+    print(f"wrote {out / 'request.grpc'} and {out / 'request.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,7 @@ PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 DEFAULT_BATCHING_FILE = pathlib.Path("configs/batching_parameters.pbtxt")
 
 
-def _features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
+def features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
     """`batch` rows of raw query features, cycled from the model's warm-up requests (eval
     rows of the data it was trained on, so any feature set works)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -60,15 +60,15 @@ def _features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
     return {name: values[rows] for name, values in columns.items()}
 
 
-class _Request:
+class Request:
     """One request in every form the rows send: tensors (in process), a serialized
     PredictRequest (Python client), its gRPC frame (h2load) and a REST JSON body."""
 
-    def __init__(self, features: dict[str, np.ndarray]) -> None:
+    def __init__(self, features: dict[str, np.ndarray], model_name: str = "twotower") -> None:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = "twotower"
+        request.model_spec.name = model_name
         for name, value in features.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         self.features = features
@@ -99,7 +99,7 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "twotower")
         versions.publish(str(source), base, 1)
-        requests = {batch: _Request(_features(os.path.join(base, "1"), batch))
+        requests = {batch: Request(features(os.path.join(base, "1"), batch))
                     for batch in BATCHES}
         rows += _in_process_rows(os.path.join(base, "1"), requests, seconds, max_requests)
         swap: dict[str, Any] = {}
@@ -120,7 +120,7 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
                                extra={"swap": swap})
 
 
-def _in_process_rows(model_dir: str, requests: dict[int, _Request], seconds: float,
+def _in_process_rows(model_dir: str, requests: dict[int, Request], seconds: float,
                      max_requests: int) -> list[dict[str, Any]]:
     """The signature called in this process, no server."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -146,7 +146,7 @@ def _row(mode: str, client: str, protocol: str, batching: bool, concurrency: int
     return row
 
 
-def _server_rows(server: ServerProcess, requests: dict[int, _Request], batching: bool,
+def _server_rows(server: ServerProcess, requests: dict[int, Request], batching: bool,
                  seconds: float, max_requests: int, tmp: str) -> list[dict[str, Any]]:
     """h2load (gRPC and REST) and Python-client rows against one server process."""
     rows = []
@@ -167,7 +167,7 @@ def _server_rows(server: ServerProcess, requests: dict[int, _Request], batching:
     return rows
 
 
-def _h2load(server: ServerProcess, request: _Request, protocol: str, concurrency: int,
+def _h2load(server: ServerProcess, request: Request, protocol: str, concurrency: int,
             seconds: float, max_requests: Optional[int] = None) -> dict[str, Any]:
     """One h2load run; errors = non-2xx answers + the server's non-OK Predict answers."""
     before = server.predict_counts()
@@ -207,7 +207,7 @@ def _python_client(server: ServerProcess, request_file: str, concurrency: int, s
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def _swap(server: ServerProcess, base: str, source: str, request: _Request, tmp: str
+def _swap(server: ServerProcess, base: str, source: str, request: Request, tmp: str
           ) -> dict[str, Any]:
     """Under load at concurrency 16 (h2load, else the Python client): publishes version 2,
     waits until it serves, then publishes a corrupt version 3, waits until it has failed to

@@ -16,8 +16,8 @@ The queues live on the gRPC server's asyncio event loop: a request is queued and
 caller resumed without a thread switch, and merged calls run on `num_batch_threads`
 threads while the loop goes on receiving requests. (Running merged calls on the loop
 thread itself was measured too: with timeout 0 every call then held one request, since
-the loop cannot receive while it runs the model.) REST handler threads submit to the same
-queues (`run_threadsafe`), so REST and gRPC requests share merged calls.
+the loop cannot receive while it runs the model.) REST requests run unbatched on their
+connection threads (ModelManager.predict says why).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import time
-from typing import Any, Callable, Hashable, Mapping, Optional
+from typing import Callable, Hashable, Mapping, Optional
 
 import grpc
 from tensorflow.core.framework import tensor_pb2
@@ -152,10 +152,6 @@ class Batcher:
         queue.rows += request_rows
         self._schedule()
         return await task.future
-
-    def run_threadsafe(self, *args: Any) -> Outputs:
-        """`run` from another thread (the REST server's), blocking until done."""
-        return asyncio.run_coroutine_threadsafe(self.run(*args), self.loop).result()
 
     def _schedule(self) -> None:
         """Drains once the loop has queued every request ready now (call_soon runs after

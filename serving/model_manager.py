@@ -263,20 +263,13 @@ class ModelManager:
     def predict(self, name: str, version: Optional[int], signature_name: str,
                 inputs: dict[str, np.ndarray], max_batch: int
                 ) -> tuple[int, dict[str, np.ndarray]]:
-        """Validates and runs one REST request; returns (version used, outputs as numpy).
-
-        With batching on, the validated inputs become TensorProtos and share the gRPC
-        requests' merged calls.
-        """
+        """Validates and runs one REST request on this thread; returns (version used,
+        outputs as numpy). REST requests are not merged by the batcher: handing each from
+        its connection thread to the event loop and a batch thread measured slower than
+        running it here (reports/serving.json)."""
         loaded, signature_name = self._signature(name, version, signature_name)
         signature = loaded.signatures[signature_name]
         tensors = signatures.validate(signature, inputs, max_batch)
-        if self._batcher is not None:
-            protos = {key: tf.make_tensor_proto(value.numpy()) for key, value in tensors.items()}
-            used, _, outputs = self.predict_protos(name, loaded.version, signature_name, protos,
-                                                   max_batch)
-            return used, {key: tf.make_ndarray(tensor_pb2.TensorProto.FromString(value))
-                          for key, value in outputs.items()}
         try:
             outputs = signature.function(**tensors)
         except tf.errors.InvalidArgumentError as e:
@@ -294,13 +287,6 @@ class ModelManager:
         signatures.validate_protos(loaded.signatures[signature_name], inputs, max_batch)
         return PreparedCall(name, loaded, signature_name, inputs)
 
-    def run(self, call: PreparedCall) -> dict[str, bytes]:
-        """Runs a prepared call on this thread (merged with others when batching is on);
-        output name -> serialized TensorProto."""
-        if self._batcher is None:
-            return _checked(call.runner)(call.inputs)
-        return self._batcher.run_threadsafe(*self._batch_arguments(call))
-
     async def run_async(self, call: PreparedCall, executor: concurrent.futures.Executor,
                         alone: bool = False) -> dict[str, bytes]:
         """`run` for an asyncio event loop: the merged call's result is awaited, or the
@@ -313,17 +299,6 @@ class ModelManager:
             return _checked(call.runner)(call.inputs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, _checked(call.runner), call.inputs)
-
-    def predict_protos(self, name: str, version: Optional[int], signature_name: str,
-                       inputs: Mapping[str, tensor_pb2.TensorProto], max_batch: int
-                       ) -> tuple[int, str, dict[str, bytes]]:
-        """Validates and runs one request of TensorProtos.
-
-        Returns:
-          (version used, signature name used, output name -> serialized TensorProto).
-        """
-        call = self.prepare(name, version, signature_name, inputs, max_batch)
-        return call.loaded.version, call.signature_name, self.run(call)
 
     def _batch_arguments(self, call: PreparedCall) -> tuple[Any, ...]:
         batcher = typing.cast(batching.Batcher, self._batcher)

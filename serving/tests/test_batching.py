@@ -266,7 +266,7 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows(batched
 
 
 @pytest.mark.e2e
-def test_rest_requests_share_the_batcher(batched_server):
+def test_rest_with_batching_on_answers_as_grpc_does_unmerged(batched_server):
     server, channel, _ = batched_server
     row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}
     body = json.dumps({"instances": [row, dict(row, user_id="u2")]}).encode()
@@ -278,6 +278,9 @@ def test_rest_requests_share_the_batcher(batched_server):
         _request(["u1", "u2"]), 10)
     assert [p["item_ids"] for p in predictions] == \
         tf.make_ndarray(response.outputs["item_ids"]).astype(str).tolist()
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/metrics") as reply:
+        text = reply.read().decode()
+    assert 'twotower_batch_rows_sum{model="twotower"} 2.000' in text  # the gRPC call only
 
 
 def test_cancelled_requests_are_counted_apart_from_server_errors():
