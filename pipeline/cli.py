@@ -279,7 +279,8 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
         (pool, "NegativePoolBuilder wall time and peak memory"),
         (quality, "retrieval quality on MovieLens-100K, three protocols, reference rows and "
                   "ablations"),
-        (serving, "model server vs in-process latency, hot swap"),
+        (serving, "model server loaded from other processes (h2load, Python client), "
+                  "batching off and on, hot swap"),
         (index, "ScaNN vs exact search vs FAISS on 1M x 64"),
         (scale, "the whole local pipeline on 1M and 10M synthetic interactions: wall time "
                 "and memory per component"),
