@@ -10,6 +10,13 @@
   train only (RecBole uses valid for early stopping, which we do not do).
 * `history`: the temporal split, with a history feature added to the contract and each eval
   event scored as of its moment (benchmarks/history_eval.py).
+
+`validation_split` carves each protocol's validation split from its training part, the way
+the protocol splits the whole table: a random 20% of train (`tfrs`), the last 20% of train
+by time (`temporal`, `history`), RecBole's own valid part scored with train masked
+(`recbole`). `twotower bench quality --split validation` scores every row on it, so choices
+(β, τ, history length, losses) are made without touching eval; eval is then run once per
+reported row.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 PROTOCOLS = ("tfrs", "temporal", "recbole", "history")
+SPLITS = ("eval", "validation")
 
 
 @dataclasses.dataclass
@@ -78,9 +86,31 @@ def recbole_split(interactions: pd.DataFrame, user_column: str, seed: int = 42) 
     return Split(interactions[part == 0], interactions[part == 2], interactions[part == 1])
 
 
+def validation_split(protocol: str, full: Split, time_column: str, seed: int = 42) -> Split:
+    """The validation split of one protocol, from its training part only.
+
+    Returns:
+      Split(train = the rest of train, eval = the validation part); for `recbole`, train as
+      is and eval = RecBole's valid part (nothing else is masked then).
+    """
+    if protocol == "tfrs":
+        return tfrs_split(full.train, seed + 1)
+    if protocol in ("temporal", "history"):
+        return temporal_split(full.train, time_column)
+    if protocol == "recbole":
+        if full.valid is None:
+            raise ValueError("the recbole split has no valid part")
+        return Split(full.train, full.valid)
+    raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+
+
 def split(protocol: str, interactions: pd.DataFrame, user_column: str, time_column: str,
-          seed: int = 42) -> Split:
-    """The split of one protocol (see the module docstring)."""
+          seed: int = 42, part: str = "eval") -> Split:
+    """The split of one protocol (see the module docstring); `part` "validation" returns
+    `validation_split` of it."""
+    if part == "validation":
+        return validation_split(protocol, split(protocol, interactions, user_column,
+                                                time_column, seed), time_column, seed)
     if protocol == "tfrs":
         return tfrs_split(interactions, seed)
     if protocol in ("temporal", "history"):

@@ -8,7 +8,10 @@ every row (benchmarks/quality_rows.py) trains with the same split and epochs, th
 scored against the whole catalogue with exact search. `mostpop` ranks items by training
 count. The default model is also scored with other popularity prior weights
 (`--prior-weights`, components/trainer/prior.py) as rows `default+prior_<β>`.
-Writes reports/quality.json (DESIGN §8) and reports/quality.png.
+Writes reports/quality.json (DESIGN §8) and reports/quality.png; with `--split validation`
+every row is scored on the protocols' validation splits instead (carved from train,
+benchmarks/protocols.py), written to reports/quality_validation.json: the defaults are
+chosen there, and eval is touched once per reported row.
 """
 from __future__ import annotations
 
@@ -103,7 +106,7 @@ class Prepared:
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             workdir: pathlib.Path, config: Any, contract: Any,
             history_length: int = DEFAULT_HISTORY_LENGTH,
-            repeat_purchases: bool = False) -> Prepared:
+            repeat_purchases: bool = False, part: str = "eval") -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol."""
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
     had = None
@@ -112,7 +115,8 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
         interactions = history_eval.add_histories(
             interactions, contract.user_id, contract.item_id, contract.event_time,
             HISTORY_FEATURE, history_length)
-    split = protocols.split(protocol, interactions, contract.user_id, contract.event_time)
+    split = protocols.split(protocol, interactions, contract.user_id, contract.event_time,
+                            part=part)
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
@@ -235,13 +239,16 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
 def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,
         prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
         out: Optional[pathlib.Path], dataset: str = "movielens",
-        history_length: int = DEFAULT_HISTORY_LENGTH) -> pathlib.Path:
+        history_length: int = DEFAULT_HISTORY_LENGTH, part: str = "eval") -> pathlib.Path:
     """Trains and scores every row under every protocol; writes the report and the chart.
 
     MovieLens rows replace the report's MovieLens rows (a run of some protocols keeps the
     other protocols' keys); another dataset's rows (marked `dataset`) replace that dataset's
-    rows in the existing report, beside MovieLens's.
+    rows in the existing report, beside MovieLens's. `part` "validation" scores on the
+    validation splits and writes reports/quality_validation.json.
     """
+    if part == "validation":
+        out = out or common.REPORTS_DIR / "quality_validation.json"
     from components.trainer import training  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
     from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
@@ -255,8 +262,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
             epochs = f"training.epochs={EPOCHS[protocol]}"
             prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
                                config_lib.load(None, (epochs,)), contract, history_length,
-                               DATASETS[dataset].repeat_purchases)
-            _log(f"{protocol}: train {len(prepared.split.train):,}, eval "
+                               DATASETS[dataset].repeat_purchases, part)
+            _log(f"{protocol}: train {len(prepared.split.train):,}, {part} "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():
                 config = config_lib.load(None, (*overrides, epochs))
@@ -288,7 +295,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         if speeds:
             row["examples_per_sec"] = speeds[0]
     ordered = sorted(table.values(), key=lambda r: quality_report.order(r["name"]))
-    config = {"data": str(data_dir), "protocols": list(protocol_names),
+    config = {"data": str(data_dir), "split": part, "protocols": list(protocol_names),
               "epochs": {p: EPOCHS[p] for p in protocol_names},
               "rows": {name: list(overrides) for name, overrides in rows.items()},
               "prior_weights": list(prior_weights),
@@ -302,7 +309,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     if kept:
         ordered = quality_report.keep_other_protocols([r for r in others["rows"] if not r.get("dataset")],
                                        ordered, protocol_names)
-    run_note = _notes(ordered, time.time() - started)
+    run_note = _notes(ordered, time.time() - started, part)
     if kept:
         run_note += (f" This run measured {list(protocol_names)}; the keys of {kept} are kept "
                      "from the runs in config.protocol_runs.")
@@ -321,14 +328,19 @@ def _brief(row: dict[str, Any]) -> str:
     return ", ".join(f"{key} {row[key]:.4g}" for key in keys if key in row)
 
 
-def _notes(rows: list[dict[str, Any]], seconds: float) -> str:
+def _notes(rows: list[dict[str, Any]], seconds: float, part: str) -> str:
     by_name = {row["name"]: row for row in rows}
-    parts = [f"Measured in one run of {seconds / 60:.0f} min. Rows after mostpop use the "
-             "default training settings; only baseline uses the TFRS tutorial's (Adagrad 0.1, "
-             "batch 8192). The default's popularity prior weight (model.popularity_prior) was "
-             "chosen from an earlier run of this benchmark on these same eval splits (there is "
-             "no separate held-out split); default+prior_<b> rows score the same trained "
-             "default model with other weights (0: no prior)."]
+    split_note = (
+        "Scored on the VALIDATION splits (each protocol's split applied to its training "
+        "part; benchmarks/protocols.py): this is where defaults are chosen."
+        if part == "validation" else
+        "Scored on the eval splits, once per row; the defaults (popularity prior weight, "
+        "temperature, loss) were chosen on the validation splits "
+        "(reports/quality_validation.json), not here.")
+    parts = [f"Measured in one run of {seconds / 60:.0f} min. {split_note} Rows after "
+             "mostpop use the default training settings; only baseline uses the TFRS "
+             "tutorial's (Adagrad 0.1, batch 8192). default+prior_<b> rows score the same "
+             "trained default model with other popularity prior weights (0: no prior)."]
     base, default = by_name.get("baseline"), by_name.get("default")
     if base and default:
         for key in ("tfrs_top_100", "examples_per_sec"):
@@ -360,6 +372,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="popularity prior weights to score the default model with")
     parser.add_argument("--history-length", type=int, default=DEFAULT_HISTORY_LENGTH,
                         help="items in the history feature of the history protocol")
+    parser.add_argument("--split", choices=protocols.SPLITS, default="eval",
+                        help="validation: score on splits carved from train and write "
+                             "reports/quality_validation.json (choose defaults there)")
     parser.add_argument("--workdir", type=pathlib.Path, help="temporary data (default: system temp)")
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/quality.json)")
@@ -375,6 +390,6 @@ def main_from_args(args: argparse.Namespace) -> None:
         raise TwoTowerError(str(e)) from e
     path = run(rows, args.protocols or list(dataset.protocols),
                args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
-               args.out, args.dataset, args.history_length)
+               args.out, args.dataset, args.history_length, args.split)
     chart = f" and {path.with_suffix('.png')}" if args.dataset == "movielens" else ""
     print(f"wrote {path}{chart}")

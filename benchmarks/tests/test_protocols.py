@@ -50,3 +50,22 @@ def test_temporal_split_cuts_at_the_time_quantile():
 def test_unknown_protocol_is_named():
     with pytest.raises(ValueError, match="tfrs"):
         protocols.split("loo", _table(1, 3), "user_id", "timestamp")
+
+
+@pytest.mark.parametrize("protocol", protocols.PROTOCOLS)
+def test_validation_split_never_contains_eval_rows(protocol):
+    table = _table(users=10, per_user=20)
+    full = protocols.split(protocol, table, "user_id", "timestamp")
+    validation = protocols.split(protocol, table, "user_id", "timestamp", part="validation")
+    used = pd.concat([validation.train, validation.eval])
+    assert not used.merge(full.eval, how="inner").shape[0]
+    assert len(used.drop_duplicates()) == len(used)
+    if protocol == "recbole":
+        pd.testing.assert_frame_equal(validation.eval, full.valid)
+        pd.testing.assert_frame_equal(validation.train, full.train)
+        assert validation.valid is None
+    else:
+        pd.testing.assert_frame_equal(used.sort_index(), full.train.sort_index())
+    if protocol in ("temporal", "history"):
+        assert validation.train.timestamp.max() < validation.eval.timestamp.min()
+        assert validation.eval.timestamp.max() < full.eval.timestamp.min()
