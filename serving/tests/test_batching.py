@@ -243,7 +243,10 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows(batched
     def send(case):
         if case == "bad":
             return stub.Predict.future(bad, 10)
-        return stub.Predict.future(_request(*case), 10)
+        request = _request(*case)
+        if len(case[0]) == 2:  # merged with unfiltered requests, filtered after the split
+            request.output_filter.append("item_ids")
+        return stub.Predict.future(request, 10)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = list(pool.map(send, cases[:12] + ["bad"] + cases[12:]))
     answers = [future.exception() or future.result() for future in futures]
@@ -257,6 +260,8 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows(batched
         expected = local[name](**arguments)
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs["item_ids"]),
                                       expected["item_ids"].numpy())
+        assert set(response.outputs) == ({"item_ids"} if len(users) == 2
+                                         else {"item_ids", "scores"})
     with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/metrics") as reply:
         text = reply.read().decode()
     calls = int(next(line.split()[-1] for line in text.splitlines()
