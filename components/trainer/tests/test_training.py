@@ -36,7 +36,8 @@ def test_train_evaluate_export(data, tmp_path):
     # Unit-norm tower outputs plus the popularity prior column τ·β·log p (β = 1 by default).
     assert config.model.popularity_prior == 1.0 and embeddings.shape == (120, 17)
     np.testing.assert_allclose(np.linalg.norm(embeddings[:, :16], axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(embeddings[:, 16], 0.07 * result.log_popularity, rtol=1e-5)
+    np.testing.assert_allclose(embeddings[:, 16],
+                               config.model.temperature * result.log_popularity, rtol=1e-5)
     loaded = tf.saved_model.load(os.path.join(serving, export.QUERY_TOWER_DIR))
     query = {"user_id": tf.constant(["u1", "nobody"]), "age": tf.constant([30, 0], tf.int64),
              "gender": tf.constant(["F", ""]), "occupation": tf.constant(["artist", ""]),
