@@ -33,11 +33,12 @@ def test_train_evaluate_export(data, tmp_path):
     assert 0 < metrics["coverage_at_10"] <= 1 and metrics["examples_per_sec"] > 0
     ids, embeddings = export.read_embeddings(os.path.join(serving, export.EMBEDDINGS_FILE))
     assert sorted(ids) == sorted(f"i{i}" for i in range(1, 121))
-    # Unit-norm tower outputs plus the popularity prior column τ·β·log p (β = 1 by default).
-    assert config.model.popularity_prior == 1.0 and embeddings.shape == (120, 17)
+    # Unit-norm tower outputs plus the popularity prior column τ·β·log p.
+    assert config.model.popularity_prior > 0 and embeddings.shape == (120, 17)
     np.testing.assert_allclose(np.linalg.norm(embeddings[:, :16], axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(embeddings[:, 16],
-                               config.model.temperature * result.log_popularity, rtol=1e-5)
+    np.testing.assert_allclose(embeddings[:, 16], config.model.temperature
+                               * config.model.popularity_prior * result.log_popularity,
+                               rtol=1e-5)
     loaded = tf.saved_model.load(os.path.join(serving, export.QUERY_TOWER_DIR))
     query = {"user_id": tf.constant(["u1", "nobody"]), "age": tf.constant([30, 0], tf.int64),
              "gender": tf.constant(["F", ""]), "occupation": tf.constant(["artist", ""]),
@@ -56,7 +57,8 @@ def test_train_evaluate_export(data, tmp_path):
     sampled = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
                                          max_rows=300)
     assert sampled["eval_interactions"] == 300
-    assert result.evaluate(eval_pattern, 1.0, max_rows=300)["filtered_recall_at_10"] == \
+    assert result.evaluate(eval_pattern, config.model.popularity_prior,
+                           max_rows=300)["filtered_recall_at_10"] == \
         pytest.approx(sampled["filtered_recall_at_10"], abs=1e-6)
     # A new model warm-started from this export scores exactly as the trained one.
     warm = training.build_model(pool_uri, dataclasses.replace(
