@@ -29,12 +29,15 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> str:
-    """HEAD's commit, with "+dirty" when the work tree has uncommitted changes."""
+    """HEAD's commit, with "+dirty" when the work tree has uncommitted changes outside
+    reports/ (a report rewritten by an earlier benchmark of the same run is output, not
+    code)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               check=False).stdout.strip()
     commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                       ":!reports") else "")
 
 
 def write_report(name: str, config: dict[str, Any], rows: Sequence[dict[str, Any]],

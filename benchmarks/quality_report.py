@@ -32,8 +32,9 @@ def protocol_of(key: str) -> Optional[str]:
 
 def keep_other_protocols(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]],
                          measured: Sequence[str]) -> list[dict[str, Any]]:
-    """New rows, each with the old row's keys of the protocols this run did not measure;
-    old rows this run did not produce are kept whole."""
+    """New rows, each with the old row's keys of the protocols this run did not measure.
+    Old rows this run did not produce keep only those keys too (their keys of the measured
+    protocols came from other defaults), and are dropped when nothing is left."""
     old = {row["name"]: row for row in old_rows}
     merged = []
     for row in new_rows:
@@ -41,7 +42,11 @@ def keep_other_protocols(old_rows: list[dict[str, Any]], new_rows: list[dict[str
                 if protocol_of(key) not in (None, *measured)}
         merged.append({**base, **row})
     names = {row["name"] for row in new_rows}
-    merged += [row for name, row in old.items() if name not in names]
+    for name, row in old.items():
+        kept = {key: value for key, value in row.items()
+                if protocol_of(key) is None or protocol_of(key) not in measured}
+        if name not in names and any(protocol_of(key) for key in kept):
+            merged.append(kept)
     return sorted(merged, key=lambda r: order(r["name"]))
 
 

@@ -61,6 +61,14 @@ def test_a_run_of_some_protocols_keeps_the_others_keys():
                                  "examples_per_sec_tfrs": 9, "history_recall_at_10": 0.2,
                                  "overrides": []}
     assert merged["loss_bpr"] == old[1] and "itemknn_history" in merged
+    # An old row this run did not produce loses the measured protocols' keys (they came
+    # from other defaults), and goes when nothing is left.
+    stale = [{"name": "tau_0.05", "history_recall_at_10": 0.1, "tfrs_top_100": 0.3},
+             {"name": "default+prior_2", "history_recall_at_10": 0.1, "overrides": ["x"]}]
+    merged = {row["name"]: row for row in quality_report.keep_other_protocols(stale, new,
+                                                                              ["history"])}
+    assert merged["tau_0.05"] == {"name": "tau_0.05", "tfrs_top_100": 0.3}
+    assert "default+prior_2" not in merged
     assert quality_report.protocol_of("temporal_unfiltered_recall_at_10") == "temporal"
     assert quality_report.protocol_of("examples_per_sec_history") == "history"
     assert quality_report.protocol_of("name") is None
