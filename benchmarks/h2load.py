@@ -83,7 +83,7 @@ def run(url: str, body: bytes, headers: tuple[str, ...], concurrency: int, secon
       max_requests: A fixed request count (-n) instead of a duration.
 
     Raises:
-      TwoTowerError: h2load is missing or fails; its output is quoted.
+      TwoTowerError: h2load is missing, fails (its output is quoted) or hangs.
     """
     executable = binary()
     if executable is None:
@@ -100,8 +100,12 @@ def run(url: str, body: bytes, headers: tuple[str, ...], concurrency: int, secon
             command.append("--h1")
         for header in headers:
             command += ["-H", header]
-        finished = subprocess.run(command + [url], capture_output=True, text=True,
-                                  timeout=seconds + 120, check=False)
+        try:
+            finished = subprocess.run(command + [url], capture_output=True, text=True,
+                                      timeout=seconds + 120, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise TwoTowerError(f"h2load did not finish within {seconds + 120:.0f} s: "
+                                f"{' '.join(command + [url])}") from e
         if finished.returncode != 0:
             raise TwoTowerError(f"h2load failed ({finished.returncode}): "
                                 f"{(finished.stderr or finished.stdout)[-800:]}")
