@@ -19,9 +19,17 @@ HISTORY_FEATURE_KEY = "history_feature"
 HISTORY_LENGTH_KEY = "history_length"
 USER_FEATURE_KEY = "user_feature"
 ITEM_FEATURE_KEY = "item_feature"
+SPAN_KEY = "span_request"  # which span to ingest: "latest", a span number or YYYY-MM-DD
+SPAN_PATTERN_KEY = "span_pattern"  # the input pattern before span resolution
+SPAN_WAIT_MINUTES_KEY = "span_wait_minutes"
+SPAN_PROPERTY = "span"  # TFX's span property of Examples / statistics; a report's custom one
 
 # ValidationGate parameters.
 DATASET_NAME_KEY = "dataset_name"
+BASELINE_STATISTICS_KEY = "baseline_statistics"
+DRIFT_THRESHOLDS_KEY = "drift_thresholds"
+CURRENT_KEY = "current"
+WINDOW_KEY = "window"
 
 # Split names.
 TRAIN_SPLIT = "train"

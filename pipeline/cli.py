@@ -3,6 +3,8 @@
     twotower data movielens --out data/movielens       # real data (MovieLens-100K)
     twotower data completejourney --out data/completejourney [--sample N]  # grocery purchases
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
+    twotower data split-spans --interactions data/movielens/interactions.csv --every week \
+        --copy data/movielens/items.csv --out data/movielens-weekly
     twotower schema init --interactions F --items F [--users F] --out DIR  # propose a contract
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
@@ -91,6 +93,22 @@ def cmd_data_synthetic(args: argparse.Namespace) -> None:
           f"({meta['clusters']} clusters) to {args.out} in {time.time() - started:.1f}s; "
           f"oracle hit rate@10 {meta['oracle_hit_rate_at_10']:.4f}, "
           f"@100 {meta['oracle_hit_rate_at_100']:.4f}")
+
+
+def cmd_data_split_spans(args: argparse.Namespace) -> None:
+    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
+    from pipeline.data import spans  # pylint: disable=import-outside-toplevel
+
+    contract = contract_lib.load(args.schema_dir)
+    if not contract.event_time:
+        raise config_lib.ConfigError(f"the contract in {args.schema_dir} declares no event_time "
+                                     "column to split by")
+    layout = spans.split(pathlib.Path(args.interactions), pathlib.Path(args.out),
+                         contract.event_time, args.every, args.spans,
+                         tuple(pathlib.Path(table) for table in args.copy))
+    print(f"wrote {sum(layout.rows.values())} interactions as {len(layout.rows)} spans "
+          f"({min(layout.rows)} .. {max(layout.rows)}) under {args.out}; run with\n"
+          f"  --set data.interactions='{layout.interactions_pattern}'")
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -340,6 +358,22 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", default="data/synthetic", help="output folder")
     syn.add_argument("--format", choices=("csv", "parquet"), default="csv")
     syn.set_defaults(handler=cmd_data_synthetic)
+
+    split_spans = sources.add_parser(
+        "split-spans", help="write an interaction table as daily/weekly span folders",
+        description="Split an interaction table into span folders (pipeline/data/spans.py) "
+                    "so scheduled runs can ingest one span at a time.")
+    split_spans.add_argument("--interactions", required=True, help="the table to split")
+    split_spans.add_argument("--out", required=True, help="output folder")
+    split_spans.add_argument("--every", choices=("day", "week"),
+                             help="date-named spans: {YYYY}-{MM}-{DD} folders")
+    split_spans.add_argument("--spans", type=int, metavar="N",
+                             help="N numbered spans of equal size: span-{SPAN} folders")
+    split_spans.add_argument("--copy", nargs="*", default=[], metavar="TABLE",
+                             help="tables copied beside the spans (items, users)")
+    split_spans.add_argument("--schema-dir", default=config_lib.DEFAULT_SCHEMA_DIR,
+                             help="the contract naming the event-time column")
+    split_spans.set_defaults(handler=cmd_data_split_spans)
 
     schema = commands.add_parser("schema", help="propose a data contract from your files")
     schema_commands = schema.add_subparsers(dest="action", required=True, metavar="ACTION")

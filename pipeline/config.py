@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 import pathlib
 import re
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 
@@ -62,6 +62,48 @@ class DataConfig:
                "an integer from 1 to 99")
         _check(self.cutoff_timestamp is None or self.cutoff_timestamp >= 0,
                "data.cutoff_timestamp", self.cutoff_timestamp, "null or seconds >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpansConfig:
+    """Data that arrives in spans (docs/operations.md): what a scheduled run ingests and trains on.
+
+    Only used when data.interactions has a TFX span placeholder, `{SPAN}` or
+    `{YYYY}`/`{MM}`/`{DD}` (e.g. `data/incoming/{YYYY}-{MM}-{DD}/interactions.csv`).
+
+    Attributes:
+      span: The span a run ingests: `latest`, a span number, or a date YYYY-MM-DD for date
+        patterns. Airflow runs of date patterns ingest their logical date's span; Kubeflow
+        takes it as the runtime parameter `span`.
+      window_spans: The NegativePoolBuilder and the Trainer read the newest this many
+        validated spans up to the ingested one (earlier spans' Examples come from ML
+        Metadata, not ingested again); eval is the ingested span's eval split.
+      wait_minutes: How long a run waits for its span's files before failing (0: fail now).
+      drift_thresholds: Feature -> largest allowed distance between the ingested span's
+        train statistics and the previous validated span's (TFDV: L-infinity for
+        categorical features, Jensen-Shannon divergence for numeric ones). `{}` switches
+        the drift gate off, e.g. `--set spans.drift_thresholds={}` to accept one run.
+    """
+
+    span: Union[int, str] = "latest"
+    window_spans: int = 4
+    wait_minutes: int = 0
+    drift_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "span", str(self.span))
+
+    def validate(self) -> None:
+        _check(self.span == "latest" or bool(re.fullmatch(r"\d+|\d{4}-\d{2}-\d{2}|\{\{ ds \}\}",
+                                                           self.span)),
+               "spans.span", self.span, "latest, a span number or a date YYYY-MM-DD")
+        _check(self.window_spans >= 1, "spans.window_spans", self.window_spans,
+               "an integer >= 1")
+        _check(self.wait_minutes >= 0, "spans.wait_minutes", self.wait_minutes,
+               "an integer >= 0")
+        for feature, threshold in self.drift_thresholds.items():
+            _check(0.0 < threshold <= 1.0, f"spans.drift_thresholds.{feature}", threshold,
+                   "a distance in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +234,10 @@ class TrainingConfig:
       optimizer: adam or adagrad.
       learning_rate: The optimizer's learning rate.
       seed: Seeds initialisation, shuffling and pool draws.
-      warm_start: Initialise the towers from the pipeline's latest model (ids known to it
-        keep their rows; new ids start fresh); the model section must be unchanged.
+      warm_start: Initialise the towers from the pipeline's latest blessed model (ids
+        known to it keep their rows; new ids start fresh); the model section must be
+        unchanged. null: on when the data arrives in spans (spans section), off otherwise.
+      incremental_epochs: Epochs of a warm-started run (null: training.epochs).
     """
 
     batch_size: int = 1024
@@ -202,9 +246,13 @@ class TrainingConfig:
     optimizer: Literal["adagrad", "adam"] = "adam"
     learning_rate: float = 0.01
     seed: int = 42
-    warm_start: bool = False
+    warm_start: Optional[bool] = None
+    incremental_epochs: Optional[int] = None
 
     def validate(self) -> None:
+        _check(self.incremental_epochs is None or self.incremental_epochs >= 1,
+               "training.incremental_epochs", self.incremental_epochs,
+               "null or an integer >= 1")
         _check(self.batch_size >= 2, "training.batch_size", self.batch_size,
                "an integer >= 2 (in-batch negatives need at least two rows)")
         _check(self.epochs >= 1, "training.epochs", self.epochs, "an integer >= 1")
@@ -343,6 +391,7 @@ class PipelineConfig:
     """The whole pipeline's settings, one section per stage."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    spans: SpansConfig = dataclasses.field(default_factory=SpansConfig)
     pool: PoolConfig = dataclasses.field(default_factory=PoolConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)

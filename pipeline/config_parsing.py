@@ -1,5 +1,5 @@
 """Generic parsing behind pipeline/config.py: YAML values checked against dataclass field
-annotations (bool, int, float, str, Literal, Optional, tuple), and `section.field=value`
+annotations (bool, int, float, str, Literal, Optional, Union, tuple, dict), and `section.field=value`
 overrides. Every problem raises ConfigError naming the field."""
 from __future__ import annotations
 
@@ -38,7 +38,12 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [arg for arg in args if arg is not type(None)]
-        return _coerce(name, value, inner[0])
+        for arg in inner[:-1]:
+            try:
+                return _coerce(name, value, arg)
+            except ConfigError:
+                continue
+        return _coerce(name, value, inner[-1])
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{name}: got {value!r}; expected one of {list(args)}")
@@ -47,6 +52,11 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: got {value!r}; expected a list")
         return tuple(_coerce(f"{name}[{i}]", item, args[0]) for i, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: got {value!r}; expected a mapping")
+        return {_coerce(f"{name} key", key, args[0]): _coerce(f"{name}.{key}", item, args[1])
+                for key, item in value.items()}
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name}: got {value!r}; expected true or false")

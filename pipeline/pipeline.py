@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple, Optional
 
-from tfx.v1.components import ExampleValidator, ImportSchemaGen, StatisticsGen
+from tfx.v1.components import ExampleValidator, ImportSchemaGen
 from tfx import types
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.common import resolver
@@ -18,7 +18,9 @@ from tfx.types import standard_artifacts
 
 from components import keys
 from components.index_builder.component import IndexBuilder
-from components.ingestion.component import SchemaExampleGen, ValidationGate
+from components.ingestion import spans, window
+from components.ingestion.component import (DataValidationReport, SchemaExampleGen,
+                                            SpanStatisticsGen, ValidationGate)
 from components.model_validator.component import ModelValidator
 from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
@@ -39,27 +41,36 @@ def _split_pattern(path: str) -> tuple[str, str]:
     """Splits a file or folder path into (absolute base folder, relative glob).
 
     A local folder, or any path ending in '/' (how to name a gs:// folder without a
-    network call at build time), means every file in it.
+    network call at build time), means every file in it. Folders holding span placeholders
+    or globs (`data/{YYYY}-{MM}-{DD}/interactions.csv`) belong to the pattern.
     """
     full = absolute(path)
     if full.endswith("/") or (not is_uri(full) and os.path.isdir(full)):
         return full.rstrip("/"), "*"
-    return os.path.dirname(full), os.path.basename(full)
+    base, pattern = os.path.dirname(full), os.path.basename(full)
+    while base and any(mark in os.path.basename(base) for mark in "{*?["):
+        base, pattern = os.path.dirname(base), f"{os.path.basename(base)}/{pattern}"
+    return base, pattern
 
 
 class Ingestion(NamedTuple):
-    """The nodes ingesting one data set, and the two outputs later stages consume."""
+    """The nodes ingesting one data set, and those whose outputs later stages consume."""
 
     nodes: list[base_node.BaseNode]
     example_gen: SchemaExampleGen
+    statistics: SpanStatisticsGen
     gate: ValidationGate
 
 
 def ingestion_nodes(name: str, data_path: str, schema_file: str, config: PipelineConfig,
                     split_method: str, time_feature: Optional[str],
                     check_schema: bool = True,
-                    contract: Optional[contract_lib.Contract] = None) -> Ingestion:
+                    contract: Optional[contract_lib.Contract] = None,
+                    span: Any = spans.LATEST, drift: bool = False) -> Ingestion:
     """ImportSchemaGen -> SchemaExampleGen -> StatisticsGen -> ExampleValidator -> gate.
+
+    With `drift`, a resolver hands the gate the previous validated span's statistics
+    (components/ingestion/window.py) and the gate applies spans.drift_thresholds.
 
     Args:
       name: Data set name, used as the prefix of every node id.
@@ -71,6 +82,9 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
       contract: The interactions' contract, when its history feature is to be built.
       check_schema: Check now that schema_file exists (off when it is a path inside a
         container image, read only by the pods).
+      span: The span to ingest, for a pattern with span placeholders (spans.span, the
+        Airflow logical-date template, or a Kubeflow RuntimeParameter).
+      drift: Gate the span on its drift from the previous validated span.
 
     Returns:
       The nodes in order, the ExampleGen and the gate (whose report downstream stages
@@ -91,18 +105,55 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
         input_format=data.input_format, split_method=split_method,
         time_feature=time_feature or "", cutoff_quantile=data.cutoff_quantile,
         cutoff_timestamp=data.cutoff_timestamp, eval_percent=data.eval_percent,
+        span=span, span_wait_minutes=config.spans.wait_minutes,
         **history_parameters(contract),
     ).with_id(f"{prefix}ExampleGen")
-    statistics = StatisticsGen(examples=example_gen.outputs[keys.EXAMPLES_KEY],
+    statistics = SpanStatisticsGen(examples=example_gen.outputs[keys.EXAMPLES_KEY],
                                schema=schema.outputs[keys.SCHEMA_KEY]
                                ).with_id(f"{prefix}StatisticsGen")
     validator = ExampleValidator(statistics=statistics.outputs[keys.STATISTICS_KEY],
                                  schema=schema.outputs[keys.SCHEMA_KEY]
                                  ).with_id(f"{prefix}ExampleValidator")
-    gate = ValidationGate(statistics=statistics.outputs[keys.STATISTICS_KEY],
-                          anomalies=validator.outputs[keys.ANOMALIES_KEY],
-                          dataset_name=name).with_id(f"{prefix}ValidationGate")
-    return Ingestion([schema, example_gen, statistics, validator, gate], example_gen, gate)
+    gate_id = f"{prefix}ValidationGate"
+    nodes: list[base_node.BaseNode] = [schema, example_gen, statistics, validator]
+    baseline = None
+    if drift:
+        baseline = resolver.Resolver(
+            strategy_class=window.PreviousSpanStatisticsStrategy,
+            statistics=types.Channel(type=standard_artifacts.ExampleStatistics,
+                                     producer_component_id=statistics.id,
+                                     output_key=keys.STATISTICS_KEY),
+            report=_reports(gate_id), current=example_gen.outputs[keys.EXAMPLES_KEY],
+        ).with_id(f"{prefix}PreviousSpanStatistics")
+        nodes.append(baseline)
+    gate = ValidationGate(
+        statistics=statistics.outputs[keys.STATISTICS_KEY],
+        anomalies=validator.outputs[keys.ANOMALIES_KEY], dataset_name=name,
+        baseline_statistics=baseline.outputs[keys.STATISTICS_KEY] if baseline else None,
+        drift_thresholds=config.spans.drift_thresholds if baseline else None,
+    ).with_id(gate_id)
+    return Ingestion([*nodes, gate], example_gen, statistics, gate)
+
+
+def _reports(gate_id: str) -> types.Channel:
+    """Every report a gate published, in any run (validated spans)."""
+    return types.Channel(type=DataValidationReport, producer_component_id=gate_id,
+                         output_key=keys.REPORT_KEY)
+
+
+def window_resolver(ingestion: Ingestion, size: int) -> resolver.Resolver:
+    """The newest `size` validated spans' Examples up to this run's (window.py); runs
+    after this run's gate, so this run's span counts as validated."""
+    node = resolver.Resolver(
+        strategy_class=window.ValidatedWindowStrategy, config={keys.WINDOW_KEY: size},
+        examples=types.Channel(type=standard_artifacts.Examples,
+                               producer_component_id=ingestion.example_gen.id,
+                               output_key=keys.EXAMPLES_KEY),
+        report=_reports(ingestion.gate.id),
+        current=ingestion.statistics.outputs[keys.STATISTICS_KEY],
+    ).with_id("InteractionsWindow")
+    node.add_upstream_node(ingestion.gate)
+    return node
 
 
 def history_parameters(contract: Optional[contract_lib.Contract]) -> dict[str, Any]:
@@ -162,10 +213,40 @@ def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
     return os.path.join(absolute(config.serving.base_path), config.serving.model_name + suffix)
 
 
+def check_spans(config: PipelineConfig, contract: contract_lib.Contract,
+                cross_run_resolvers: bool) -> bool:
+    """Whether the interactions arrive in spans; checks the span settings fit.
+
+    Raises:
+      ConfigError: naming the setting that does not fit and the fix.
+    """
+    spanned = spans.has_placeholders(config.data.interactions)
+    settings = config.spans
+    if not spanned:
+        if settings.span != spans.LATEST:
+            raise ConfigError(f"spans.span is {settings.span!r} but data.interactions "
+                              f"({config.data.interactions}) has no {{SPAN}} or "
+                              "{YYYY}{MM}{DD} placeholder; name the span folders in it")
+        return False
+    if contract.history is not None:
+        raise ConfigError(f"the contract's history feature {contract.history.name!r} is built "
+                          "within one ingestion, so with spans it would miss the events of "
+                          "earlier spans: ingest without span placeholders, or drop the "
+                          "history feature")
+    if not cross_run_resolvers and (settings.window_spans > 1 or settings.drift_thresholds):
+        raise ConfigError("Kubeflow Pipelines v2 compiles only TFX's latest-artifact and "
+                          "latest-blessed-model resolvers, so a window of spans from ML "
+                          "Metadata and the drift gate run only locally and under Airflow: "
+                          "set spans.window_spans: 1 and spans.drift_thresholds: {} here")
+    return True
+
+
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[metadata_pb2.ConnectionConfig] = None,
                     check_schemas: bool = True,
-                    contract: Optional[contract_lib.Contract] = None) -> tfx_pipeline.Pipeline:
+                    contract: Optional[contract_lib.Contract] = None,
+                    span: Any = None,
+                    cross_run_resolvers: bool = True) -> tfx_pipeline.Pipeline:
     """Builds the twotower pipeline from a validated config and its data contract.
 
     Args:
@@ -174,28 +255,42 @@ def create_pipeline(config: PipelineConfig,
         choose (local runs pass SQLite at orchestration.metadata_path).
       check_schemas: Check that the schema files exist (see ingestion_nodes).
       contract: The feature set; None reads it from data.schema_dir.
+      span: Overrides spans.span (Airflow's logical-date template, a Kubeflow
+        RuntimeParameter).
+      cross_run_resolvers: Resolve the window of spans and the drift baseline from ML
+        Metadata (custom resolver strategies; Kubeflow v2 cannot compile them).
 
     Raises:
       ConfigError: the contract is invalid or does not fit the config (naming the fix).
 
     Returns:
-      A TFX pipeline: ingestion and validation of interactions (train/eval split) and of the
-      item catalogue, the NegativePoolBuilder, the TwoTowerTrainer (warm-started from the
+      A TFX pipeline: ingestion and validation of interactions (train/eval split; with
+      span placeholders, one span per run, gated on drift, and a window of validated
+      spans for the pool and the Trainer) and of the item catalogue, the NegativePoolBuilder, the TwoTowerTrainer (warm-started from the
       latest blessed model when training.warm_start), the IndexBuilder, the ModelValidator
       (baseline: the latest blessed model) and one Pusher per model variant.
     """
     schema_dir = config.data.schema_dir
     contract = contract or contract_lib.load(schema_dir)
+    spanned = check_spans(config, contract, cross_run_resolvers)
     interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions,
         os.path.join(schema_dir, contract_lib.INTERACTIONS_SCHEMA), config, config.data.split,
-        contract.event_time, check_schemas, contract)
+        contract.event_time, check_schemas, contract,
+        span=span if span is not None else config.spans.span,
+        drift=spanned and cross_run_resolvers and bool(config.spans.drift_thresholds))
     items = ingestion_nodes(ITEMS, config.data.items,
                             os.path.join(schema_dir, contract_lib.ITEMS_SCHEMA), config,
                             keys.SPLIT_NONE, None, check_schemas)
+    examples = interactions.example_gen.outputs[keys.EXAMPLES_KEY]
+    extra: list[base_node.BaseNode] = []
+    training_examples = examples
+    if spanned and cross_run_resolvers:
+        extra.append(window_resolver(interactions, config.spans.window_spans))
+        training_examples = extra[0].outputs[keys.EXAMPLES_KEY]
     settings = config.pool
     negative_pool = NegativePoolBuilder(
-        interactions=interactions.example_gen.outputs[keys.EXAMPLES_KEY],
+        interactions=training_examples,
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], contract=contract,
         interactions_report=interactions.gate.outputs[keys.REPORT_KEY],
         items_report=items.gate.outputs[keys.REPORT_KEY],
@@ -204,17 +299,18 @@ def create_pipeline(config: PipelineConfig,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
     ).with_id("NegativePoolBuilder")
     blessed = latest_blessed_resolver()
-    examples = interactions.example_gen.outputs[keys.EXAMPLES_KEY]
+    warm_start = spanned if config.training.warm_start is None else config.training.warm_start
     trainer = TwoTowerTrainer(
-        examples=examples, negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
+        examples=training_examples,
+        negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], config=config,
-        base_model=blessed.outputs[keys.MODEL_KEY] if config.training.warm_start else None,
+        base_model=blessed.outputs[keys.MODEL_KEY] if warm_start else None,
     ).with_id(TRAINER_ID)
     orchestration = config.orchestration
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions.nodes + items.nodes + [negative_pool, blessed, trainer]
+        components=interactions.nodes + items.nodes + extra + [negative_pool, blessed, trainer]
         + serving_nodes(config, trainer, examples, blessed),
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -10,7 +10,8 @@ from pipeline.config import ConfigError
 
 def test_defaults_are_valid_and_cover_every_section():
     config = config_lib.from_dict({})
-    assert set(config.to_dict()) == {"data", "pool", "model", "loss", "training", "validation",
+    assert set(config.to_dict()) == {"data", "spans", "pool", "model", "loss", "training",
+                                     "validation",
                                      "index", "serving", "orchestration"}
     assert config.data.split == "time"
     assert 0.05 <= config.model.temperature <= 0.2
@@ -99,7 +100,9 @@ def test_every_field_refuses_a_wrong_value_naming_field_and_allowed_values(secti
     with pytest.raises(ConfigError) as error:
         config_lib.from_dict({section: {field: {"not": "a value"}}})
     message = str(error.value)
-    assert message.startswith(f"{section}.{field}: got "), message
+    # A mapping field names the bad entry: section.field.key.
+    where = f"{section}.{field}.not" if typing.get_origin(hint) is dict else f"{section}.{field}"
+    assert message.startswith(f"{where}: got "), message
     assert "expected " in message, message
     if typing.get_origin(hint) is typing.Literal:
         with pytest.raises(ConfigError) as error:

@@ -21,17 +21,19 @@ Outputs:
 """
 from __future__ import annotations
 
-from typing import Optional
+import json
+from typing import Any, Mapping, Optional
 
 from tfx import types
 from tfx.components.example_gen import component as example_gen_component
+from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.dsl.components.base import base_beam_component, base_component, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import keys
-from components.ingestion import executor
+from components.ingestion import driver, executor, spans
 from pipeline.config import DataConfig
 
 INPUT_FORMATS = ("csv", "parquet", "tfrecord")
@@ -61,6 +63,9 @@ class SchemaExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         keys.HISTORY_LENGTH_KEY: ExecutionParameter(type=int),
         keys.USER_FEATURE_KEY: ExecutionParameter(type=str),
         keys.ITEM_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.SPAN_KEY: ExecutionParameter(type=str),
+        keys.SPAN_PATTERN_KEY: ExecutionParameter(type=str),
+        keys.SPAN_WAIT_MINUTES_KEY: ExecutionParameter(type=int),
     }
     INPUTS = {keys.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
 
@@ -70,6 +75,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
 
     SPEC_CLASS = SchemaExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.ExampleGenExecutor)
+    DRIVER_CLASS = driver.SpanDriver
 
     def __init__(self, input_base: str, pattern: str, schema: types.BaseChannel,
                  input_format: str = DEFAULTS.input_format,
@@ -79,7 +85,8 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
                  cutoff_timestamp: Optional[int] = DEFAULTS.cutoff_timestamp,
                  eval_percent: int = DEFAULTS.eval_percent, history_feature: str = "",
                  history_length: int = 0, user_feature: str = "",
-                 item_feature: str = "") -> None:
+                 item_feature: str = "", span: Any = spans.LATEST,
+                 span_wait_minutes: int = 0) -> None:
         """Builds the component; checks argument combinations now, not mid-run.
 
         Defaults are pipeline.config.DataConfig's.
@@ -101,6 +108,10 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
           history_length: Items in a history.
           user_feature: The user id (for the history).
           item_feature: The item id (for the history).
+          span: For a pattern with `{SPAN}` or `{YYYY}{MM}{DD}`: the span to ingest,
+            `latest`, a span number or a date YYYY-MM-DD (spans.py); a str
+            RuntimeParameter on Kubeflow, `{{ ds }}` under Airflow.
+          span_wait_minutes: How long to wait for that span's files.
 
         Raises:
           ValueError: naming the bad argument and the allowed values.
@@ -117,6 +128,10 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             raise ValueError(f"eval_percent must be in [1, 99], got {eval_percent}")
         if split_method == keys.SPLIT_TIME and not time_feature:
             raise ValueError("split_method='time' needs a time_feature")
+        if isinstance(span, str) and span != spans.AIRFLOW_LOGICAL_DATE:
+            spans.span_number(span, pattern)
+        if span_wait_minutes < 0:
+            raise ValueError(f"span_wait_minutes must be >= 0, got {span_wait_minutes}")
         if history_feature and not (time_feature and user_feature and item_feature
                                     and history_length >= 1):
             raise ValueError("history_feature needs time_feature, user_feature, item_feature "
@@ -149,17 +164,27 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             cutoff_timestamp=NO_CUTOFF if cutoff_timestamp is None else cutoff_timestamp,
             eval_percent=eval_percent, history_feature=history_feature,
             history_length=history_length, user_feature=user_feature, item_feature=item_feature,
+            span_request=span, span_pattern=pattern, span_wait_minutes=span_wait_minutes,
             examples=types.Channel(type=standard_artifacts.Examples))
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
+class SpanStatisticsGen(StatisticsGen):
+    """TFX's StatisticsGen whose statistics carry their Examples' span (StatisticsExecutor)."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.StatisticsExecutor)
 
 
 class ValidationGateSpec(types.ComponentSpec):
     """Inputs: statistics and anomalies of one data set. Output: the report."""
 
-    PARAMETERS = {keys.DATASET_NAME_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = {keys.DATASET_NAME_KEY: ExecutionParameter(type=str),
+                  keys.DRIFT_THRESHOLDS_KEY: ExecutionParameter(type=str)}
     INPUTS = {
         keys.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
         keys.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        keys.BASELINE_STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {keys.REPORT_KEY: ChannelParameter(type=DataValidationReport)}
 
@@ -171,10 +196,26 @@ class ValidationGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.ValidationGateExecutor)
 
     def __init__(self, statistics: types.BaseChannel, anomalies: types.BaseChannel,
-                 dataset_name: str) -> None:
+                 dataset_name: str, baseline_statistics: Optional[types.BaseChannel] = None,
+                 drift_thresholds: Optional[Mapping[str, float]] = None) -> None:
+        """Builds the gate.
+
+        Args:
+          statistics: This run's statistics (its report carries their span).
+          anomalies: ExampleValidator's anomalies of those statistics.
+          dataset_name: Names the data set in the report.
+          baseline_statistics: The previous validated span's statistics (a resolver's
+            output; empty on the first span); with drift_thresholds, the drift gate.
+          drift_thresholds: Feature -> largest allowed drift distance (drift.py).
+        """
         if not dataset_name:
             raise ValueError("dataset_name must name the data set (e.g. 'interactions')")
+        if drift_thresholds and baseline_statistics is None:
+            raise ValueError("drift_thresholds need baseline_statistics to compare with")
         spec = ValidationGateSpec(statistics=statistics, anomalies=anomalies,
+                                  baseline_statistics=baseline_statistics,
                                   dataset_name=dataset_name,
+                                  drift_thresholds=json.dumps(dict(drift_thresholds or {}),
+                                                              sort_keys=True),
                                   report=types.Channel(type=DataValidationReport))
         super().__init__(spec=spec)

@@ -10,7 +10,9 @@ import apache_beam as beam
 import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_validator import executor as example_validator_executor
+from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_executor
 from tfx.proto import example_gen_pb2
@@ -18,7 +20,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import keys
-from components.ingestion import history, report, rows, splits
+from components.ingestion import drift, history, report, rows, spans, splits, window
 from pipeline.errors import DataValidationError, IngestionError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
@@ -44,6 +46,7 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict[keys.SCHEMA_KEY])
         self._schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(schema_uri))
+        _ingest_requested_span(output_dict, exec_properties)
         super().Do(input_dict, output_dict, exec_properties)
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
@@ -88,6 +91,52 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         return {keys.TRAIN_SPLIT: train, keys.EVAL_SPLIT: evaluation}
 
 
+def _ingest_requested_span(output_dict: dict[str, list[types.Artifact]],
+                           exec_properties: dict[str, Any]) -> None:
+    """Ingests the span asked for when the driver resolved another one.
+
+    SpanDriver resolves spans.span before this runs; Kubeflow v2's own ExampleGen driver
+    knows nothing of it and resolves the latest span. Then the pattern and the output's
+    span are set here from the unresolved pattern kept in span_pattern.
+    """
+    pattern = exec_properties.get(keys.SPAN_PATTERN_KEY) or ""
+    request = exec_properties.get(keys.SPAN_KEY) or spans.LATEST
+    if not spans.has_placeholders(pattern) or request == spans.LATEST:
+        return
+    number = spans.span_number(request, pattern)
+    if number == exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME):
+        return
+    found, resolved = spans.resolve(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                                    pattern, number,
+                                    float(exec_properties.get(keys.SPAN_WAIT_MINUTES_KEY) or 0))
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    input_config.splits[0].pattern = resolved
+    exec_properties[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(
+        input_config)
+    exec_properties[example_gen_utils.SPAN_PROPERTY_NAME] = found
+    for artifact in output_dict[keys.EXAMPLES_KEY]:
+        artifact.span = found
+
+
+class StatisticsExecutor(statistics_gen_executor.Executor):
+    """TFX's StatisticsGen executor, whose statistics carry their Examples' span.
+
+    ExampleGen records a span as a custom property, while TFX's StatisticsGen copies the
+    (unset) span property, so its statistics all say span 0; drift baselines and windows
+    (window.py) need the real one.
+    """
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        super().Do(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
+        statistics = artifact_utils.get_single_instance(output_dict[keys.STATISTICS_KEY])
+        statistics.span = window.span_of(examples)
+
+
 class ValidationGateExecutor(base_executor.BaseExecutor):
     """Stops the run when ExampleValidator found anomalies or a split is empty."""
 
@@ -103,12 +152,29 @@ class ValidationGateExecutor(base_executor.BaseExecutor):
         for split in split_names:
             stats = stats_artifact_utils.load_statistics(statistics, split).proto()
             found.add_split(split, stats, _read_anomalies(anomalies, split))
-        out_uri = artifact_utils.get_single_uri(output_dict[keys.REPORT_KEY])
+        _check_drift(found, statistics, input_dict.get(keys.BASELINE_STATISTICS_KEY) or [],
+                     json.loads(exec_properties.get(keys.DRIFT_THRESHOLDS_KEY) or "{}"))
+        report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
+        report_artifact.set_int_custom_property(keys.SPAN_PROPERTY, int(statistics.span or 0))
+        out_uri = report_artifact.uri
         io_utils.write_string_file(os.path.join(out_uri, keys.VALIDATION_REPORT_FILE),
                                    json.dumps(found.to_dict(), indent=2))
         if not found.ok:
             raise DataValidationError(found.describe())
         logging.info("Validation passed for %s: %s", dataset, found.describe())
+
+
+def _check_drift(found: report.DatasetReport, statistics: types.Artifact,
+                 baselines: list[types.Artifact], thresholds: dict[str, float]) -> None:
+    """Adds the drift of the train split against the previous validated span's, if any."""
+    if not baselines or not thresholds:
+        return
+    baseline = baselines[0]
+    split = keys.TRAIN_SPLIT if keys.TRAIN_SPLIT in artifact_utils.decode_split_names(
+        statistics.split_names) else keys.CATALOG_SPLIT
+    current = stats_artifact_utils.load_statistics(statistics, split).proto()
+    previous = stats_artifact_utils.load_statistics(baseline, split).proto()
+    found.add_drift(split, drift.measure(current, previous, thresholds), f"span {baseline.span}")
 
 
 def _read_anomalies(anomalies: types.Artifact, split: str) -> anomalies_pb2.Anomalies:

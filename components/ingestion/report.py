@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+
+from components.ingestion import drift as drift_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,27 @@ class DatasetReport:
     dataset: str
     examples: dict[str, int] = dataclasses.field(default_factory=dict)
     problems: list[Problem] = dataclasses.field(default_factory=list)
+    drift: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def add_drift(self, split: str, drifts: Sequence[drift_lib.Drift], baseline: str) -> None:
+        """Records each measured feature; one problem per feature above its threshold.
+
+        Args:
+          split: The split compared.
+          drifts: The measurements (drift.measure).
+          baseline: The span compared with, as users name it.
+        """
+        for found in drifts:
+            self.drift.append({"split": split, "baseline": baseline,
+                               **dataclasses.asdict(found)})
+            if found.exceeded:
+                self.problems.append(Problem(
+                    split, found.feature, "Drift",
+                    f"{found.measure} {found.distance:.4g} from the previous validated span "
+                    f"({baseline}) is above the threshold {found.threshold:g} "
+                    "(spans.drift_thresholds). If the change is real, accept this span "
+                    "for one run with --set spans.drift_thresholds={} or raise the "
+                    "threshold."))
 
     def add_split(self, split: str, statistics: statistics_pb2.DatasetFeatureStatisticsList,
                   anomalies: anomalies_pb2.Anomalies) -> None:
@@ -78,4 +101,5 @@ class DatasetReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "ok": self.ok, "examples": self.examples,
-                "problems": [dataclasses.asdict(problem) for problem in self.problems]}
+                "problems": [dataclasses.asdict(problem) for problem in self.problems],
+                "drift": self.drift}

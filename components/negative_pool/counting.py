@@ -8,7 +8,7 @@ the counts of a whole bundle before emitting (id, count) pairs.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -34,9 +34,12 @@ def read_file_batches(path: str, batch_size: int = BATCH_SIZE) -> Iterator[list[
 
 
 @beam.ptransform_fn
-def ReadRecordBatches(pipeline: beam.Pipeline, pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
-    """Lists of serialised records from every file matching `pattern`, files spread over workers."""
-    files = sorted(tf.io.gfile.glob(pattern))
+def ReadRecordBatches(pipeline: beam.Pipeline,  # pylint: disable=invalid-name
+                      pattern: Union[str, Sequence[str]]) -> beam.PCollection:
+    """Lists of serialised records from every file matching `pattern` (or any of a list of
+    patterns: a window of spans), files spread over workers."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    files = sorted({path for glob in patterns for path in tf.io.gfile.glob(glob)})
     return (pipeline
             | "ListFiles" >> beam.Create(files)
             | "SpreadFiles" >> beam.Reshuffle()

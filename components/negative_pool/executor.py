@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import keys
+from components.ingestion import window
 from components.negative_pool import artifact_io, counting, pool, preprocessing
 from pipeline import contract as contract_lib
 from pipeline.errors import NegativePoolError
@@ -82,8 +83,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         settings = settings_from_properties(exec_properties)
         contract = contract_from_properties(exec_properties)
-        train = split_pattern(artifact_utils.get_single_instance(
-            input_dict[keys.INTERACTIONS_KEY]), keys.TRAIN_SPLIT, "interactions")
+        interactions = input_dict[keys.INTERACTIONS_KEY]
+        for artifact in interactions:
+            split_pattern(artifact, keys.TRAIN_SPLIT, "interactions")
+        train, _ = window.training_patterns(interactions)
         catalog = split_pattern(artifact_utils.get_single_instance(input_dict[keys.ITEMS_KEY]),
                                 keys.CATALOG_SPLIT, "items")
         out = artifact_utils.get_single_uri(output_dict[keys.NEGATIVE_POOL_KEY])

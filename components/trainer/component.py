@@ -52,12 +52,13 @@ class TwoTowerTrainer(trainer_component.Trainer):
         """Builds the component; the config was validated when it was loaded.
 
         Args:
-          examples: Interactions with `train` and `eval` splits.
+          examples: Interactions with `train` and `eval` splits: one artifact, or a window
+            of spans (window.training_patterns says which splits train and which score).
           negative_pool: The NegativePoolBuilder's output.
           items: The catalogue Examples (`catalog` split).
           config: The pipeline config; its model, loss and training sections are used.
-          base_model: A previous Model (a resolver's output) to warm-start from when
-            config.training.warm_start is on.
+          base_model: A previous Model (a resolver's output) to warm-start from; the
+            pipeline passes it when training.warm_start is on (null: with spans).
         """
         spec = TwoTowerTrainerSpec(
             examples=examples, transform_graph=None, schema=None, base_model=base_model,

@@ -1,4 +1,5 @@
-"""TFX's GenericExecutor, plus the NegativePool and catalogue inputs handed to run_fn."""
+"""TFX's GenericExecutor, plus the NegativePool and catalogue inputs handed to run_fn, and
+the train/eval files of a window of spans (window.training_patterns)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +11,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components import keys
+from components.ingestion import window
 
 
 class TrainerExecutor(trainer_executor.GenericExecutor):
@@ -20,6 +22,8 @@ class TrainerExecutor(trainer_executor.GenericExecutor):
                    exec_properties: dict[str, Any]) -> FnArgs:
         fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
         items = artifact_utils.get_single_instance(input_dict[keys.ITEMS_KEY])
+        fn_args.train_files, fn_args.eval_files = window.training_patterns(
+            input_dict[keys.EXAMPLES_KEY])
         fn_args.custom_config = {
             **(fn_args.custom_config or {}),
             keys.NEGATIVE_POOL_URI: artifact_utils.get_single_uri(

@@ -12,7 +12,7 @@ same item features the index is built from.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -114,13 +114,13 @@ class CatalogLookup:
         return {**batch, **{name: tf.gather(values, rows) for name, values in self.values.items()}}
 
 
-def dataset(file_pattern: str, batch_size: int, shuffle: bool, seed: int, contract: Contract,
-            names: Sequence[str], max_rows: Optional[int] = None,
+def dataset(file_pattern: Union[str, Sequence[str]], batch_size: int, shuffle: bool, seed: int,
+            contract: Contract, names: Sequence[str], max_rows: Optional[int] = None,
             catalog: Optional[CatalogLookup] = None) -> tf.data.Dataset:
     """Batches of parsed features from gzipped TFRecords of tf.Examples.
 
     Args:
-      file_pattern: Glob of the split's files.
+      file_pattern: Glob of the split's files, or a list of globs (a window of spans).
       batch_size: Rows per batch; the last partial batch is dropped when shuffling
         (in-batch negatives need full batches).
       shuffle: Shuffle files and rows (training).

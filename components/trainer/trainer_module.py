@@ -13,13 +13,12 @@ def run_fn(fn_args: FnArgs) -> None:
 
     fn_args.custom_config holds the pipeline config (validated again here) and, added by
     TrainerExecutor from the input channels, the NegativePool URI and the catalogue's files.
-    With training.warm_start, fn_args.base_model (the previous model's serving dir, from
-    the pipeline's resolver) initialises the towers.
+    fn_args.base_model, when the pipeline passes one (training.warm_start; on by default
+    with spans), is the latest blessed model's serving dir and initialises the towers.
     """
     custom = fn_args.custom_config
     config = config_lib.from_dict(custom[keys.CONFIG])
-    training.train_and_evaluate(fn_args.train_files[0], fn_args.eval_files[0],
+    training.train_and_evaluate(fn_args.train_files, fn_args.eval_files,
                                 custom[keys.CATALOG_PATTERN], custom[keys.NEGATIVE_POOL_URI],
                                 config, fn_args.serving_model_dir,
-                                base_model_dir=fn_args.base_model if config.training.warm_start
-                                else None)
+                                base_model_dir=fn_args.base_model or None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence, Union
 
 from absl import logging
 import numpy as np
@@ -57,7 +57,7 @@ class TrainResult:
         """Raw query features -> [B, D] or [B, D + 1] query vectors of the index."""
         return prior.query_vectors(self.model(features_batch), prior_weight)
 
-    def evaluate(self, eval_pattern: str, prior_weight: float,
+    def evaluate(self, eval_pattern: Union[str, Sequence[str]], prior_weight: float,
                  max_rows: Optional[int] = None) -> dict[str, float]:
         """metrics.evaluate on (the first max_rows rows of) an eval split, scoring with
         popularity prior weight β."""
@@ -151,7 +151,8 @@ def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> di
     return counts
 
 
-def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: str,
+def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
+                       eval_pattern: Union[str, Sequence[str]], catalog_pattern: str,
                        pool_uri: str, config: PipelineConfig,
                        serving_dir: Optional[str] = None,
                        strategy: Optional[tf.distribute.Strategy] = None,
@@ -159,14 +160,16 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
     """Trains on the train split, evaluates on eval against the whole catalogue, exports.
 
     Args:
-      train_pattern: Files of the train split (gzipped tf.Examples).
-      eval_pattern: Files of the eval split.
+      train_pattern: Files of the train split (gzipped tf.Examples), or a list of patterns
+        (a window of spans).
+      eval_pattern: Files of the eval split (or a list of patterns).
       catalog_pattern: Files of the item catalogue.
       pool_uri: NegativePool artifact.
       config: The pipeline config (model, loss, training sections).
       serving_dir: Where to export (see export.py); None skips the export.
       strategy: A tf.distribute strategy; None uses the default.
-      base_model_dir: A previous export (serving dir) to warm-start the towers from.
+      base_model_dir: A previous export (serving dir) to warm-start the towers from; then
+        training.incremental_epochs (when set) replaces training.epochs.
 
     Returns:
       The model, catalogue embeddings and metrics (plus examples_per_sec).
@@ -187,7 +190,10 @@ def train_and_evaluate(train_pattern: str, eval_pattern: str, catalog_pattern: s
         history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
                             verbose=0, callbacks=[timer])
     else:
-        history = model.fit(data, epochs=training.epochs, verbose=0, callbacks=[timer])
+        epochs = training.epochs
+        if base_model_dir and training.incremental_epochs is not None:
+            epochs = training.incremental_epochs
+        history = model.fit(data, epochs=epochs, verbose=0, callbacks=[timer])
     steps = int(model.step.numpy())
     logging.info("Trained %d steps in %.1fs; loss %s", steps, sum(timer.seconds),
                  history.history["loss"])

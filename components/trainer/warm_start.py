@@ -4,7 +4,8 @@ Each export writes `warm_start/<tower>.npz`: the tower's weights in creation ord
 input names, and for every vocabulary-backed table (ids, categorical, multi_categorical,
 text) the vocabulary in row order. A new model copies every other weight as is and, in each
 vocabulary table, the row of each value the previous model knew; values new to this run
-(a new user, item or category) keep their fresh initialisation. A changed feature set
+(a new user, item or category) keep their fresh initialisation, and so does a numeric
+feature's bucket embedding whose bucket count changed with the data. A changed feature set
 (inputs added, removed or renamed) or model section is refused, naming what changed.
 """
 from __future__ import annotations
@@ -86,6 +87,13 @@ def _remap(rows: np.ndarray, new_vocabulary: list[str], old_rows: np.ndarray,
     return rows
 
 
+def _rebucketed(weight: tf.Variable, value: np.ndarray) -> bool:
+    """Whether a weight is a bucket embedding whose bucket count changed: the boundaries of
+    numeric features come from each run's data, so their rows do not carry over."""
+    return (weight.name.endswith("embeddings:0") and len(weight.shape) == 2
+            and value.ndim == 2 and value.shape[1] == weight.shape[1])
+
+
 def restore(tower: towers.Tower, path: str) -> WarmStartStats:
     """Initialises a built tower from `save`'s file, remapping vocabulary rows by value.
 
@@ -140,6 +148,11 @@ def restore(tower: towers.Tower, path: str) -> WarmStartStats:
                 ids = table.lookup.get_vocabulary(include_special_tokens=False)
                 known_ids = sum(1 for token in ids if token in old_values)
                 new_ids = len(ids) - known_ids
+        elif value.shape != tuple(weight.shape) and _rebucketed(weight, value):
+            logging.info("Warm start %s: %s has %d rows, the base model's %d (numeric buckets "
+                         "re-computed from the new data); it starts fresh", tower.name,
+                         weight.name, weight.shape[0], value.shape[0])
+            continue
         elif value.shape != tuple(weight.shape):
             raise WarmStartError(f"{tower.name}: weight {weight.name} has shape "
                                  f"{tuple(weight.shape)}, the base model's {value.shape}; the "

@@ -3,8 +3,10 @@
 One task per pipeline node, ordered by the pipeline's channels; each task runs its TFX
 component in the Airflow worker with the same pipeline root, ML Metadata (SQLite at
 orchestration.metadata_path) and Beam arguments as `twotower run`, so cached components
-are shared between local and scheduled runs. `twotower compile airflow --out DIR` writes
-a DAG file that builds this DAG from the config saved beside it.
+are shared between local and scheduled runs. With date-named spans each DAG run ingests its
+logical date's span, so `airflow dags backfill` catches up one span per date, in order.
+`twotower compile airflow --out DIR` writes a DAG file that builds this DAG from the config
+saved beside it.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import datetime
 import os
 from typing import Any
 
+from components.ingestion import spans
 from pipeline import config as config_lib
 from pipeline import paths
 from pipeline.config import PipelineConfig
@@ -83,7 +86,15 @@ def create_dag(config: PipelineConfig) -> Any:
                             "-e '.[airflow]'") from e
     runner = airflow_dag_runner.AirflowDagRunner(airflow_dag_runner.AirflowPipelineConfig(
         airflow_dag_config=dag_settings(config), supported_launcher_classes=[_launcher_class()]))
-    return runner.run(create_pipeline(config, sqlite_metadata(config)))
+    return runner.run(create_pipeline(config, sqlite_metadata(config), span=dag_span(config)))
+
+
+def dag_span(config: PipelineConfig) -> str:
+    """The span a DAG run ingests: its logical date (`{{ ds }}`, rendered by Airflow in the
+    task's arguments) for date patterns unless spans.span names one; else spans.span."""
+    if config.spans.span == spans.LATEST and spans.is_date_pattern(config.data.interactions):
+        return spans.AIRFLOW_LOGICAL_DATE
+    return config.spans.span
 
 
 DAG_FILE = '''"""Airflow DAG "{dag_id}": the twotower pipeline, written by `twotower compile airflow`.

@@ -6,12 +6,21 @@ orchestration.image (built from ./Dockerfile). ML Metadata is the cluster's, so 
 connection config is passed. Every path in the config is read inside the pods: data,
 pipeline root and serving base path must be URIs such as gs://bucket/x (or absolute paths
 on a volume the pods mount), and the curated schemas are read from the image.
+
+Data in spans: the span a run ingests is the runtime parameter `span` (a date or a span
+number; `latest` by default), so a recurring run passes its date. TFX's Kubeflow v2
+compiler takes no custom resolver strategies, so there a run trains on its own span
+(spans.window_spans must be 1, and the drift gate is off).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Optional
+
+from tfx.orchestration import data_types
+
+from components.ingestion import spans
 
 from pipeline import config as config_lib
 from pipeline import contract as contract_lib
@@ -22,6 +31,7 @@ from pipeline.pipeline import create_pipeline
 
 # Where ./Dockerfile installs the repository (WORKDIR); the schemas are read from here.
 CONTAINER_REPO = "/twotower"
+SPAN_PARAMETER = "span"
 
 
 def container_config(config: PipelineConfig) -> PipelineConfig:
@@ -61,8 +71,20 @@ def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
             default_image=config.orchestration.image,
-            display_name=config.orchestration.pipeline_name),
+            display_name=config.orchestration.pipeline_name, use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(os.path.abspath(out_file)),
         output_filename=os.path.basename(out_file))
+    span = span_parameter(config)
     return runner.run(create_pipeline(config, metadata_connection_config=None,
-                                      check_schemas=False, contract=contract))
+                                      check_schemas=False, contract=contract, span=span,
+                                      cross_run_resolvers=False),
+                      parameter_values={SPAN_PARAMETER: span.default} if span else None)
+
+
+def span_parameter(config: PipelineConfig) -> Optional[data_types.RuntimeParameter]:
+    """The runtime parameter `span` (default spans.span) when the data arrives in spans:
+    a recurring run passes its date (YYYY-MM-DD) or span number."""
+    if not spans.has_placeholders(config.data.interactions):
+        return None
+    return data_types.RuntimeParameter(name=SPAN_PARAMETER, ptype=str,
+                                       default=config.spans.span)

@@ -34,7 +34,7 @@ def test_clean_report():
     assert found.ok
     assert found.describe() == "items: catalog=3; no anomalies"
     assert found.to_dict() == {"dataset": "items", "ok": True, "examples": {"catalog": 3},
-                               "problems": []}
+                               "problems": [], "drift": []}
 
 
 def test_anomalies_and_empty_split_are_listed_by_feature():
