@@ -42,5 +42,8 @@ class SpanDriver(driver.FileBasedDriver):
     def resolve_exec_properties(self, exec_properties: dict[str, Any],
                                 pipeline_info: data_types.PipelineInfo,
                                 component_info: data_types.ComponentInfo) -> dict[str, Any]:
+        # A copy: TFX's driver rewrites the dict in place, and a launcher running several
+        # runs in one process (Airflow's DebugExecutor) hands every run the same one.
+        exec_properties = dict(exec_properties)
         request_range(exec_properties)
         return super().resolve_exec_properties(exec_properties, pipeline_info, component_info)

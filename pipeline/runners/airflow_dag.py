@@ -86,7 +86,16 @@ def create_dag(config: PipelineConfig) -> Any:
                             "-e '.[airflow]'") from e
     runner = airflow_dag_runner.AirflowDagRunner(airflow_dag_runner.AirflowPipelineConfig(
         airflow_dag_config=dag_settings(config), supported_launcher_classes=[_launcher_class()]))
-    return runner.run(create_pipeline(config, sqlite_metadata(config), span=dag_span(config)))
+    dag = runner.run(create_pipeline(config, sqlite_metadata(config), span=dag_span(config)))
+    for task in dag.tasks:
+        # TFX hands each task its component's own exec_properties dict as the templated
+        # op_kwargs and writes the rendered values back into the component, so a process
+        # running several DAG runs (backfill with the DebugExecutor) would keep the first
+        # run's `{{ ds }}`; a copy keeps the template for every run.
+        properties = task.op_kwargs.get("exec_properties")
+        if properties is not None:
+            task.op_kwargs = {**task.op_kwargs, "exec_properties": dict(properties)}
+    return dag
 
 
 def dag_span(config: PipelineConfig) -> str:
