@@ -12,7 +12,7 @@
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
-    twotower bench pool|quality|index|serving|scale                      # benchmarks -> reports/<name>.json
+    twotower bench pool|quality|index|serving|scale|increments   # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -291,7 +291,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from benchmarks import index, pool, quality, scale, serving  # pylint: disable=import-outside-toplevel
+    from benchmarks import increments, index, pool, quality, scale, serving  # pylint: disable=import-outside-toplevel
 
     benchmarks = (
         (pool, "NegativePoolBuilder wall time and peak memory"),
@@ -302,6 +302,8 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
         (index, "ScaNN vs exact search vs FAISS on 1M x 64"),
         (scale, "the whole local pipeline on 1M and 10M synthetic interactions: wall time "
                 "and memory per component"),
+        (increments, "nightly runs over data in spans: per-span ingestion and pipeline "
+                     "time and memory, and one run over the same data as a single file"),
     )
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
