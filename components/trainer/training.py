@@ -14,6 +14,7 @@ from components.negative_pool import artifact_io
 from components.trainer import export, features, metrics, prior, towers, warm_start
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
+from pipeline.errors import ConfigError
 from pipeline.contract import Contract
 
 CATALOG_BATCH = 4096
@@ -151,6 +152,15 @@ def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> di
     return counts
 
 
+def check_enough_rows(train_rows: int, batch_size: int) -> None:
+    """Raises ConfigError when the train split cannot fill one batch (training drops the
+    last partial batch: in-batch negatives need full ones)."""
+    if train_rows < batch_size:
+        raise ConfigError(f"the train split has {train_rows} rows, fewer than one batch of "
+                          f"training.batch_size {batch_size}: lower training.batch_size, or "
+                          "train on more data (with spans: a larger spans.window_spans)")
+
+
 def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
                        eval_pattern: Union[str, Sequence[str]], catalog_pattern: str,
                        pool_uri: str, config: PipelineConfig,
@@ -175,6 +185,8 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
       The model, catalogue embeddings and metrics (plus examples_per_sec).
     """
     training = config.training
+    check_enough_rows(artifact_io.read_stats(pool_uri)["train_interactions"],
+                      training.batch_size)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(pool_uri, config)

@@ -10,6 +10,7 @@ from components.model_validator import evaluation
 from components.trainer import export, training
 from components.trainer.tests import small_world
 from pipeline import config as config_lib
+from pipeline.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +77,10 @@ def test_loss_choice_and_no_logq_train(data):
             base.loss, loss=loss, logq_correction=False, num_hard_negatives=8))
         result = training.train_and_evaluate(*small_world.patterns(root), pool_uri, config)
         assert np.isfinite(result.metrics["final_loss"]), loss
+
+
+def test_a_train_split_smaller_than_one_batch_names_the_fix():
+    training.check_enough_rows(1024, 1024)
+    with pytest.raises(ConfigError, match="has 800 rows, fewer than one batch of "
+                                          "training.batch_size 1024: lower"):
+        training.check_enough_rows(800, 1024)
