@@ -135,20 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spans", type=int, default=10, help="spans (nightly runs)")
     parser.add_argument("--interactions-per-span", type=int, default=1_000_000)
     parser.add_argument("--window", type=int, default=4, help="spans.window_spans")
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
-    parser.add_argument("--train-steps", type=int, default=500,
-                        help="fixed Trainer steps per nightly run (training.train_steps)")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--eval-interactions", type=int, default=2000,
-                        help="validation.max_eval_interactions")
     parser.add_argument("--no-single-file", dest="single_file", action="store_false",
                         help="skip the run over all interactions as one file")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=pathlib.Path,
-                        help="where the data and pipeline roots go (default: system temp)")
-    parser.add_argument("--keep", action="store_true", help="keep the data and roots")
+    scale.add_run_arguments(parser)
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/increments.json)")
 

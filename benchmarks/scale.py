@@ -141,9 +141,8 @@ def run(args: argparse.Namespace) -> pathlib.Path:
                                extra={"growth": {"from": first, "to": last, "wall_s": ratios}})
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
-                        help="interaction counts to run, smallest first")
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The world and pipeline settings `bench scale` and `bench increments` share."""
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
@@ -155,10 +154,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the whole catalogue by the Trainer and the ModelValidator")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=pathlib.Path,
-                        help="where to put each size's data and pipeline root "
-                             "(default: system temp)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep each size's data and pipeline root")
+                        help="where the data and pipeline roots go (default: system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the data and pipeline roots")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+                        help="interaction counts to run, smallest first")
+    add_run_arguments(parser)
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/scale.json)")
 
