@@ -15,6 +15,7 @@ from tfx.components.example_validator import executor as example_validator_execu
 from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
@@ -33,12 +34,20 @@ def _input_pattern(exec_properties: dict[str, Any]) -> str:
                         input_config.splits[0].pattern)
 
 
+CUTOFF_SCRATCH = ".cutoff"  # under the output artifact, removed before the split is written
+
+
 class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Reads CSV / Parquet / TFRecord, types columns by the schema, splits by time or hash."""
+    """Reads CSV / Parquet / TFRecord, types columns by the schema, splits by time or hash.
+
+    A quantile time split reads the input twice: once for the cutoff (its own Beam
+    pipeline), once to split with it, so no runner has to hold the data meanwhile.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._schema: schema_pb2.Schema | None = None
+        self._scratch = ""
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]],
@@ -46,8 +55,39 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict[keys.SCHEMA_KEY])
         self._schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(schema_uri))
+        self._scratch = os.path.join(artifact_utils.get_single_uri(
+            output_dict[keys.EXAMPLES_KEY]), CUTOFF_SCRATCH)
         _ingest_requested_span(output_dict, exec_properties)
         super().Do(input_dict, output_dict, exec_properties)
+
+    def _read(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
+              prefix: str = "") -> beam.PCollection:
+        """tf.Examples from the input files, typed by the schema."""
+        if input_format == "tfrecord":
+            if not tf.io.gfile.glob(pattern):
+                raise IngestionError(f"no input files match {pattern}")
+            return (pipeline
+                    | f"{prefix}ReadTFRecord" >> beam.io.ReadFromTFRecord(pattern)
+                    | f"{prefix}ParseExample" >> beam.Map(tf.train.Example.FromString))
+        reader = rows.ReadCsvRows if input_format == "csv" else rows.ReadParquetRows
+        return (pipeline
+                | f"{prefix}ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
+                | f"{prefix}RowsToExamples" >> rows.RowsToExamples(self._schema))  # pylint: disable=no-value-for-parameter
+
+    def _quantile_cutoff(self, pattern: str, input_format: str, time_feature: str,
+                         quantile: float) -> int:
+        """The time split's cutoff, computed in a Beam pass of its own (splits.py says
+        why); 0 for an input without rows (both splits are then empty)."""
+        with self._make_beam_pipeline() as pipeline:
+            _ = (self._read(pipeline, pattern, input_format, "Cutoff")
+                 | "QuantileCutoff" >> splits.QuantileCutoff(time_feature, quantile)  # pylint: disable=no-value-for-parameter
+                 | "WriteCutoff" >> beam.io.WriteToText(
+                     os.path.join(self._scratch, "cutoff"), num_shards=1,
+                     shard_name_template=""))
+        path = os.path.join(self._scratch, "cutoff")
+        text = io_utils.read_string_file(path).strip() if fileio.exists(path) else ""
+        fileio.rmtree(self._scratch)
+        return int(text) if text else 0
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         # Abstract in BaseExampleGenExecutor; its only caller is the base
@@ -59,17 +99,7 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         pattern = _input_pattern(exec_properties)
         input_format = exec_properties[keys.INPUT_FORMAT_KEY]
         logging.info("Reading %s input %s", input_format, pattern)
-        if input_format == "tfrecord":
-            if not tf.io.gfile.glob(pattern):
-                raise IngestionError(f"no input files match {pattern}")
-            examples = (pipeline
-                        | "ReadTFRecord" >> beam.io.ReadFromTFRecord(pattern)
-                        | "ParseExample" >> beam.Map(tf.train.Example.FromString))
-        else:
-            reader = rows.ReadCsvRows if input_format == "csv" else rows.ReadParquetRows
-            examples = (pipeline
-                        | "ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
-                        | "RowsToExamples" >> rows.RowsToExamples(self._schema))  # pylint: disable=no-value-for-parameter
+        examples = self._read(pipeline, pattern, input_format)
         history_feature = exec_properties.get(keys.HISTORY_FEATURE_KEY)
         if history_feature:
             examples = examples | "AddHistory" >> history.AddHistory(  # pylint: disable=no-value-for-parameter
@@ -80,11 +110,13 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         if method == keys.SPLIT_NONE:
             return {keys.CATALOG_SPLIT: examples}
         if method == keys.SPLIT_TIME:
+            time_feature = exec_properties[keys.TIME_FEATURE_KEY]
+            quantile = float(exec_properties[keys.CUTOFF_QUANTILE_KEY])
             cutoff = exec_properties.get(keys.CUTOFF_TIMESTAMP_KEY)
+            if cutoff in (None, -1):
+                cutoff = self._quantile_cutoff(pattern, input_format, time_feature, quantile)
             train, evaluation = examples | "TimeSplit" >> splits.TimeSplit(  # pylint: disable=no-value-for-parameter
-                exec_properties[keys.TIME_FEATURE_KEY],
-                float(exec_properties[keys.CUTOFF_QUANTILE_KEY]),
-                None if cutoff in (None, -1) else int(cutoff))
+                time_feature, quantile, int(cutoff))
         else:
             train, evaluation = examples | "HashSplit" >> splits.HashSplit(  # pylint: disable=no-value-for-parameter
                 int(exec_properties[keys.EVAL_PERCENT_KEY]))

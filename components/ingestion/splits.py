@@ -3,7 +3,10 @@
 * `TimeSplit`: train holds events strictly before the cutoff, eval the events at or after
   it; the cutoff is an explicit timestamp or a quantile of the event times (computed with
   Beam's ApproximateQuantiles, exact for small inputs). This is how a retrieval model is
-  used: trained on the past, asked about the future.
+  used: trained on the past, asked about the future. A cutoff computed in the same
+  pipeline is a side input of the partition, which makes a runner hold every Example until
+  the quantile is known; ExampleGen therefore computes it in a pass of its own
+  (`QuantileCutoff`) and splits with a fixed timestamp.
 * `HashSplit`: a row goes to eval when a sha256 bucket of its serialised content is below
   `eval_percent`; deterministic across runs and runners.
 """
@@ -56,16 +59,23 @@ def hash_bucket(example: tf.train.Example, buckets: int = 100) -> int:
 
 
 @beam.ptransform_fn
+def QuantileCutoff(examples: beam.PCollection, time_feature: str,  # pylint: disable=invalid-name
+                   quantile: float) -> beam.PCollection:
+    """The event time at `quantile` of Examples: one element (none for no Examples)."""
+    return (examples
+            | "EventTimes" >> beam.Map(event_time, time_feature)
+            | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+            | "PickCutoff" >> beam.FlatMap(pick_quantile, quantile))
+
+
+@beam.ptransform_fn
 def TimeSplit(examples: beam.PCollection, time_feature: str, quantile: float,  # pylint: disable=invalid-name
               cutoff_timestamp: Optional[int]) -> tuple[beam.PCollection, beam.PCollection]:
     """Splits Examples by event time; returns (train, eval)."""
     if cutoff_timestamp is not None:
         cutoff = examples.pipeline | "Cutoff" >> beam.Create([cutoff_timestamp])
     else:
-        cutoff = (examples
-                  | "EventTimes" >> beam.Map(event_time, time_feature)
-                  | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
-                  | "PickCutoff" >> beam.FlatMap(pick_quantile, quantile))
+        cutoff = examples | "QuantileCutoff" >> QuantileCutoff(time_feature, quantile)  # pylint: disable=no-value-for-parameter
     cutoff | "LogCutoff" >> beam.Map(_log_cutoff, time_feature)  # pylint: disable=expression-not-assigned
     train, evaluation = examples | "PartitionByTime" >> beam.Partition(
         lambda example, _, at: int(is_eval_by_time(example, time_feature, at)), 2,
