@@ -23,6 +23,7 @@ SPAN_KEY = "span_request"  # which span to ingest: "latest", a span number or YY
 SPAN_PATTERN_KEY = "span_pattern"  # the input pattern before span resolution
 SPAN_WAIT_MINUTES_KEY = "span_wait_minutes"
 SPAN_PROPERTY = "span"  # TFX's span property of Examples / statistics; a report's custom one
+SPAN_SOURCE_PROPERTY = "span_source"  # the unresolved input path a span came from
 
 # ValidationGate parameters.
 DATASET_NAME_KEY = "dataset_name"

@@ -58,6 +58,10 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         self._scratch = os.path.join(artifact_utils.get_single_uri(
             output_dict[keys.EXAMPLES_KEY]), CUTOFF_SCRATCH)
         _ingest_requested_span(output_dict, exec_properties)
+        source = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                              exec_properties.get(keys.SPAN_PATTERN_KEY) or "")
+        for artifact in output_dict[keys.EXAMPLES_KEY]:
+            artifact.set_string_custom_property(keys.SPAN_SOURCE_PROPERTY, source)
         super().Do(input_dict, output_dict, exec_properties)
 
     def _read(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
@@ -157,7 +161,7 @@ class StatisticsExecutor(statistics_gen_executor.Executor):
 
     ExampleGen records a span as a custom property, while TFX's StatisticsGen copies the
     (unset) span property, so its statistics all say span 0; drift baselines and windows
-    (window.py) need the real one.
+    (window.py) need the real one, and the input the span came from.
     """
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
@@ -167,6 +171,7 @@ class StatisticsExecutor(statistics_gen_executor.Executor):
         examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
         statistics = artifact_utils.get_single_instance(output_dict[keys.STATISTICS_KEY])
         statistics.span = window.span_of(examples)
+        window.copy_source(examples, statistics)
 
 
 class ValidationGateExecutor(base_executor.BaseExecutor):
@@ -188,6 +193,7 @@ class ValidationGateExecutor(base_executor.BaseExecutor):
                      json.loads(exec_properties.get(keys.DRIFT_THRESHOLDS_KEY) or "{}"))
         report_artifact = artifact_utils.get_single_instance(output_dict[keys.REPORT_KEY])
         report_artifact.set_int_custom_property(keys.SPAN_PROPERTY, int(statistics.span or 0))
+        window.copy_source(statistics, report_artifact)
         out_uri = report_artifact.uri
         io_utils.write_string_file(os.path.join(out_uri, keys.VALIDATION_REPORT_FILE),
                                    json.dumps(found.to_dict(), indent=2))

@@ -36,6 +36,20 @@ def span_of(artifact: types.Artifact) -> int:
     return int(artifact.span)
 
 
+def source_of(artifact: types.Artifact) -> str:
+    """The unresolved input path (`.../{YYYY}-{MM}-{DD}/x.csv`) an artifact's span came
+    from: spans of other inputs of the same pipeline (a run over one file, another data
+    folder) never mix into a window."""
+    if artifact.has_custom_property(keys.SPAN_SOURCE_PROPERTY):
+        return artifact.get_string_custom_property(keys.SPAN_SOURCE_PROPERTY)
+    return ""
+
+
+def copy_source(source: types.Artifact, target: types.Artifact) -> None:
+    """Passes the span's input path on to a derived artifact (statistics, report)."""
+    target.set_string_custom_property(keys.SPAN_SOURCE_PROPERTY, source_of(source))
+
+
 def _created(artifact: types.Artifact) -> tuple[int, int]:
     return artifact.mlmd_artifact.create_time_since_epoch, artifact.id
 
@@ -56,28 +70,36 @@ def validated_by_span(artifacts: Iterable[types.Artifact],
     return chosen
 
 
-def current_span(current: Sequence[types.Artifact]) -> Optional[int]:
-    """The span this run ingested, from this run's Examples or statistics (the newest one
-    when an orchestrator hands over every run's, as TFX's legacy Airflow driver does)."""
+def current_span(current: Sequence[types.Artifact]) -> tuple[str, Optional[int]]:
+    """The input and span this run ingested, from this run's Examples or statistics (the
+    newest one when an orchestrator hands over every run's, as TFX's legacy Airflow driver
+    does); ("", None) without one."""
     if not current:
-        return None
-    return span_of(max(current, key=_created))
+        return "", None
+    newest = max(current, key=_created)
+    return source_of(newest), span_of(newest)
+
+
+def _same_source(artifacts: Iterable[types.Artifact], source: str) -> list[types.Artifact]:
+    return [artifact for artifact in artifacts if source_of(artifact) == source]
 
 
 def window(examples: Iterable[types.Artifact], reports: Iterable[types.Artifact],
            current: Sequence[types.Artifact], size: int) -> list[types.Artifact]:
-    """The newest `size` validated spans' Examples up to the current span, oldest first."""
-    upto = current_span(current)
-    chosen = validated_by_span(examples, reports)
+    """The newest `size` validated spans' Examples of this run's input, up to its span,
+    oldest first."""
+    source, upto = current_span(current)
+    chosen = validated_by_span(_same_source(examples, source), _same_source(reports, source))
     spans = sorted(span for span in chosen if upto is None or span <= upto)[-size:]
     return [chosen[span] for span in spans]
 
 
 def previous_statistics(statistics: Iterable[types.Artifact], reports: Iterable[types.Artifact],
                         current: Sequence[types.Artifact]) -> list[types.Artifact]:
-    """[The statistics of the newest validated span before the current one], or []."""
-    upto = current_span(current)
-    chosen = validated_by_span(statistics, reports)
+    """[The statistics of the newest validated span of this run's input before the current
+    one], or []."""
+    source, upto = current_span(current)
+    chosen = validated_by_span(_same_source(statistics, source), _same_source(reports, source))
     earlier = [span for span in chosen if upto is None or span < upto]
     return [chosen[max(earlier)]] if earlier else []
 

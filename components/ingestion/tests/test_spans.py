@@ -167,3 +167,18 @@ def test_training_patterns_hold_out_only_the_newest_eval_split(tmp_path):
     assert [p.split(str(tmp_path))[1] for p in train] == [
         "/s1/Split-train/*", "/s2/Split-train/*", "/s1/Split-eval/*"]
     assert [p.split(str(tmp_path))[1] for p in evaluation] == ["/s2/Split-eval/*"]
+
+
+def test_window_ignores_spans_of_another_input_of_the_same_pipeline():
+    def tagged(artifact, source):
+        artifact.set_string_custom_property(keys.SPAN_SOURCE_PROPERTY, source)
+        return artifact
+    daily = "/data/{YYYY}-{MM}-{DD}/interactions.csv"
+    whole_file = "/data/interactions.csv"  # a run without spans: span 0, all the data
+    examples = [tagged(_artifact(standard_artifacts.Examples, 0, 1), whole_file),
+                tagged(_artifact(standard_artifacts.Examples, 20454, 3), daily)]
+    reports = [tagged(_report(0, 2), whole_file), tagged(_report(20454, 4), daily)]
+    current = [tagged(_artifact(standard_artifacts.ExampleStatistics, 20454, 4, custom=False),
+                      daily)]
+    assert window.window(examples, reports, current, 4) == [examples[1]]
+    assert window.previous_statistics(examples, reports, current) == []
