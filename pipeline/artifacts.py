@@ -5,7 +5,9 @@ from typing import Any, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx import types
 from tfx.orchestration import metadata
+from tfx.types import artifact_utils
 
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import sqlite_metadata
@@ -46,3 +48,36 @@ def latest_output(config: PipelineConfig, node_id: str, artifact_type: str
             list({artifact.type_id for artifact in artifacts}))}
         produced = [artifact for artifact in artifacts if types[artifact.type_id] == artifact_type]
         return max(produced, key=lambda artifact: artifact.id) if produced else None
+
+
+def latest_inputs(config: PipelineConfig, node_id: str) -> dict[str, list[types.Artifact]]:
+    """The input artifacts of node `node_id`'s newest finished execution, by input key.
+
+    Returns:
+      {input key: artifacts in input order}; empty when the node has not run yet.
+    """
+    finished = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    with metadata.Metadata(sqlite_metadata(config)) as handle:
+        store: metadata_store.MetadataStore = handle.store
+        context = store.get_context_by_type_and_name(
+            NODE_CONTEXT_TYPE, f"{config.orchestration.pipeline_name}.{node_id}")
+        executions = [execution for execution in (
+            store.get_executions_by_context(context.id) if context is not None else [])
+            if execution.last_known_state in finished]
+        if not executions:
+            return {}
+        newest = max(executions, key=lambda execution: execution.id)
+        events = [event for event in store.get_events_by_execution_ids([newest.id])
+                  if event.type == metadata_store_pb2.Event.INPUT]
+        found = {artifact.id: artifact
+                 for artifact in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        kinds = {kind.id: kind for kind in store.get_artifact_types_by_id(
+            list({artifact.type_id for artifact in found.values()}))}
+        inputs: dict[str, list[tuple[int, types.Artifact]]] = {}
+        for event in events:
+            key, index = event.path.steps[0].key, event.path.steps[1].index
+            artifact = found[event.artifact_id]
+            inputs.setdefault(key, []).append((index, artifact_utils.deserialize_artifact(
+                kinds[artifact.type_id], artifact)))
+        return {key: [artifact for _, artifact in sorted(pairs, key=lambda pair: pair[0])]
+                for key, pairs in inputs.items()}

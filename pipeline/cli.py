@@ -12,7 +12,7 @@
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
-    twotower bench pool|quality|index|serving|scale|increments   # benchmarks -> reports/<name>.json
+    twotower bench pool|quality|index|serving|scale|increments|span_quality   # benchmarks -> reports/<name>.json
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -233,7 +233,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from benchmarks import increments, index, pool, quality, scale, serving  # pylint: disable=import-outside-toplevel
+    from benchmarks import increments, index, pool, quality, scale, serving, span_quality  # pylint: disable=import-outside-toplevel
 
     benchmarks = (
         (pool, "NegativePoolBuilder wall time and peak memory"),
@@ -246,6 +246,8 @@ def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
                 "and memory per component"),
         (increments, "nightly runs over data in spans: per-span ingestion and pipeline "
                      "time and memory, and one run over the same data as a single file"),
+        (span_quality, "warm-started nightly runs over MovieLens weeks against a full "
+                       "retrain of the same window, the TFRS tutorial and MostPop"),
     )
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")

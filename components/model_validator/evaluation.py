@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from pipeline.contract import Contract
 TRAIN_BATCH = 8192
 
 
-def train_history(train_pattern: str, catalog_ids: Sequence[str], users: np.ndarray,
+def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str], users: np.ndarray,
                   contract: Contract
                   ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
     """The training items of `users` (metrics.seen_items) and [N] training counts per item,
@@ -32,13 +32,14 @@ def train_history(train_pattern: str, catalog_ids: Sequence[str], users: np.ndar
     return seen, counts
 
 
-def evaluate_export(serving_dir: str, train_pattern: str, eval_pattern: str,
+def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
                     ks: Sequence[int], max_rows: Optional[int] = None) -> dict[str, float]:
     """metrics.evaluate for the query tower and catalogue embeddings of one export.
 
     Args:
       serving_dir: A Trainer export (query_tower/, candidate_embeddings.tfrecord.gz).
-      train_pattern: Train split files (the history removed by the filtered protocol).
+      train_pattern: Train split files, or a list of patterns (a window of spans): the
+        history the filtered protocol removes.
       eval_pattern: Eval split files.
       ks: Cut-offs.
       max_rows: Score only the first max_rows eval interactions; None scores all.
