@@ -26,8 +26,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmarks import (common, example_files, history_eval, protocols, quality_plot,
-                        quality_report, quality_rows)
+from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
+                        quality_claims, quality_plot, quality_report, quality_rows)
 from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
@@ -101,6 +101,8 @@ class Prepared:
     contract: Any = None
     had: Optional[list[list[str]]] = None
     exclude_had: bool = True
+    root: Optional[pathlib.Path] = None
+    pools: dict[Any, str] = dataclasses.field(default_factory=dict)  # other pool settings
 
 
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
@@ -130,7 +132,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
-                    pool_uri, contract, had, not repeat_purchases)
+                    pool_uri, contract, had, not repeat_purchases, root)
 
 
 def with_history(contract: Any, length: int) -> Any:
@@ -152,6 +154,7 @@ def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, 
         out["temporal_unfiltered_ndcg_at_10"] = scores["tfrs_ndcg_at_10"]
         out["temporal_coverage_at_100"] = scores["coverage_at_100"]
         out["temporal_popularity_at_100"] = scores["popularity_at_100"]
+        out["temporal_tail_share_at_100"] = scores["tail_share_at_100"]
         return out
     return {}
 
@@ -213,7 +216,11 @@ def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, flo
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
                                lambda batch: result.query_vectors(batch, prior_weight),
                                result.contract)
-    return protocol_metrics(prepared, result.evaluate(prepared.eval_pattern, prior_weight))
+    found = protocol_metrics(prepared, result.evaluate(prepared.eval_pattern, prior_weight))
+    if prepared.name == "temporal":
+        geometry = embedding_geometry.measure(result, prepared.eval_pattern)
+        found.update({f"temporal_{key}": value for key, value in geometry.items()})
+    return found
 
 
 def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
@@ -267,14 +274,19 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():
                 config = config_lib.load(None, (*overrides, epochs))
+                row = table.setdefault(name, {"name": name, "overrides": list(overrides)})
+                if name == quality_rows.TAU_RULE:
+                    tau = quality_claims.rule_temperature(prepared, config)
+                    row[f"rule_temperature_{protocol}"] = tau
+                    config = config_lib.load(None, (f"model.temperature={tau}", epochs))
                 result = training.train_and_evaluate(prepared.train_pattern,
                                                      prepared.eval_pattern,
                                                      prepared.catalog_pattern,
-                                                     prepared.pool_uri, config)
-                row = table.setdefault(name, {"name": name, "overrides": list(overrides)})
+                                                     quality_claims.pool_for(prepared, config),
+                                                     config)
                 row.update(score(prepared, result, config.model.popularity_prior))
                 row[f"examples_per_sec_{protocol}"] = round(result.metrics["examples_per_sec"])
-                _log(f"{protocol} {name}: {_brief(row)}")
+                _log(f"{protocol} {name}: {quality_report.brief(row)}")
                 if name == "default":
                     for weight in prior_weights:
                         extra = table.setdefault(f"default+prior_{weight:g}", {
@@ -309,7 +321,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     if kept:
         ordered = quality_report.keep_other_protocols([r for r in others["rows"] if not r.get("dataset")],
                                        ordered, protocol_names)
-    run_note = _notes(ordered, time.time() - started, part)
+    run_note = quality_report.notes(ordered, time.time() - started, part)
     if kept:
         run_note += (f" This run measured {list(protocol_names)}; the keys of {kept} are kept "
                      "from the runs in config.protocol_runs.")
@@ -319,34 +331,6 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
-
-
-def _brief(row: dict[str, Any]) -> str:
-    keys = ("tfrs_top_100", "temporal_recall_at_100", "recbole_recall_at_10",
-            "history_recall_at_10", "history_recall_at_100", "examples_per_sec_tfrs",
-            "examples_per_sec_temporal", "examples_per_sec_history")
-    return ", ".join(f"{key} {row[key]:.4g}" for key in keys if key in row)
-
-
-def _notes(rows: list[dict[str, Any]], seconds: float, part: str) -> str:
-    by_name = {row["name"]: row for row in rows}
-    split_note = (
-        "Scored on the VALIDATION splits (each protocol's split applied to its training "
-        "part; benchmarks/protocols.py): this is where defaults are chosen."
-        if part == "validation" else
-        "Scored on the eval splits, once per row; the defaults (popularity prior weight, "
-        "temperature, loss) were chosen on the validation splits "
-        "(reports/quality_validation.json), not here.")
-    parts = [f"Measured in one run of {seconds / 60:.0f} min. {split_note} Rows after "
-             "mostpop use the default training settings; only baseline uses the TFRS "
-             "tutorial's (Adagrad 0.1, batch 8192). default+prior_<b> rows score the same "
-             "trained default model with other popularity prior weights (0: no prior)."]
-    base, default = by_name.get("baseline"), by_name.get("default")
-    if base and default:
-        for key in ("tfrs_top_100", "examples_per_sec"):
-            if key in base and key in default:
-                parts.append(f"default/baseline {key}: {default[key] / base[key]:.2f}x.")
-    return " ".join(parts)
 
 
 def _log(message: str) -> None:
@@ -365,6 +349,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", nargs="+", choices=list(quality_rows.TRAINED_ROWS),
                         help="trained rows to run (default: the dataset's, "
                              "benchmarks/quality_rows.py DATASET_ROWS)")
+    parser.add_argument("--claims", action="store_true",
+                        help="also run the rows testing the seed's claims (pool, samplers, "
+                             "losses x hard negatives, τ sweep and rule; "
+                             "quality_rows.CLAIM_ROWS); report with --out")
     parser.add_argument("--variant", action="append", default=[],
                         help="an extra row NAME:section.field=value[,...] (repeatable)")
     parser.add_argument("--prior-weights", type=float, nargs="*",
@@ -384,6 +372,8 @@ def main_from_args(args: argparse.Namespace) -> None:
     dataset = DATASETS[args.dataset]
     rows = {name: quality_rows.TRAINED_ROWS[name]
             for name in args.rows or quality_rows.DATASET_ROWS[args.dataset]}
+    if args.claims:
+        rows.update(quality_rows.CLAIM_ROWS)
     try:
         rows.update(quality_rows.parse_variant(text) for text in args.variant)
     except ValueError as e:

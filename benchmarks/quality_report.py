@@ -97,3 +97,34 @@ def merge_dataset_rows(dataset: str, rows: list[dict[str, Any]], config: dict[st
 def order(name: str) -> int:
     names = list(quality_rows.ROW_NAMES)
     return names.index(name) if name in names else len(names)
+
+
+def brief(row: dict[str, Any]) -> str:
+    """A row's headline figures for the progress log."""
+    keys = ("tfrs_top_100", "temporal_recall_at_10", "temporal_recall_at_100",
+            "temporal_tail_share_at_100", "recbole_recall_at_10",
+            "history_recall_at_10", "history_recall_at_100", "examples_per_sec_tfrs",
+            "examples_per_sec_temporal", "examples_per_sec_history")
+    return ", ".join(f"{key} {row[key]:.4g}" for key in keys if key in row)
+
+
+def notes(rows: list[dict[str, Any]], seconds: float, part: str) -> str:
+    """The report's notes: where it was scored and the headline ratios."""
+    by_name = {row["name"]: row for row in rows}
+    split_note = (
+        "Scored on the VALIDATION splits (each protocol's split applied to its training "
+        "part; benchmarks/protocols.py): this is where defaults are chosen."
+        if part == "validation" else
+        "Scored on the eval splits, once per row; the defaults (popularity prior weight, "
+        "temperature, loss) were chosen on the validation splits "
+        "(reports/quality_validation.json), not here.")
+    parts = [f"Measured in one run of {seconds / 60:.0f} min. {split_note} Rows after "
+             "mostpop use the default training settings; only baseline uses the TFRS "
+             "tutorial's (Adagrad 0.1, batch 8192). default+prior_<b> rows score the same "
+             "trained default model with other popularity prior weights (0: no prior)."]
+    base, default = by_name.get("baseline"), by_name.get("default")
+    if base and default:
+        for key in ("tfrs_top_100", "examples_per_sec"):
+            if key in base and key in default:
+                parts.append(f"default/baseline {key}: {default[key] / base[key]:.2f}x.")
+    return " ".join(parts)

@@ -37,10 +37,24 @@ TRAINED_ROWS: dict[str, tuple[str, ...]] = {
     "loss_bpr": ("loss.loss=bpr",),
     "loss_hinge": ("loss.loss=hinge",),
 }
+HARD_NEGATIVES = 64  # of the 1,024 + 256 candidates per row at the default batch and pool
+# The seed's claims (issue 15, item 4), run with `bench quality --claims`: the pool against
+# in-batch negatives only and a popularity^0.75 pool sampler; each loss with and without hard
+# negatives; a τ sweep and τ from tune-temperature's rule (TAU_RULE, computed per protocol
+# from an unnormalised model trained on the train split).
+TAU_RULE = "tau_rule"
+CLAIM_ROWS: dict[str, tuple[str, ...]] = {
+    "no_pool": ("loss.pool_ratio=0",),
+    "pool_popularity": ("pool.sampler=popularity", "pool.alpha=0.75"),
+    **{f"loss_{loss}_hard": (f"loss.loss={loss}", f"loss.num_hard_negatives={HARD_NEGATIVES}")
+       for loss in ("softmax", "bce", "bpr", "hinge")},
+    **{f"tau_{tau:g}": (f"model.temperature={tau:g}",) for tau in (0.05, 0.07, 0.1, 0.14)},
+    TAU_RULE: (),
+}
 MOSTPOP = "mostpop"
 ITEMKNN_HISTORY = "itemknn_history"  # the history protocol's co-occurrence reference
 ROW_NAMES = ("baseline", MOSTPOP, ITEMKNN_HISTORY) + tuple(
-    name for name in TRAINED_ROWS if name != "baseline")
+    name for name in TRAINED_ROWS if name != "baseline") + tuple(CLAIM_ROWS)
 # Rows run by default per dataset: every ablation on MovieLens; on other datasets the
 # default model beside the same model without features (ids only) and MostPop.
 DATASET_ROWS = {"movielens": tuple(name for name in TRAINED_ROWS if name != "ids_only"),

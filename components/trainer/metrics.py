@@ -9,7 +9,9 @@ items scoring strictly higher:
 recall@K is the share of interactions whose rank < K (one relevant item per interaction,
 so it equals the hit rate), NDCG@10 averages 1 / log2(rank + 2) for rank < 10. An eval item
 missing from the catalogue counts as a miss. Coverage@K is the share of catalogue items
-appearing in any filtered top-K; popularity@K is the mean training count of those top-K.
+appearing in any filtered top-K; popularity@K is the mean training count of those top-K;
+tail_share@K is the share of top-K slots holding an item outside the head (the HEAD_SHARE
+most popular catalogue items by training count): how much of the long tail is recommended.
 """
 from __future__ import annotations
 
@@ -25,12 +27,21 @@ KS = (10, 50, 100)
 MISS_RANK = np.iinfo(np.int64).max
 EVAL_SCORES_BUDGET = 1 << 24  # scores per eval batch: 64 MB of float32
 MAX_EVAL_BATCH = 1024
+HEAD_SHARE = 0.2  # the head: the 20% most popular catalogue items
 
 
 def eval_batch_size(catalog_size: int) -> int:
     """Eval rows per batch so one [rows, N] score matrix holds at most EVAL_SCORES_BUDGET
     values (1024 rows on small catalogues, 16 on 1M items)."""
     return int(np.clip(EVAL_SCORES_BUDGET // max(catalog_size, 1), 1, MAX_EVAL_BATCH))
+
+
+def head_items(train_counts: np.ndarray, share: float = HEAD_SHARE) -> np.ndarray:
+    """[N] True for the ceil(share * N) items with the most training interactions (ties
+    by catalogue order)."""
+    head = np.zeros(len(train_counts), bool)
+    head[np.argsort(-train_counts, kind="stable")[:int(np.ceil(share * len(train_counts)))]] = True
+    return head
 
 
 def unique_users(batches: Iterable[Mapping[str, tf.Tensor]], user_feature: str) -> np.ndarray:
@@ -132,7 +143,7 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
 
     Returns:
       {"tfrs_recall_at_K", "filtered_recall_at_K", "tfrs_ndcg_at_10", "filtered_ndcg_at_10",
-       "coverage_at_K", "popularity_at_K", "eval_interactions"}.
+       "coverage_at_K", "popularity_at_K", "tail_share_at_K", "eval_interactions"}.
     """
     n = len(catalog_ids)
     index = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
@@ -150,6 +161,7 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
         top.append(tf.math.top_k(filtered_scores, k=k_max).indices.numpy())
     tfrs_all, filtered_all = np.concatenate(tfrs_ranks), np.concatenate(filtered_ranks)
     top_all = np.concatenate(top)
+    head = head_items(train_counts)
     result: dict[str, float] = {"eval_interactions": float(len(tfrs_all))}
     for k in ks:
         result[f"tfrs_recall_at_{k}"] = float(np.mean(tfrs_all < k))
@@ -157,6 +169,7 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
         top_k = top_all[:, :k]
         result[f"coverage_at_{k}"] = float(len(np.unique(top_k)) / n)
         result[f"popularity_at_{k}"] = float(np.mean(train_counts[top_k]))
+        result[f"tail_share_at_{k}"] = float(np.mean(~head[top_k]))
     for name, all_ranks in (("tfrs", tfrs_all), ("filtered", filtered_all)):
         hit = all_ranks < 10
         gain = np.zeros(len(all_ranks))

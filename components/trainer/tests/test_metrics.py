@@ -46,7 +46,15 @@ def test_evaluate_by_hand():
     assert result["coverage_at_2"] == pytest.approx(3 / 4)
     assert result["popularity_at_2"] == pytest.approx((5 + 1 + 0 + 1) / 4)
     assert result["coverage_at_1"] == pytest.approx(2 / 4)
+    # The head is the ceil(0.2 * 4) = 1 most popular item, a: every top-2 slot is in the tail.
+    assert result["tail_share_at_2"] == 1.0
     assert result["eval_interactions"] == 2
+
+
+def test_head_items_are_the_most_popular_fifth_ties_by_catalogue_order():
+    counts = np.array([1.0, 9.0, 3.0, 9.0, 0.0, 2.0, 5.0, 4.0, 0.0, 7.0])
+    assert np.flatnonzero(metrics.head_items(counts)).tolist() == [1, 3]
+    assert np.flatnonzero(metrics.head_items(counts, 0.3)).tolist() == [1, 3, 9]
 
 
 def test_per_user_metrics_by_hand():

@@ -1,0 +1,49 @@
+"""bench quality --claims on small synthetic data: a row's own pool settings get their own
+NegativePool, τ by tune-temperature's rule, and the long-tail and geometry columns."""
+import json
+
+import pytest
+
+from benchmarks import quality, quality_claims, quality_rows
+from components.negative_pool import artifact_io
+from pipeline import config as config_lib
+from pipeline import contract as contract_lib
+from pipeline.data import synthetic
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="data_dir", scope="module")
+def fixture_data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    synthetic.generate(synthetic.SyntheticSpec(users=200, items=150, interactions=3_000, seed=7),
+                       out, progress=False)
+    return out
+
+
+def test_a_row_with_other_pool_settings_trains_on_its_own_pool(tmp_path, data_dir):
+    contract = contract_lib.load(str(config_lib.SCHEMAS_ROOT / "movielens"))
+    interactions, items = quality.load_tables(data_dir, contract, "twotower data synthetic")
+    prepared = quality.prepare("temporal", interactions, items, tmp_path, config_lib.load(None),
+                               contract, part="validation")
+    assert quality_claims.pool_for(prepared, config_lib.load(None)) == prepared.pool_uri
+    popular = config_lib.load(None, quality_rows.CLAIM_ROWS["pool_popularity"])
+    uri = quality_claims.pool_for(prepared, popular)
+    assert uri != prepared.pool_uri and quality_claims.pool_for(prepared, popular) == uri
+    assert artifact_io.read_stats(uri)["settings"]["sampler"] == "popularity"
+    assert artifact_io.read_stats(prepared.pool_uri)["settings"]["sampler"] == "uniform"
+
+
+def test_claim_rows_report_rule_temperature_tail_share_and_geometry(tmp_path, data_dir):
+    rows = {name: quality_rows.CLAIM_ROWS[name] for name in ("no_pool", quality_rows.TAU_RULE)}
+    out = tmp_path / "claims.json"
+    quality.run({"default": (), **rows}, ["temporal"], data_dir, [], tmp_path, out,
+                part="validation")
+    report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(report) == {"default", "no_pool", quality_rows.TAU_RULE, quality_rows.MOSTPOP}
+    assert 0.05 <= report[quality_rows.TAU_RULE]["rule_temperature_temporal"] <= 0.2
+    for name in ("default", "no_pool", quality_rows.TAU_RULE, quality_rows.MOSTPOP):
+        assert 0.0 <= report[name]["temporal_tail_share_at_100"] <= 1.0
+    for name in ("default", "no_pool"):
+        assert -4.0 <= report[name]["temporal_uniformity"] <= 0.0
+        assert 0.0 <= report[name]["temporal_alignment"] <= 4.0
