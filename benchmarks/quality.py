@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
-                        quality_claims, quality_plot, quality_report, quality_rows)
+                        quality_claims, quality_history, quality_plot, quality_report,
+                        quality_rows)
+from benchmarks.quality_history import DEFAULT_HISTORY, HISTORY_FEATURE
 from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10, "history": 10}
 # The history protocol's added feature (contract kind history, mean pooling).
-HISTORY_FEATURE, DEFAULT_HISTORY_LENGTH = "history", 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,22 +108,23 @@ class Prepared:
 
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             workdir: pathlib.Path, config: Any, contract: Any,
-            history_length: int = DEFAULT_HISTORY_LENGTH,
+            history: tuple[int, str] = DEFAULT_HISTORY,
             repeat_purchases: bool = False, part: str = "eval") -> Prepared:
-    """Splits, writes the Examples folders and builds the NegativePool for one protocol."""
+    """Splits, writes the Examples folders and builds the NegativePool for one protocol
+    (history: the history feature's length and pooling, history protocol only)."""
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
-        contract = with_history(contract, history_length)
+        contract = quality_history.with_history(contract, *history)
         interactions = history_eval.add_histories(
             interactions, contract.user_id, contract.item_id, contract.event_time,
-            HISTORY_FEATURE, history_length)
+            HISTORY_FEATURE, history[0])
     split = protocols.split(protocol, interactions, contract.user_id, contract.event_time,
                             part=part)
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
-    root = workdir / protocol
+    root = workdir / (protocol if history == DEFAULT_HISTORY else f"{protocol}-{history}")
     example_files.write_split([split.train], root / "interactions", "train")
     example_files.write_split([split.eval], root / "interactions", "eval")
     example_files.write_split([items], root / "items", "catalog")
@@ -133,13 +135,6 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
                     pool_uri, contract, had, not repeat_purchases, root)
-
-
-def with_history(contract: Any, length: int) -> Any:
-    """The contract plus a history feature of `length` items."""
-    from pipeline.contract import QUERY, HISTORY, Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
-    return Contract(contract.features + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY,
-                                                     length=length),))
 
 
 def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, float]:
@@ -186,31 +181,11 @@ def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors
             "recbole_ndcg_at_10": scores["ndcg_at_10"], "recbole_users": scores["users"]}
 
 
-def history_scores(prepared: Prepared, catalog_ids: Sequence[str],
-                   score_rows: Any) -> dict[str, float]:
-    """history_eval.evaluate on the history protocol's eval events."""
-    contract = prepared.contract
-    excluded = prepared.had if prepared.exclude_had else [[] for _ in prepared.had]
-    return history_eval.evaluate(score_rows, prepared.split.train, prepared.split.eval,
-                                 catalog_ids, contract.user_id, contract.item_id,
-                                 contract.event_time, excluded)
-
-
-def score_itemknn(prepared: Prepared, catalog_ids: Sequence[str]) -> dict[str, float]:
-    """The ItemKNN-history reference row's keys (history protocol only)."""
-    contract = prepared.contract
-    similarity = history_eval.itemknn_similarity(prepared.split.train, catalog_ids,
-                                                 contract.user_id, contract.item_id)
-    had = pd.Series(prepared.had, index=prepared.split.eval.index)
-    return history_scores(prepared, catalog_ids,
-                          history_eval.itemknn_scorer(similarity, catalog_ids, had))
-
-
 def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, float]:
     """A trained model's report keys for one protocol at one popularity prior weight."""
     if prepared.name == "history":
         items = result.index_vectors(prior_weight)
-        return history_scores(prepared, result.catalog_ids, lambda rows: np.asarray(
+        return quality_history.history_scores(prepared, result.catalog_ids, lambda rows: np.asarray(
             result.query_vectors(query_batch(rows, result.contract), prior_weight)) @ items.T)
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
@@ -229,8 +204,8 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
     vectors = quality_rows.mostpop_vectors(result.train_counts)
     contract = result.contract
     if prepared.name == "history":
-        return history_scores(prepared, result.catalog_ids,
-                              lambda rows: np.tile(vectors[:, 0], (len(rows), 1)))
+        return quality_history.history_scores(
+            prepared, result.catalog_ids, lambda rows: np.tile(vectors[:, 0], (len(rows), 1)))
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
             (len(batch[contract.user_id]), 1)), contract)
@@ -246,13 +221,16 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
 def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,
         prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
         out: Optional[pathlib.Path], dataset: str = "movielens",
-        history_length: int = DEFAULT_HISTORY_LENGTH, part: str = "eval") -> pathlib.Path:
+        histories: Sequence[tuple[int, str]] = (DEFAULT_HISTORY,),
+        part: str = "eval") -> pathlib.Path:
     """Trains and scores every row under every protocol; writes the report and the chart.
 
     MovieLens rows replace the report's MovieLens rows (a run of some protocols keeps the
     other protocols' keys); another dataset's rows (marked `dataset`) replace that dataset's
     rows in the existing report, beside MovieLens's. `part` "validation" scores on the
-    validation splits and writes reports/quality_validation.json.
+    validation splits and writes reports/quality_validation.json. The history protocol
+    runs every row with histories[0] (length, pooling) and the default row with each
+    other history as `default+history_<length>_<pooling>`.
     """
     if part == "validation":
         out = out or common.REPORTS_DIR / "quality_validation.json"
@@ -268,7 +246,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         for protocol in protocol_names:
             epochs = f"training.epochs={EPOCHS[protocol]}"
             prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
-                               config_lib.load(None, (epochs,)), contract, history_length,
+                               config_lib.load(None, (epochs,)), contract, histories[0],
                                DATASETS[dataset].repeat_purchases, part)
             _log(f"{protocol}: train {len(prepared.split.train):,}, {part} "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
@@ -300,7 +278,20 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                 if protocol == "history" and quality_rows.ITEMKNN_HISTORY not in table:
                     table[quality_rows.ITEMKNN_HISTORY] = {
                         "name": quality_rows.ITEMKNN_HISTORY, "overrides": [],
-                        **score_itemknn(prepared, result.catalog_ids)}
+                        **quality_history.score_itemknn(prepared, result.catalog_ids)}
+            if protocol == "history":
+                for history in histories[1:]:
+                    other = prepare(protocol, interactions, items, pathlib.Path(tmp),
+                                    config_lib.load(None, (epochs,)), contract, history,
+                                    DATASETS[dataset].repeat_purchases, part)
+                    config = config_lib.load(None, (epochs,))
+                    result = training.train_and_evaluate(
+                        other.train_pattern, other.eval_pattern, other.catalog_pattern,
+                        other.pool_uri, config)
+                    name = quality_history.row_name(history)
+                    table[name] = {"name": name, "overrides": [], **score(
+                        other, result, config.model.popularity_prior)}
+                    _log(f"history {name}: {quality_report.brief(table[name])}")
     for row in table.values():
         speeds = [row[key] for key in (f"examples_per_sec_{p}" for p in ("temporal", "tfrs",
                                                                         "recbole")) if key in row]
@@ -358,8 +349,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-weights", type=float, nargs="*",
                         default=list(DEFAULT_PRIOR_WEIGHTS),
                         help="popularity prior weights to score the default model with")
-    parser.add_argument("--history-length", type=int, default=DEFAULT_HISTORY_LENGTH,
-                        help="items in the history feature of the history protocol")
+    parser.add_argument("--history-length", type=int, nargs="+", default=[DEFAULT_HISTORY[0]],
+                        help="items in the history feature of the history protocol; more "
+                             "values add rows default+history_<length>_<pooling>")
+    parser.add_argument("--history-pooling", nargs="+", choices=("mean", "recency"),
+                        default=[DEFAULT_HISTORY[1]],
+                        help="its pooling (the first length and pooling run every row)")
     parser.add_argument("--split", choices=protocols.SPLITS, default="eval",
                         help="validation: score on splits carved from train and write "
                              "reports/quality_validation.json (choose defaults there)")
@@ -380,6 +375,8 @@ def main_from_args(args: argparse.Namespace) -> None:
         raise TwoTowerError(str(e)) from e
     path = run(rows, args.protocols or list(dataset.protocols),
                args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
-               args.out, args.dataset, args.history_length, args.split)
+               args.out, args.dataset, quality_history.settings(args.history_length,
+                                                                args.history_pooling),
+               args.split)
     chart = f" and {path.with_suffix('.png')}" if args.dataset == "movielens" else ""
     print(f"wrote {path}{chart}")

@@ -1,5 +1,6 @@
-"""bench quality --claims on small synthetic data: a row's own pool settings get their own
-NegativePool, τ by tune-temperature's rule, and the long-tail and geometry columns."""
+"""bench quality on small synthetic data: the --claims rows (a row's own pool settings get
+their own NegativePool, τ by tune-temperature's rule, the long-tail and geometry columns)
+and the history protocol's length/pooling variants."""
 import json
 
 import pytest
@@ -47,3 +48,15 @@ def test_claim_rows_report_rule_temperature_tail_share_and_geometry(tmp_path, da
     for name in ("default", "no_pool"):
         assert -4.0 <= report[name]["temporal_uniformity"] <= 0.0
         assert 0.0 <= report[name]["temporal_alignment"] <= 4.0
+
+
+def test_other_history_lengths_and_poolings_add_default_rows(tmp_path, data_dir):
+    out = tmp_path / "histories.json"
+    quality.run({"default": ()}, ["history"], data_dir, [], tmp_path, out,
+                histories=[(20, "mean"), (5, "recency")], part="validation")
+    report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert {"default", "default+history_5_recency", quality_rows.MOSTPOP,
+            quality_rows.ITEMKNN_HISTORY} == set(report)
+    for name in ("default", "default+history_5_recency"):
+        assert 0.0 <= report[name]["history_recall_at_10"] <= report[name][
+            "history_recall_at_100"] <= 1.0
