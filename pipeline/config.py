@@ -168,6 +168,9 @@ class ModelConfig:
         components/trainer/prior.py. 0.5, chosen on the validation splits with τ 0.2
         (reports/quality_validation_beta.json): the temporal split is flat for β in
         0.5-2 (recall@100 0.2844-0.2864), and the tfrs and recbole splits are best at 0.5.
+      id_dropout: While training, replace each row's user id and item id by the unknown
+        id with this probability (the tower learns to serve unknown users and never-seen
+        items from their features and history instead of an untrained OOV row).
     """
 
     embedding_dim: int = 64
@@ -179,6 +182,7 @@ class ModelConfig:
     temperature: float = 0.2
     learnable_temperature: bool = False
     popularity_prior: float = 0.5
+    id_dropout: float = 0.0
 
     def validate(self) -> None:
         for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim"):
@@ -190,6 +194,8 @@ class ModelConfig:
                "a number in [0.01, 1] (0.05-0.2 is the useful range)")
         _check(0.0 <= self.popularity_prior <= 2.0, "model.popularity_prior",
                self.popularity_prior, "a number in [0, 2] (1 adds back what logQ removed)")
+        _check(0.0 <= self.id_dropout < 1.0, "model.id_dropout", self.id_dropout,
+               "a number in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -258,6 +258,7 @@ class Tower(tf.keras.Model):
                        for width in config.hidden_layers]
         self.projection = None if direct else tf.keras.layers.Dense(config.embedding_dim)
         self.l2_normalize = config.l2_normalize
+        self.id_dropout = config.id_dropout
 
     def get_config(self) -> dict:
         """Towers are saved as SavedModels (weights + traced signatures), never rebuilt
@@ -272,9 +273,14 @@ class Tower(tf.keras.Model):
                 if isinstance(getattr(layer, "table", None), VocabularyEmbedding)
                 and layer.table.has_vocabulary}
 
-    def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Maps raw features ({name: [B]}) to embeddings [B, embedding_dim]."""
-        parts = [self.id_embedding(features[self.id_feature])]
+    def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None
+             ) -> tf.Tensor:
+        """Maps raw features ({name: [B]}) to embeddings [B, embedding_dim]; while
+        training, ids are dropped to the unknown id with probability id_dropout."""
+        ids = features[self.id_feature]
+        if training and self.id_dropout > 0:
+            ids = drop_ids(ids, self.id_dropout)
+        parts = [self.id_embedding(ids)]
         parts += [layer(features[name]) for name, layer in self.feature_layers.items()]
         x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         for layer in self.hidden:
@@ -282,6 +288,13 @@ class Tower(tf.keras.Model):
         if self.projection is not None:
             x = self.projection(x)
         return tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
+
+
+def drop_ids(ids: tf.Tensor, rate: float, seed: Optional[int] = None) -> tf.Tensor:
+    """[B] string ids, each replaced by the missing value "" (looked up as the unknown
+    id) with probability `rate`."""
+    dropped = tf.random.uniform(tf.shape(ids), seed=seed) < rate
+    return tf.where(dropped, tf.constant(features_lib.MISSING_STRING), ids)
 
 
 def build_tower(contract: Contract, tower: str, preprocessing: Preprocessing,

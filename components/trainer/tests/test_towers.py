@@ -48,6 +48,28 @@ def test_id_only_tower_is_the_id_embedding_with_an_oov_row():
     np.testing.assert_allclose(out.numpy(), table[[1, 2, 0]])
 
 
+def test_id_dropout_trains_on_the_unknown_id_and_never_serves_with_it():
+    config = ModelConfig(embedding_dim=4, hidden_layers=(), use_features=False,
+                         l2_normalize=False, id_dropout=0.5)
+    tower = towers.query_tower(CONTRACT, PREPROCESSING, config)
+    table = tower.id_embedding.table.embedding
+    users = {"user_id": tf.constant(["u1", "u2"] * 500)}
+    np.testing.assert_allclose(tower(users).numpy(), tower(users, training=False).numpy())
+    trained = tower(users, training=True).numpy()
+    known = np.tile(table.embeddings.numpy()[[1, 2]], (500, 1))
+    oov = table.embeddings.numpy()[0]
+    dropped = np.all(np.isclose(trained, oov), axis=1)
+    # Each row is either its own id's row or the OOV row; about half are dropped.
+    assert np.all(dropped | np.all(np.isclose(trained, known), axis=1))
+    assert 400 < dropped.sum() < 600
+
+
+def test_drop_ids_rates_zero_and_near_one():
+    ids = tf.constant(["a", "b", "c"])
+    assert towers.drop_ids(ids, 0.0).numpy().tolist() == [b"a", b"b", b"c"]
+    assert towers.drop_ids(ids, 0.999999).numpy().tolist() == [b"", b"", b""]
+
+
 def test_features_change_the_embedding_of_the_same_id():
     config = dataclasses.replace(ModelConfig(), embedding_dim=8)
     tower = towers.candidate_tower(CONTRACT, PREPROCESSING, config)
