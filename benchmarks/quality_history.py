@@ -9,11 +9,12 @@ from typing import Any, Sequence
 import pandas as pd
 
 from benchmarks import history_eval
+from pipeline.contract import FeatureSpec
 
 # The history protocol's added feature (contract kind history); its default length and
-# pooling are the contract's (pipeline/contract.py FeatureSpec).
+# pooling are the contract's.
 HISTORY_FEATURE = "history"
-DEFAULT_HISTORY = (20, "mean")
+DEFAULT_HISTORY = (FeatureSpec.length, FeatureSpec.pooling)
 
 
 def settings(lengths: Sequence[int], poolings: Sequence[str]) -> list[tuple[int, str]]:
@@ -28,7 +29,7 @@ def row_name(history: tuple[int, str]) -> str:
 
 def with_history(contract: Any, length: int, pooling: str = DEFAULT_HISTORY[1]) -> Any:
     """The contract plus a history feature of `length` items pooled by `pooling`."""
-    from pipeline.contract import QUERY, HISTORY, Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
+    from pipeline.contract import QUERY, HISTORY, Contract  # pylint: disable=import-outside-toplevel
     return Contract(contract.features + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY,
                                                      length=length, pooling=pooling),))
 

@@ -148,6 +148,10 @@ class PoolConfig:
         _check(self.min_count >= 1, "pool.min_count", self.min_count, "an integer >= 1")
 
 
+# model.id_dropout when left null and the contract declares a history feature.
+HISTORY_ID_DROPOUT = 0.3
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Tower shapes and the output normalisation (DESIGN §4).
@@ -170,7 +174,11 @@ class ModelConfig:
         0.5-2 (recall@100 0.2844-0.2864), and the tfrs and recbole splits are best at 0.5.
       id_dropout: While training, replace each row's user id and item id by the unknown
         id with this probability (the tower learns to serve unknown users and never-seen
-        items from their features and history instead of an untrained OOV row).
+        items from their features and history instead of an untrained OOV row). null:
+        HISTORY_ID_DROPOUT when the contract declares a history feature, else 0 (chosen
+        on the validation splits, reports/quality_history_validation*.json: with a history
+        it lifts the history protocol, without one it costs the temporal and recbole
+        protocols, whose queries have nothing else to lean on).
     """
 
     embedding_dim: int = 64
@@ -182,7 +190,7 @@ class ModelConfig:
     temperature: float = 0.2
     learnable_temperature: bool = False
     popularity_prior: float = 0.5
-    id_dropout: float = 0.0
+    id_dropout: Optional[float] = None
 
     def validate(self) -> None:
         for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim"):
@@ -194,8 +202,8 @@ class ModelConfig:
                "a number in [0.01, 1] (0.05-0.2 is the useful range)")
         _check(0.0 <= self.popularity_prior <= 2.0, "model.popularity_prior",
                self.popularity_prior, "a number in [0, 2] (1 adds back what logQ removed)")
-        _check(0.0 <= self.id_dropout < 1.0, "model.id_dropout", self.id_dropout,
-               "a number in [0, 1)")
+        _check(self.id_dropout is None or 0.0 <= self.id_dropout < 1.0, "model.id_dropout",
+               self.id_dropout, "null (automatic) or a number in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Mapping, Optional, Sequence
 import tensorflow as tf
 
 from components.trainer import features as features_lib
-from pipeline.config import ModelConfig
+from pipeline.config import HISTORY_ID_DROPOUT, ModelConfig
 from pipeline.contract import (CANDIDATE, CATEGORICAL, HISTORY, ID, MULTI_CATEGORICAL, NUMERIC,
                                QUERY, TEXT, TIMESTAMP, Contract, FeatureSpec)
 
@@ -258,7 +258,7 @@ class Tower(tf.keras.Model):
                        for width in config.hidden_layers]
         self.projection = None if direct else tf.keras.layers.Dense(config.embedding_dim)
         self.l2_normalize = config.l2_normalize
-        self.id_dropout = config.id_dropout
+        self.id_dropout = config.id_dropout or 0.0
 
     def get_config(self) -> dict:
         """Towers are saved as SavedModels (weights + traced signatures), never rebuilt
@@ -301,6 +301,9 @@ def build_tower(contract: Contract, tower: str, preprocessing: Preprocessing,
                 config: ModelConfig) -> Tower:
     """The `query` or `candidate` tower over the contract's inputs of that tower."""
     specs = contract.tower_features(tower)
+    if config.id_dropout is None:
+        config = dataclasses.replace(config, id_dropout=HISTORY_ID_DROPOUT if contract.history
+                                     else 0.0)
     return Tower(specs[0], specs[1:], preprocessing, config,
                  "query_tower" if tower == QUERY else "candidate_tower")
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from components.trainer import features, towers
 from components.trainer.tests.small_world import CONTRACT, preprocessing
-from pipeline.config import ModelConfig
+from pipeline.config import HISTORY_ID_DROPOUT, ModelConfig
 from pipeline.contract import Contract, FeatureSpec
 
 USERS = ["u1", "u2"]
@@ -62,6 +62,20 @@ def test_id_dropout_trains_on_the_unknown_id_and_never_serves_with_it():
     # Each row is either its own id's row or the OOV row; about half are dropped.
     assert np.all(dropped | np.all(np.isclose(trained, known), axis=1))
     assert 400 < dropped.sum() < 600
+
+
+def test_id_dropout_left_null_is_on_only_with_a_history_feature():
+    ids = (FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"))
+    history = FeatureSpec("recent", "query", "history")
+    stats = towers.Preprocessing({"u": ["u1"], "i": ["a"], "recent": ["a"]}, {})
+    config = ModelConfig(embedding_dim=4, hidden_layers=())
+    assert config.id_dropout is None
+    with_history = Contract(ids + (history,))
+    assert towers.query_tower(with_history, stats, config).id_dropout == HISTORY_ID_DROPOUT
+    assert towers.candidate_tower(with_history, stats, config).id_dropout == HISTORY_ID_DROPOUT
+    assert towers.query_tower(Contract(ids), stats, config).id_dropout == 0.0
+    chosen = dataclasses.replace(config, id_dropout=0.05)
+    assert towers.query_tower(with_history, stats, chosen).id_dropout == 0.05
 
 
 def test_drop_ids_rates_zero_and_near_one():
@@ -120,7 +134,7 @@ def test_hashed_categorical_has_no_vocabulary_and_a_fixed_table():
 
 
 def test_history_pools_the_last_items_and_handles_empty_and_long_inputs():
-    spec = FeatureSpec("recent", "query", "history", length=2)
+    spec = FeatureSpec("recent", "query", "history", length=2, pooling="mean")
     tower = towers.query_tower(
         Contract((FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"), spec)),
         towers.Preprocessing({"u": ["u1"], "recent": ["a", "b", "c"]}, {}),
