@@ -1,15 +1,18 @@
 """Shared benchmark plumbing: the report format (DESIGN §8) and process-tree memory sampling."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
+import sys
 import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import psutil
 
@@ -128,3 +131,17 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
     return {"wall_s": round(time.time() - started, 1),
             "peak_rss_mb": round(memory.peak_total_mb), "peak_process_rss_mb":
             round(memory.peak_process_mb)}
+
+
+@contextlib.contextmanager
+def scratch_folder(folder: pathlib.Path, keep: bool, label: str) -> Iterator[pathlib.Path]:
+    """Removes a benchmark's scratch folder when the block ends, unless `keep`; a failure
+    keeps it (the runs' logs are there) and says where."""
+    try:
+        yield folder
+    except BaseException:
+        print(f"[{label}] failed; its scratch folder (each run's log) is kept: {folder}",
+              file=sys.stderr)
+        raise
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import shutil
 import sys
 import tempfile
 from typing import Any, Sequence
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> pathlib.Path:
     folder = pathlib.Path(tempfile.mkdtemp(prefix="increments-", dir=args.workdir))
     total = args.spans * args.interactions_per_span
     rows: list[dict[str, Any]] = []
-    try:
+    with common.scratch_folder(folder, args.keep, "increments"):
         spec = synthetic.SyntheticSpec(users=args.users, items=args.items, interactions=total,
                                        seed=args.seed)
         synthetic.generate(spec, folder / "data", "csv", progress=False)
@@ -108,9 +107,6 @@ def run(args: argparse.Namespace) -> pathlib.Path:
             single_file.write_text(yaml.safe_dump(single))
             found = run_once(folder, single_file, folder / "single_root", SINGLE_FILE, ())
             rows.extend({"span": SINGLE_FILE, "interactions": total, **row} for row in found)
-    finally:
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
     growth = ingest_growth(rows)
     last = growth.get(str(args.spans))
     notes = (f"{args.spans} spans of {args.interactions_per_span:,} synthetic interactions "

@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> pathlib.Path:
     git = common.git_commit()
     folder = pathlib.Path(tempfile.mkdtemp(prefix="span-quality-", dir=args.workdir))
     rows: list[dict[str, Any]] = []
-    try:
+    with common.scratch_folder(folder, args.keep, "span-quality"):
         layout = spans_data.split(data / "interactions.csv", folder / "spans", "timestamp",
                                   every=args.every, extra_tables=(data / "items.csv",))
         settings = yaml.safe_load(MOVIELENS_CONFIG.read_text())
@@ -205,9 +205,6 @@ def run(args: argparse.Namespace) -> pathlib.Path:
             print(f"[span-quality] span {number}/{len(names)} {span}: " + ", ".join(
                 f"{name} {scores[name]['filtered_recall_at_100']:.4f}" for name in MODELS
                 if name in scores) + " (filtered recall@100)", file=sys.stderr)
-    finally:
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
     summary = summarise(rows)
     difference = summary["incremental_minus_full_retrain"].get("filtered_recall_at_100", {})
     notes = (f"{data} as {len(names)} {args.every}ly spans, one nightly `twotower run` per "

@@ -25,6 +25,7 @@ from components.model_validator.component import ModelValidator
 from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
+from pipeline import beam_args
 from pipeline import contract as contract_lib
 from pipeline.config import PipelineConfig
 from pipeline.paths import absolute, is_uri
@@ -314,7 +315,7 @@ def create_pipeline(config: PipelineConfig,
         + serving_nodes(config, trainer, examples, blessed),
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(orchestration.beam_pipeline_args),
+        beam_pipeline_args=beam_args.pipeline_beam_args(orchestration.beam_pipeline_args),
     )
 
 

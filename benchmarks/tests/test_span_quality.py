@@ -64,3 +64,17 @@ def test_two_daily_spans_score_the_warm_started_run_beside_a_retrain(tmp_path):
     assert report["summary"]["incremental_minus_full_retrain"]["filtered_recall_at_100"][
         "pairs"] == 1
     assert not list(tmp_path.glob("span-quality-*")), "scratch folder left behind"
+
+
+def test_scratch_folder_is_removed_unless_kept_or_a_run_failed(tmp_path, capsys):
+    from benchmarks import common
+    for name, keep in (("done", False), ("kept", True)):
+        with common.scratch_folder(tmp_path / name, keep, "t") as folder:
+            folder.mkdir()
+    assert not (tmp_path / "done").exists() and (tmp_path / "kept").is_dir()
+    with pytest.raises(RuntimeError):
+        with common.scratch_folder(tmp_path / "failed", False, "t") as folder:
+            folder.mkdir()
+            raise RuntimeError("a run failed")
+    assert (tmp_path / "failed").is_dir()
+    assert f"kept: {tmp_path / 'failed'}" in capsys.readouterr().err
