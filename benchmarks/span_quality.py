@@ -168,6 +168,33 @@ def span_rows(span: str, scores: dict[str, dict[str, Any]], blessed: bool,
     return rows
 
 
+def write_report(args: argparse.Namespace, data: pathlib.Path, git: str,
+                 rows: Sequence[dict[str, Any]], done: int, total: int) -> pathlib.Path:
+    """Writes the report of the spans scored so far (after each span, so a long run can be
+    read while it goes; the notes say when it is partial)."""
+    summary = summarise(rows)
+    difference = summary["incremental_minus_full_retrain"].get("filtered_recall_at_100", {})
+    notes = "" if done == total else f"PARTIAL: {done} of {total} spans so far. "
+    notes += (f"{data} as {total} {args.every}ly spans, one nightly `twotower run` per "
+              f"span (window of {args.window} spans, Trainer warm-started from the last "
+              "blessed model = `incremental`); on the same window's data, read from ML "
+              "Metadata, a from-scratch retrain of the same config (`full_retrain`), the TFRS "
+              "tutorial (`baseline`, only where the window fills its 8,192 batch) and "
+              "MostPop. All scored on the span's eval split by the ModelValidator's "
+              "evaluate_export (filtered: the window's training items of each user removed).")
+    if args.set:
+        notes += f" Config overrides: {list(args.set)}."
+    if difference:
+        notes += (f" Filtered recall@100, incremental minus full_retrain: "
+                  f"{difference['mean']:+.4f} (standard error {difference['stderr']:.4f} over "
+                  f"{difference['pairs']} spans).")
+    config = {"data": str(data), "every": args.every, "spans": total, "spans_done": done,
+              "window_spans": args.window, "config": "configs/movielens.yaml",
+              "overrides": list(args.set), "ks": list(KS)}
+    return common.write_report("span_quality", config, rows, notes, args.out, git=git,
+                               extra={"summary": summary})
+
+
 def run(args: argparse.Namespace) -> pathlib.Path:
     """Splits the interactions into spans, runs and scores every span, writes the report."""
     from components import keys  # pylint: disable=import-outside-toplevel
@@ -205,26 +232,8 @@ def run(args: argparse.Namespace) -> pathlib.Path:
             print(f"[span-quality] span {number}/{len(names)} {span}: " + ", ".join(
                 f"{name} {scores[name]['filtered_recall_at_100']:.4f}" for name in MODELS
                 if name in scores) + " (filtered recall@100)", file=sys.stderr)
-    summary = summarise(rows)
-    difference = summary["incremental_minus_full_retrain"].get("filtered_recall_at_100", {})
-    notes = (f"{data} as {len(names)} {args.every}ly spans, one nightly `twotower run` per "
-             f"span (window of {args.window} spans, Trainer warm-started from the last "
-             "blessed model = `incremental`); on the same window's data, read from ML "
-             "Metadata, a from-scratch retrain of the same config (`full_retrain`), the TFRS "
-             "tutorial (`baseline`, only where the window fills its 8,192 batch) and MostPop. "
-             "All scored on the span's eval split by the ModelValidator's evaluate_export "
-             "(filtered: the window's training items of each user removed).")
-    if args.set:
-        notes += f" Config overrides: {list(args.set)}."
-    if difference:
-        notes += (f" Filtered recall@100, incremental minus full_retrain: "
-                  f"{difference['mean']:+.4f} (standard error {difference['stderr']:.4f} over "
-                  f"{difference['pairs']} spans).")
-    config = {"data": str(data), "every": args.every, "spans": len(names),
-              "window_spans": args.window, "config": "configs/movielens.yaml",
-              "overrides": list(args.set), "ks": list(KS)}
-    return common.write_report("span_quality", config, rows, notes, args.out, git=git,
-                               extra={"summary": summary})
+            path = write_report(args, data, git, rows, number, len(names))
+    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

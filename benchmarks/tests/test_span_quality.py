@@ -61,6 +61,7 @@ def test_two_daily_spans_score_the_warm_started_run_beside_a_retrain(tmp_path):
         rows["2020-09-13", "full_retrain"]["filtered_recall_at_100"], abs=0.02)
     assert ("2020-09-14", "mostpop") in rows
     assert ("2020-09-14", "baseline") not in rows  # 3,000 events cannot fill a batch of 8,192
+    assert report["config"]["spans_done"] == 2 and not report["notes"].startswith("PARTIAL")
     assert report["summary"]["incremental_minus_full_retrain"]["filtered_recall_at_100"][
         "pairs"] == 1
     assert not list(tmp_path.glob("span-quality-*")), "scratch folder left behind"
