@@ -1,8 +1,6 @@
 """Span runs through `twotower run`: a span whose category shares jump stops at the drift gate
 and pushes nothing; the one-run waiver accepts it; a span missing on its date is a clear
 error. Synthetic data (3,000 events) split into three date-named spans."""
-import pathlib
-
 import pandas as pd
 import pytest
 
