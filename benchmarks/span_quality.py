@@ -82,21 +82,14 @@ def score_mostpop(train_patterns: Sequence[str], eval_pattern: str, serving_dir:
                   max_rows: Optional[int]) -> dict[str, float]:
     """MostPop over the window's training data, scored like evaluate_export (same
     catalogue, filter and cut-offs)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
     from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
-    from components.trainer import export, features, metrics  # pylint: disable=import-outside-toplevel
+    from components.trainer import export  # pylint: disable=import-outside-toplevel
     contract = artifact_io.read_contract(serving_dir)
     ids, _ = export.read_embeddings(f"{serving_dir}/{export.EMBEDDINGS_FILE}")
-    users = metrics.unique_users(features.dataset(eval_pattern, evaluation.TRAIN_BATCH, False, 0,
-                                                  contract, (contract.user_id,), max_rows),
-                                 contract.user_id)
-    seen, counts = evaluation.train_history(train_patterns, ids, users, contract)
-    batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(ids)), False, 0,
-                               contract, features.interaction_names(contract), max_rows=max_rows)
-    return metrics.evaluate(lambda batch: quality_rows.mostpop_queries(batch[contract.item_id]),
-                            batches, ids, tf.constant(quality_rows.mostpop_vectors(counts)),
-                            seen, counts, contract, KS)
+    return evaluation.evaluate_catalogue(
+        lambda batch: quality_rows.mostpop_queries(batch[contract.item_id]), ids,
+        quality_rows.mostpop_vectors, contract, train_patterns, eval_pattern, KS, max_rows)
 
 
 def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:

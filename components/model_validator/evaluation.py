@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -52,12 +52,32 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
 
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return serve(**features.select(batch, inputs))[export.EMBEDDING_OUTPUT]
+    return evaluate_catalogue(embed, ids, lambda counts: embeddings, contract, train_pattern,
+                              eval_pattern, ks, max_rows)
+
+
+def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
+                       catalog_ids: Sequence[str],
+                       item_vectors: Callable[[np.ndarray], np.ndarray], contract: Contract,
+                       train_pattern: Union[str, Sequence[str]], eval_pattern: str,
+                       ks: Sequence[int], max_rows: Optional[int] = None) -> dict[str, float]:
+    """metrics.evaluate of any scorer over a catalogue, with the filter and counts streamed
+    from the train split (evaluate_export's protocol).
+
+    Args:
+      embed: Parsed eval batch -> [b, D] query vectors.
+      catalog_ids: [N] item ids.
+      item_vectors: [N] training counts -> [N, D] item vectors (a model's embeddings
+        ignore the counts; MostPop is made of them).
+      contract: Names the id features.
+      train_pattern, eval_pattern, ks, max_rows: As evaluate_export's.
+    """
     users = metrics.unique_users(features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract,
                                                   (contract.user_id,), max_rows),
                                  contract.user_id)
-    seen, counts = train_history(train_pattern, ids, users, contract)
-    eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(ids)), False, 0,
-                                    contract, features.interaction_names(contract),
+    seen, counts = train_history(train_pattern, catalog_ids, users, contract)
+    eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(catalog_ids)),
+                                    False, 0, contract, features.interaction_names(contract),
                                     max_rows=max_rows)
-    return metrics.evaluate(embed, eval_batches, ids, tf.constant(embeddings), seen, counts,
-                            contract, ks)
+    return metrics.evaluate(embed, eval_batches, catalog_ids,
+                            tf.constant(item_vectors(counts)), seen, counts, contract, ks)
