@@ -45,9 +45,9 @@ def merge_key(signature: Signature, inputs: Inputs, pad_variable_length: bool) -
     """What must be equal for two validated requests to share a TF call: the serialized
     value of every unbatched input and, without padding, every non-batch dimension."""
     parts = []
-    for name in sorted(signature.inputs):
-        info, proto = signature.inputs[name], inputs[name]
-        if not info.shape:
+    for name, _, shape in signature.proto_checks:
+        proto = inputs[name]
+        if not shape:
             parts.append(proto.SerializeToString())
         elif not pad_variable_length:
             parts.append(tuple(dim.size for dim in proto.tensor_shape.dim[1:]))

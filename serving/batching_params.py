@@ -67,8 +67,8 @@ class BatchingParameters:
         is answered UNAVAILABLE at once.
       num_batch_threads: Merged calls run concurrently.
       allowed_batch_sizes: Accepted and checked as TF Serving does (increasing, the last
-        equal to max_batch_size); merged calls are padded to a power of two of requests
-        instead (serving/batching.py says why).
+        equal to max_batch_size), but not used: a merged call runs on exactly the rows it
+        holds, with one traced function for every size (serving/proto_call.py).
       pad_variable_length_inputs: Merge requests whose inputs differ in non-batch
         dimensions (e.g. history lengths) by padding them with "" or 0; when false such
         requests are never merged with each other.

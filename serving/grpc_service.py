@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
@@ -93,19 +93,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec = request.model_spec
             call = self.manager.prepare(spec.name, _version(spec), spec.signature_name,
                                         request.inputs, self.max_batch)
-            known = call.loaded.signatures[call.signature_name].outputs
-            unknown = sorted(set(request.output_filter) - set(known))
-            if unknown:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"output_filter names unknown outputs {unknown}; outputs "
-                                   f"are {sorted(known)}")
+            if request.output_filter:
+                known = call.loaded.signatures[call.signature_name].outputs
+                unknown = sorted(set(request.output_filter) - set(known))
+                if unknown:
+                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"output_filter names unknown outputs {unknown}; "
+                                       f"outputs are {sorted(known)}")
             outputs = await self.manager.run_async(call, self.executor,
                                                    alone=self.in_flight == 1)
             if request.output_filter:
                 outputs = {name: outputs[name] for name in request.output_filter}
-            answered = model_pb2.ModelSpec(name=spec.name, signature_name=call.signature_name)
-            answered.version.value = call.loaded.version
-            return wire.predict_response(outputs, answered)
+            return wire.predict_response(outputs, wire.model_spec(
+                spec.name, call.loaded.version, call.signature_name))
         self.in_flight += 1
         try:
             return await self.guard.run(context, "Predict", request.model_spec.name, body)

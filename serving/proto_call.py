@@ -10,13 +10,26 @@ request, and the output bytes go onto the wire unchanged (serving/wire.py).
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Mapping
+import math
+from typing import Any, Mapping, Optional
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
+from serving import wire
 from serving.signatures import Signature, TensorInfo
+
+
+def _parse(serialized: tf.Tensor, names: list[str], infos: list[TensorInfo]
+           ) -> dict[str, tf.Tensor]:
+    """The signature's inputs from `serialized` [len(names)], one TensorProto each (passed
+    as one tensor: converting each to its own eager tensor cost more than parsing them)."""
+    inputs = {}
+    for index, (name, info) in enumerate(zip(names, infos)):
+        value = tf.io.parse_tensor(serialized[index], info.dtype)
+        inputs[name] = value if info.shape is None else tf.ensure_shape(value, info.shape)
+    return inputs
 
 
 class ProtoRunner:
@@ -33,14 +46,10 @@ class ProtoRunner:
         infos = [signature.inputs[name] for name in self.names]
         function = signature.function
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.string)] * len(self.names))
-        def run(*serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-            inputs = {}
-            for name, info, proto in zip(self.names, infos, serialized):
-                value = tf.io.parse_tensor(proto, info.dtype)
-                inputs[name] = value if info.shape is None else tf.ensure_shape(value, info.shape)
-            return {key: tf.io.serialize_tensor(value)
-                    for key, value in function(**inputs).items()}
+        @tf.function(input_signature=[tf.TensorSpec([len(self.names)], tf.string)])
+        def run(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {key: tf.io.serialize_tensor(value) for key, value
+                    in function(**_parse(serialized, self.names, infos)).items()}
 
         self._run = run.get_concrete_function()
 
@@ -51,32 +60,107 @@ class ProtoRunner:
           tf.errors.InvalidArgumentError: a proto whose content does not match its dtype and
             shape, or an error raised by the model (e.g. k above the index's max_k).
         """
-        outputs = self._run(*[tf.constant(inputs[name].SerializeToString())
-                              for name in self.names])
+        outputs = self._run(tf.constant([inputs[name].SerializeToString()
+                                         for name in self.names]))
         return {key: value.numpy() for key, value in outputs.items()}
 
 
-def bucket(count: int) -> int:
-    """The padded request count of a merged call: the next power of two."""
-    return 1 << (count - 1).bit_length()
+# The typed value field a client fills per dtype when it does not use tensor_content.
+_VALUE_FIELDS = {tf.string: "string_val", tf.int64: "int64_val", tf.int32: "int_val",
+                 tf.float32: "float_val", tf.float64: "double_val", tf.bool: "bool_val"}
+
+
+def _merge_fields(protos: list[tensor_pb2.TensorProto], dtype: tf.DType,
+                  shape: list[int], rows: list[int]) -> Optional[bytes]:
+    """The protos' values in one serialized TensorProto of `shape`, without decoding them:
+    their tensor_content blobs joined, or their typed value fields appended. None when
+    they do not all use one representation with exactly their shape's element count."""
+    merged = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum)
+    for size in shape:
+        merged.tensor_shape.dim.add(size=size)
+    per_row = math.prod(shape[1:])
+    if all(proto.tensor_content for proto in protos):
+        if any(len(proto.tensor_content) != count * per_row * dtype.size
+               for proto, count in zip(protos, rows)):
+            return None
+        merged.tensor_content = b"".join(proto.tensor_content for proto in protos)
+        return merged.SerializeToString()
+    name = _VALUE_FIELDS.get(dtype)
+    if name is None:
+        return None
+    values = getattr(merged, name)
+    for proto, count in zip(protos, rows):
+        own = getattr(proto, name)
+        if proto.tensor_content or len(own) != count * per_row:
+            return None
+        values.extend(own)
+    return merged.SerializeToString()
+
+
+def _padded(parts: list[np.ndarray], filler: Any) -> list[np.ndarray]:
+    """Every part padded at the end of its non-batch dimensions to the largest's."""
+    longest = np.max([part.shape for part in parts], axis=0)
+    return [np.pad(part, [(0, 0)] + [(0, int(size - have)) for size, have
+                                     in zip(longest[1:], part.shape[1:])],
+                   constant_values=filler) for part in parts]
+
+
+def merge(protos: list[tensor_pb2.TensorProto], dtype: tf.DType, pad: bool) -> bytes:
+    """One serialized TensorProto with every proto's rows, in order.
+
+    Protos that share their non-batch dimensions and value representation are merged on
+    the wire (`_merge_fields`); others (padding, a short typed field that repeats its last
+    value, mixed representations) are decoded with tf.make_ndarray, padded with "" or 0
+    when `pad`, and concatenated.
+
+    Raises:
+      ValueError: the shapes differ and `pad` is false, or a proto's values do not fit its
+        shape.
+    """
+    shapes = [[dim.size for dim in proto.tensor_shape.dim] for proto in protos]
+    rows = [shape[0] for shape in shapes]
+    if all(shape[1:] == shapes[0][1:] for shape in shapes):
+        fast = _merge_fields(protos, dtype, [sum(rows), *shapes[0][1:]], rows)
+        if fast is not None:
+            return fast
+    parts = [tf.make_ndarray(proto) for proto in protos]
+    if pad:
+        parts = _padded(parts, b"" if dtype == tf.string else 0)
+    return tf.make_tensor_proto(np.concatenate(parts), dtype).SerializeToString()
+
+
+def _row_bytes(value: tf.Tensor) -> tf.Tensor:
+    """[N] int64: the bytes each row of `value` [N, ...] takes in its serialized
+    TensorProto's value fields: per string, a 1-byte tag, the length's varint and the
+    bytes; per number, its size."""
+    rows = tf.shape(value, out_type=tf.int64)[0]
+    if value.dtype != tf.string:
+        inner = tf.reduce_prod(tf.shape(value, out_type=tf.int64)[1:])
+        return tf.fill([rows], inner * value.dtype.size)
+    length = tf.cast(tf.strings.length(value), tf.int64)
+    varint = 1 + sum(tf.cast(length >= 1 << (7 * i), tf.int64) for i in range(1, 5))
+    return tf.reduce_sum(tf.reshape(1 + varint + length, [rows, -1]), axis=1)
 
 
 class BatchedProtoRunner:
-    """One signature called on several requests' serialized TensorProtos in one TF call.
+    """One signature called on several requests' TensorProtos in one TF call.
 
-    Each merged call parses every request's inputs, concatenates them along the batch
-    dimension, calls the signature once and splits every output back into one serialized
-    TensorProto per request, all inside one tf.function. The function is traced per request
-    count, and counts are padded to a power of two (the first request repeated, its extra
-    outputs dropped) so a handful of traces serve every batch: this is TF Serving's
-    allowed_batch_sizes idea applied to requests, whose row counts vary.
+    The requests' input protos are merged into one TensorProto per input (`merge`), the
+    signature runs once inside a tf.function that parses them, serializes each whole output
+    and measures each row's bytes, and each output's bytes are cut per request
+    (wire.split_rows). Parsing, concatenating, splitting and
+    serializing per request inside the graph, as this runner did before, cost more than
+    the model: one merged call of 8 batch-1 requests took 0.80 ms against 0.48 ms for the
+    signature on a [8] batch. One trace serves every merged batch size.
 
     Inputs of rank 0 or unknown rank are not concatenated: the batcher only merges requests
     whose such inputs are equal (serving/batching.py `merge_key`) and passes the first.
     """
 
     def __init__(self, signature: Signature, pad_variable_length: bool) -> None:
-        """Args:
+        """Traces the merged-call function now.
+
+        Args:
           signature: A loaded signature (requests are validated before they are merged).
           pad_variable_length: Pad non-batch dimensions to the longest request's with ""
             or 0 before concatenating (TF Serving's pad_variable_length_inputs).
@@ -85,71 +169,44 @@ class BatchedProtoRunner:
         self.infos = [signature.inputs[name] for name in self.names]
         self.batched = [bool(info.shape) for info in self.infos]
         self.pad = pad_variable_length
-        self.function = signature.function
-        self._traced: dict[int, Any] = {}
-        self._lock = threading.Lock()
+        self.outputs = {name: info.dtype for name, info in signature.outputs.items()}
+        function = signature.function
 
-    def _concatenate(self, parts: list[tf.Tensor], info: TensorInfo) -> tf.Tensor:
-        """[sum of rows, ...]: the parts along dimension 0, padded first if configured."""
-        if self.pad and len(info.shape) > 1:
-            longest = tf.reduce_max(tf.stack([tf.shape(part) for part in parts]), axis=0)
-            filler = "" if info.dtype == tf.string else tf.zeros([], info.dtype)
-            padded = []
-            for part in parts:
-                after = longest[1:] - tf.shape(part)[1:]
-                paddings = tf.concat([[[0, 0]], tf.stack([tf.zeros_like(after), after], axis=1)],
-                                     axis=0)
-                padded.append(tf.pad(part, paddings, constant_values=filler))
-            parts = padded
-        return tf.concat(parts, axis=0)
+        @tf.function(input_signature=[tf.TensorSpec([len(self.names)], tf.string)])
+        def run(serialized: tf.Tensor) -> dict[str, dict[str, tf.Tensor]]:
+            outputs = function(**_parse(serialized, self.names, self.infos))
+            return {key: {"serialized": tf.io.serialize_tensor(value),
+                          "shape": tf.shape(value, out_type=tf.int64),
+                          "row_bytes": _row_bytes(value)}
+                    for key, value in outputs.items()}
 
-    def _trace(self, count: int) -> Any:
-        specs = [tf.TensorSpec([count] if batched else [], tf.string) for batched in self.batched]
+        self._run = run.get_concrete_function()
 
-        @tf.function(input_signature=specs)
-        def run(*serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-            inputs, rows = {}, None
-            for name, info, batched, protos in zip(self.names, self.infos, self.batched,
-                                                   serialized):
-                if not batched:
-                    value = tf.io.parse_tensor(protos, info.dtype)
-                    inputs[name] = value if info.shape is None else tf.ensure_shape(value, [])
-                    continue
-                parts = [tf.ensure_shape(tf.io.parse_tensor(protos[i], info.dtype), info.shape)
-                         for i in range(count)]
-                if rows is None:
-                    rows = tf.stack([tf.shape(part)[0] for part in parts])
-                inputs[name] = self._concatenate(parts, info)
-            return {key: tf.stack([tf.io.serialize_tensor(piece)
-                                   for piece in tf.split(value, rows, num=count, axis=0)])
-                    for key, value in self.function(**inputs).items()}
-
-        return run.get_concrete_function()
-
-    def traced(self, count: int) -> Any:
-        """The concrete function for `count` padded requests (traced on first use)."""
-        with self._lock:
-            if count not in self._traced:
-                self._traced[count] = self._trace(count)
-            return self._traced[count]
+    def _input(self, index: int, requests: list[Mapping[str, tensor_pb2.TensorProto]]
+               ) -> bytes:
+        """The merged call's serialized input `index` (the first request's if unbatched)."""
+        name, info = self.names[index], self.infos[index]
+        if not self.batched[index]:
+            return requests[0][name].SerializeToString()
+        return merge([request[name] for request in requests], info.dtype, self.pad)
 
     def __call__(self, requests: list[Mapping[str, tensor_pb2.TensorProto]]
                  ) -> list[dict[str, bytes]]:
         """One output dict (name -> serialized TensorProto) per request, in order.
 
         Raises:
-          tf.errors.InvalidArgumentError: a request whose content does not match its header,
-            or a model error; the caller reruns the requests one by one to tell which.
+          ValueError: a request whose values do not fill its declared shape, or an output
+            that cannot be split by rows;
+          tf.errors.InvalidArgumentError: a model error. The caller reruns the requests one
+            by one to tell which request caused either.
         """
-        count = bucket(len(requests))
-        padded = list(requests) + [requests[0]] * (count - len(requests))
-        arguments = []
-        for name, batched in zip(self.names, self.batched):
-            if batched:
-                arguments.append(tf.constant([request[name].SerializeToString()
-                                              for request in padded]))
-            else:
-                arguments.append(tf.constant(requests[0][name].SerializeToString()))
-        outputs = {key: value.numpy() for key, value in self.traced(count)(*arguments).items()}
-        return [{key: values[i] for key, values in outputs.items()}
-                for i in range(len(requests))]
+        first = self.batched.index(True) if any(self.batched) else None
+        rows = ([1] * len(requests) if first is None else
+                [request[self.names[first]].tensor_shape.dim[0].size for request in requests])
+        results = self._run(tf.constant([self._input(i, requests)
+                                         for i in range(len(self.names))]))
+        pieces = {key: wire.split_rows(
+            result["serialized"].numpy(), self.outputs[key].as_datatype_enum,
+            tuple(result["shape"].numpy()), result["row_bytes"].numpy(), rows,
+            self.outputs[key] == tf.string) for key, result in results.items()}
+        return [{key: values[i] for key, values in pieces.items()} for i in range(len(requests))]

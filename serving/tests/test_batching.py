@@ -108,6 +108,42 @@ def test_batched_runner_returns_each_request_its_own_rows(pad, tmp_path):
                     alone[name], signature.outputs[name].dtype))))
 
 
+def _typed(values, dtype, field):
+    """A TensorProto with its values in the typed field `field` (as non-numpy clients
+    write them), shape [len(values)] unless `shape` says otherwise."""
+    proto = tf.make_tensor_proto([], dtype, shape=[0])
+    proto.tensor_shape.dim[0].size = len(values)
+    getattr(proto, field).extend(values)
+    return proto
+
+
+@pytest.mark.parametrize("protos, dtype, expected", [
+    ([tf.make_tensor_proto(np.array([1, 2], np.int64)), tf.make_tensor_proto(np.array([3]))],
+     tf.int64, [1, 2, 3]),  # tensor_content blobs joined
+    ([_typed([b"a"], tf.string, "string_val"), _typed([b"b", b"c"], tf.string, "string_val")],
+     tf.string, [b"a", b"b", b"c"]),  # typed fields appended
+    ([_typed([7], tf.int64, "int64_val"), tf.make_tensor_proto(np.array([8, 9], np.int64))],
+     tf.int64, [7, 8, 9]),  # mixed representations: decoded
+])
+def test_merge_concatenates_requests_rows(protos, dtype, expected):
+    merged = tf.io.parse_tensor(proto_call.merge(protos, dtype, pad=False), dtype)
+    assert merged.numpy().tolist() == expected
+
+
+def test_merge_follows_tensorflows_rules_for_short_fields_and_pads_when_asked():
+    short = _typed([5], tf.int64, "int64_val")  # shape [3], one value: TF repeats the last
+    short.tensor_shape.dim[0].size = 3
+    merged = proto_call.merge([short, tf.make_tensor_proto(np.array([1], np.int64))],
+                              tf.int64, pad=False)
+    assert tf.io.parse_tensor(merged, tf.int64).numpy().tolist() == [5, 5, 5, 1]
+    histories = [tf.make_tensor_proto(np.array([["a", "b"]], dtype=object)),
+                 tf.make_tensor_proto(np.array([["c", "d", "e"]], dtype=object))]
+    padded = tf.io.parse_tensor(proto_call.merge(histories, tf.string, pad=True), tf.string)
+    assert padded.numpy().tolist() == [[b"a", b"b", b""], [b"c", b"d", b"e"]]
+    with pytest.raises(ValueError):
+        proto_call.merge(histories, tf.string, pad=False)
+
+
 def test_merge_key_separates_scalars_and_unpadded_lengths(tmp_path):
     signature, _ = _history_signature(tmp_path)
     short = _protos(history=np.array([["a", "b"]], dtype=object), age=np.array([1]),

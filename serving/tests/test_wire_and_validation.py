@@ -25,11 +25,46 @@ def test_predict_response_bytes_parse_as_the_official_message():
                "big": tf.make_tensor_proto(big).SerializeToString()}
     spec = model_pb2.ModelSpec(name="twotower", signature_name="serving_default")
     spec.version.value = 7
-    response = predict_pb2.PredictResponse.FromString(wire.predict_response(outputs, spec))
+    response = predict_pb2.PredictResponse.FromString(wire.predict_response(
+        outputs, wire.model_spec("twotower", 7, "serving_default")))
     assert response.model_spec == spec
     np.testing.assert_array_equal(tf.make_ndarray(response.outputs["item_ids"]), ids)
     np.testing.assert_array_equal(tf.make_ndarray(response.outputs["scores"]), scores)
     assert tf.make_ndarray(response.outputs["big"]).shape == (50, 3)
+
+
+@pytest.mark.parametrize("value", [
+    np.array([[b"a", b"bb"], [b"", b"x" * 200], [b"c", b"d"]], dtype=object),  # 2-byte varint
+    np.arange(18, dtype=np.float32).reshape(3, 2, 3),
+    np.array([[1], [2], [3]], dtype=np.int64),
+])
+def test_split_rows_gives_each_request_its_rows(value):
+    """tf.io.serialize_tensor's bytes cut per request equal each request's rows serialized."""
+    serialized = tf.io.serialize_tensor(tf.constant(value)).numpy()
+    is_string = value.dtype == object
+    per_row = ([sum(1 + len(wire.varint(len(s))) + len(s) for s in row) for row in value]
+               if is_string else [value[0].nbytes] * len(value))
+    dtype = tf.as_dtype(tf.string if is_string else value.dtype).as_datatype_enum
+    pieces = wire.split_rows(serialized, dtype, value.shape, np.array(per_row), [2, 0, 1],
+                             is_string)
+    for piece, rows in zip(pieces, (value[:2], value[2:2], value[2:])):
+        parsed = tf.make_ndarray(tf.make_tensor_proto(tf.io.parse_tensor(
+            piece, tf.string if is_string else value.dtype)))
+        assert parsed.shape == rows.shape
+        np.testing.assert_array_equal(parsed, rows)
+
+
+def test_split_rows_refuses_bytes_it_cannot_cut():
+    value = np.arange(6, dtype=np.float32).reshape(3, 2)
+    serialized = tf.io.serialize_tensor(tf.constant(value)).numpy()
+    dtype = tf.float32.as_datatype_enum
+    with pytest.raises(ValueError, match="into rows"):
+        wire.split_rows(serialized, dtype, value.shape, np.full(3, 8), [1, 1], False)
+    with pytest.raises(ValueError, match="not laid out"):
+        wire.split_rows(serialized, dtype, value.shape, np.full(3, 4), [1, 2], False)
+    with pytest.raises(ValueError, match="not laid out"):  # a proto another writer ordered
+        wire.split_rows(serialized[2:] + serialized[:2], dtype, value.shape, np.full(3, 8),
+                        [1, 2], False)
 
 
 SIGNATURE = Signature(None, {"user_id": TensorInfo(tf.string, (None,)),
