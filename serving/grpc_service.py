@@ -83,7 +83,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.max_batch = max_batch
         self.guard = _Guard(registry)
         self.executor = executor
-        self.in_flight = 0
 
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> bytes:
@@ -100,17 +99,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"output_filter names unknown outputs {unknown}; "
                                        f"outputs are {sorted(known)}")
-            outputs = await self.manager.run_async(call, self.executor,
-                                                   alone=self.in_flight == 1)
+            outputs = await self.manager.run_async(call, self.executor)
             if request.output_filter:
                 outputs = {name: outputs[name] for name in request.output_filter}
             return wire.predict_response(outputs, wire.model_spec(
                 spec.name, call.loaded.version, call.signature_name))
-        self.in_flight += 1
-        try:
-            return await self.guard.run(context, "Predict", request.model_spec.name, body)
-        finally:
-            self.in_flight -= 1
+        return await self.guard.run(context, "Predict", request.model_spec.name, body)
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                                context: grpc.aio.ServicerContext

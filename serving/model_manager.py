@@ -164,6 +164,7 @@ class ModelManager:
                                              loop)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._in_flight = 0  # requests inside run_async (touched on the event loop only)
 
     @property
     def names(self) -> list[str]:
@@ -256,22 +257,6 @@ class ModelManager:
                                f"signature def; available: {sorted(loaded.signatures)}")
         return loaded, signature_name
 
-    def predict(self, name: str, version: Optional[int], signature_name: str,
-                inputs: dict[str, np.ndarray], max_batch: int
-                ) -> tuple[int, dict[str, np.ndarray]]:
-        """Validates and runs one REST request on this thread; returns (version used,
-        outputs as numpy). REST requests are not merged by the batcher: handing each from
-        its connection thread to the event loop and a batch thread measured slower than
-        running it here (reports/serving.json)."""
-        loaded, signature_name = self._signature(name, version, signature_name)
-        signature = loaded.signatures[signature_name]
-        tensors = signatures.validate(signature, inputs, max_batch)
-        try:
-            outputs = signature.function(**tensors)
-        except tf.errors.InvalidArgumentError as e:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, model_error(e)) from e
-        return loaded.version, {key: value.numpy() for key, value in outputs.items()}
-
     def prepare(self, name: str, version: Optional[int], signature_name: str,
                 inputs: Mapping[str, tensor_pb2.TensorProto], max_batch: int) -> PreparedCall:
         """Resolves the version and signature and validates one gRPC request's inputs.
@@ -283,21 +268,41 @@ class ModelManager:
         signatures.validate_protos(loaded.signatures[signature_name], inputs, max_batch)
         return PreparedCall(name, loaded, signature_name, inputs)
 
-    async def run_async(self, call: PreparedCall, executor: concurrent.futures.Executor,
-                        alone: bool = False) -> dict[str, bytes]:
-        """`run` for an asyncio event loop: the merged call's result is awaited, or the
-        unbatched call runs on `executor` so the loop keeps serving; or, when the caller
-        knows no other request is in flight (`alone`), on the loop thread at once (a hand-
-        off to a thread costs more than the loop is blocked: serving/grpc_service.py).
+    def prepare_arrays(self, name: str, version: Optional[int], signature_name: str,
+                       inputs: Mapping[str, np.ndarray], max_batch: int) -> PreparedCall:
+        """`prepare` for one REST request's decoded JSON inputs: validated, converted to the
+        signature's dtypes and encoded as TensorProtos, so it runs like a gRPC request.
+
+        Raises:
+          RequestError: NOT_FOUND or INVALID_ARGUMENT naming the problem.
+        """
+        loaded, signature_name = self._signature(name, version, signature_name)
+        protos = signatures.validate(loaded.signatures[signature_name], inputs, max_batch)
+        return PreparedCall(name, loaded, signature_name, protos)
+
+    async def run_async(self, call: PreparedCall, executor: concurrent.futures.Executor
+                        ) -> dict[str, bytes]:
+        """Runs a prepared call from the event loop (gRPC and REST): the merged call's
+        result is awaited, or the unbatched call runs on `executor` so the loop keeps
+        serving; or, when no other request is in flight, on the loop thread at once (a
+        hand-off to a thread costs more than the loop is blocked: serving/grpc_service.py).
         Batched requests always go through the batcher: requests that have reached the
         server but not yet the loop are invisible here, so running "alone" ones inline
-        under load ran every request alone (1,200 requests/s at concurrency 16, not 2,100)."""
-        if self._batcher is not None:
-            return await self._batcher.run(*self._batch_arguments(call))
-        if alone:
-            return _checked(call.runner)(call.inputs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, _checked(call.runner), call.inputs)
+        under load ran every request alone (1,200 requests/s at concurrency 16, not 2,100).
+
+        Returns:
+          Output name -> serialized TensorProto.
+        """
+        self._in_flight += 1
+        try:
+            if self._batcher is not None:
+                return await self._batcher.run(*self._batch_arguments(call))
+            if self._in_flight == 1:
+                return _checked(call.runner)(call.inputs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, _checked(call.runner), call.inputs)
+        finally:
+            self._in_flight -= 1
 
     def _batch_arguments(self, call: PreparedCall) -> tuple[Any, ...]:
         batcher = typing.cast(batching.Batcher, self._batcher)

@@ -9,7 +9,7 @@ import asyncio
 import concurrent.futures
 import ssl
 import threading
-from typing import Any, Coroutine
+from typing import Any, Coroutine, Optional
 
 from absl import logging
 import grpc
@@ -23,8 +23,8 @@ from serving.model_manager import ModelManager
 class ModelServer:
     """The manager, the gRPC server and the REST server, started and stopped together.
 
-    The gRPC server is a grpc.aio server on its own event-loop thread (serving/
-    grpc_service.py says why); REST runs a thread per connection.
+    Both front ends are coroutines on one event-loop thread (serving/grpc_service.py and
+    serving/rest.py say why), sharing the batcher and the unbatched-call threads.
     """
 
     def __init__(self, options: ServerOptions) -> None:
@@ -42,15 +42,13 @@ class ModelServer:
                                     registry=self.registry, loop=self._loop)
         self.grpc, self.grpc_port = self._in_loop(self._build_grpc())
         self.rest = rest.RestServer((options.host, options.rest_api_port), self.manager,
-                                    options.max_batch_size, options.max_request_bytes,
-                                    self.registry)
+                                    self._executor, options.max_batch_size,
+                                    options.max_request_bytes, self.registry)
+        self.rest_port = self.rest.port
+        self._rest_tls: Optional[ssl.SSLContext] = None
         if options.ssl_cert_file:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(options.ssl_cert_file, options.ssl_key_file)
-            self.rest.socket = context.wrap_socket(self.rest.socket, server_side=True)
-        self.rest_port = self.rest.server_address[1]
-        self._rest_thread = threading.Thread(target=self.rest.serve_forever, name="rest",
-                                             daemon=True)
+            self._rest_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._rest_tls.load_cert_chain(options.ssl_cert_file, options.ssl_key_file)
 
     def _in_loop(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -77,13 +75,12 @@ class ModelServer:
         """Loads the models (first poll), then starts both front ends and the poller."""
         self.manager.start(self.options.poll_seconds)
         self._in_loop(self.grpc.start())
-        self._rest_thread.start()
+        self._in_loop(self.rest.start(self._rest_tls))
         logging.info("Serving %s: gRPC on %s:%d, REST on %s:%d", self.manager.names,
                      self.options.host, self.grpc_port, self.options.host, self.rest_port)
 
     def stop(self) -> None:
-        self.rest.shutdown()
-        self.rest.server_close()
+        self._in_loop(self.rest.stop())
         self._in_loop(self.grpc.stop(grace=2))
         self.manager.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)

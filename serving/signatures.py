@@ -99,10 +99,34 @@ def _check_shapes(signature: Signature, shapes: Mapping[str, tuple[int, ...]],
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the batch is empty")
 
 
+def _tensor_proto(value: np.ndarray, dtype: tf.DType) -> tensor_pb2.TensorProto:
+    """A checked numpy input as the TensorProto a gRPC client would send: strings UTF-8
+    encoded in string_val, numbers converted to `dtype` in tensor_content.
+
+    Raises:
+      RequestError: an integer outside `dtype`'s range.
+    """
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum)
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if dtype == tf.string:
+        proto.string_val.extend(item.encode() if isinstance(item, str) else item
+                                for item in value.ravel().tolist())
+        return proto
+    if dtype.is_integer and value.size and value.dtype.kind in "iu":
+        limits = np.iinfo(dtype.as_numpy_dtype)
+        if value.min() < limits.min or value.max() > limits.max:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"values outside the range of {dtype.name}")
+    proto.tensor_content = np.ascontiguousarray(value, dtype.as_numpy_dtype).tobytes()
+    return proto
+
+
 def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: int
-             ) -> dict[str, tf.Tensor]:
+             ) -> dict[str, tensor_pb2.TensorProto]:
     """Checks names, dtypes, ranks and the batch size of numpy inputs (REST); numbers are
-    converted to the signature's dtype. Returns tensors to call with.
+    converted to the signature's dtype. Returns the inputs as TensorProtos, so REST
+    requests run (and are merged) like gRPC ones.
 
     Raises:
       RequestError: INVALID_ARGUMENT naming the first problem.
@@ -119,8 +143,13 @@ def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: 
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input '{name}' must be {info.dtype.name}, got {value.dtype}")
     _check_shapes(signature, {name: value.shape for name, value in values.items()}, max_batch)
-    return {name: tf.constant(value, dtype=signature.inputs[name].dtype)
-            for name, value in values.items()}
+    protos = {}
+    for name, value in values.items():
+        try:
+            protos[name] = _tensor_proto(value, signature.inputs[name].dtype)
+        except RequestError as e:
+            raise RequestError(e.code, f"input '{name}' has {e}") from e
+    return protos
 
 
 def _protos_fit(signature: Signature, inputs: Mapping[str, tensor_pb2.TensorProto],

@@ -307,7 +307,7 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows(batched
 
 
 @pytest.mark.e2e
-def test_rest_with_batching_on_answers_as_grpc_does_unmerged(batched_server):
+def test_rest_requests_run_through_the_batcher_as_grpc_ones_do(batched_server):
     server, channel, _ = batched_server
     row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}
     body = json.dumps({"instances": [row, dict(row, user_id="u2")]}).encode()
@@ -321,7 +321,7 @@ def test_rest_with_batching_on_answers_as_grpc_does_unmerged(batched_server):
         tf.make_ndarray(response.outputs["item_ids"]).astype(str).tolist()
     with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/metrics") as reply:
         text = reply.read().decode()
-    assert 'twotower_batch_rows_sum{model="twotower"} 2.000' in text  # the gRPC call only
+    assert 'twotower_batch_rows_sum{model="twotower"} 4.000' in text  # both calls' rows
 
 
 def test_cancelled_requests_are_counted_apart_from_server_errors():

@@ -145,6 +145,53 @@ def test_rest_row_and_columnar_formats_status_and_errors(served):
     assert 'method="Predict",model="twotower",code="INVALID_ARGUMENT"' in metrics
 
 
+def _exchange(port, raw, read_until_close=False):
+    """Sends raw bytes on a new connection; returns what the server answered (all of it
+    until it closes the connection, or the first response)."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(raw)
+        received = b""
+        while True:
+            chunk = connection.recv(65536)
+            received += chunk
+            if not chunk or (not read_until_close and b"\r\n\r\n" in received):
+                return received.decode("latin-1")
+
+
+def test_rest_http_layer(served):
+    """Keep-alive, Expect: 100-continue, and clear refusals of what the server cannot take."""
+    import http.client  # pylint: disable=import-outside-toplevel
+    server, _, _, _ = served
+    row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}
+    body = json.dumps({"instances": [row]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    for _ in range(3):  # one connection, three requests
+        connection.request("POST", "/v1/models/twotower:predict", body)
+        reply = connection.getresponse()
+        assert reply.status == 200 and len(json.loads(reply.read())["predictions"]) == 1
+    connection.close()
+    head = (f"POST /v1/models/twotower:predict HTTP/1.1\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n").encode()
+    assert _exchange(server.rest_port, head).startswith("HTTP/1.1 100 Continue")
+    answer = _exchange(server.rest_port, f"POST /v1/models/twotower:predict HTTP/1.0\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n".encode() + body,
+                       read_until_close=True)  # HTTP/1.0: answered, then closed
+    assert answer.startswith("HTTP/1.1 200 OK") and "Connection: close" in answer
+    refusals = [
+        (b"POST /v1/models/twotower:predict HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+         "400 Bad Request", "exceeds the limit"),
+        (b"POST /v1/models/twotower:predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "411 Length Required", "send Content-Length"),
+        (b"GARBAGE\r\n\r\n", "400 Bad Request", "malformed request line"),
+        (b"DELETE /v1/models/twotower HTTP/1.1\r\nConnection: close\r\n\r\n",
+         "501 Not Implemented", "Malformed request: DELETE"),
+    ]
+    for raw, status, message in refusals:
+        answer = _exchange(server.rest_port, raw, read_until_close=True)
+        assert answer.startswith(f"HTTP/1.1 {status}") and message in answer, answer
+
+
 def _wait_for(predicate, seconds=30):
     deadline = time.time() + seconds
     while time.time() < deadline:

@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
@@ -163,5 +164,6 @@ def test_model_server_loads_and_describes_the_scann_model(built, tmp_path):
     definition = signature_def(loaded.signatures["serving_default"])
     assert set(definition.outputs) == {"item_ids", "scores"}
     queries = _eval_queries(root, 3)
-    _, result = manager.predict("twotower", None, "serving_default", queries, max_batch=8)
-    assert result["item_ids"].shape == (3, 10)
+    call = manager.prepare_arrays("twotower", None, "serving_default", queries, max_batch=8)
+    result = call.runner(call.inputs)  # what a REST or gRPC request runs
+    assert tf.io.parse_tensor(result["item_ids"], tf.string).shape == (3, 10)
