@@ -108,6 +108,26 @@ def test_batched_runner_returns_each_request_its_own_rows(pad, tmp_path):
                     alone[name], signature.outputs[name].dtype))))
 
 
+def test_flat_call_matches_the_public_call_and_raises_the_same_errors():
+    table = tf.Variable([10.0, 20.0, 30.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def lookup(ids):
+        tf.debugging.assert_non_negative(ids, message="ids must be >= 0")
+        return {"values": {"gathered": tf.gather(table, ids), "count": tf.size(ids)},
+                "first": ids[:1]}
+    flat = proto_call.FlatCall(lookup)
+    ids = tf.constant([2, 0])
+    expected, got = lookup(ids), flat(ids)
+    assert tf.nest.map_structure(lambda a, b: a.numpy().tolist() == b.numpy().tolist(),
+                                 expected, got) == {"values": {"gathered": True, "count": True},
+                                                    "first": True}
+    table.assign([1.0, 2.0, 3.0])  # captures are read at call time
+    assert flat(ids)["values"]["gathered"].numpy().tolist() == [3.0, 1.0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ids must be >= 0"):
+        flat(tf.constant([-1]))
+
+
 def _typed(values, dtype, field):
     """A TensorProto with its values in the typed field `field` (as non-numpy clients
     write them), shape [len(values)] unless `shape` says otherwise."""
