@@ -179,8 +179,13 @@ def latest_blessed_resolver() -> resolver.Resolver:
 
 
 def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: types.BaseChannel,
-                  blessed: resolver.Resolver) -> list[base_node.BaseNode]:
-    """IndexBuilder -> ModelValidator -> a Pusher per model variant (ScaNN and stock)."""
+                  training_examples: types.BaseChannel, blessed: resolver.Resolver
+                  ) -> list[base_node.BaseNode]:
+    """IndexBuilder -> ModelValidator -> a Pusher per model variant (ScaNN and stock).
+
+    `examples` is this run's span (the IndexBuilder's queries); `training_examples` what
+    the Trainer read (the span, or the window of spans), which the validator scores on
+    with the same train/eval division."""
     index = config.index
     index_builder = IndexBuilder(
         model=trainer.outputs[keys.MODEL_KEY], examples=examples,
@@ -193,7 +198,7 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
     validation = config.validation
     validator = ModelValidator(
         model=trainer.outputs[keys.MODEL_KEY], baseline_model=blessed.outputs[keys.MODEL_KEY],
-        examples=examples, index_model=index_builder.outputs[keys.SCANN_MODEL_KEY],
+        examples=training_examples, index_model=index_builder.outputs[keys.SCANN_MODEL_KEY],
         k=validation.k, protocol=validation.protocol, min_recall=validation.min_recall,
         max_relative_regression=validation.max_relative_regression,
         min_scann_recall=validation.min_scann_recall,
@@ -312,7 +317,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
         components=interactions.nodes + items.nodes + extra + [negative_pool, blessed, trainer]
-        + serving_nodes(config, trainer, examples, blessed),
+        + serving_nodes(config, trainer, examples, training_examples, blessed),
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args.pipeline_beam_args(orchestration.beam_pipeline_args),

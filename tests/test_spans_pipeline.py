@@ -40,11 +40,13 @@ def test_spans_add_a_window_and_a_drift_baseline_and_warm_start():
     window = nodes["InteractionsWindow"]
     assert nodes["InteractionsValidationGate"] in window.upstream_nodes
     assert window.exec_properties["source_uri"] == {"window": 3}
-    for consumer, key in (("Trainer", "examples"), ("NegativePoolBuilder", "interactions")):
+    # The validator reads the window too: it scores the newest span's eval split with the
+    # whole window's training data filtered out, as the Trainer divided it.
+    for consumer, key in (("Trainer", "examples"), ("NegativePoolBuilder", "interactions"),
+                          ("ModelValidator", "examples")):
         assert nodes[consumer].inputs[key].producer_component_id == "InteractionsWindow"
-    for consumer in ("ModelValidator", "IndexBuilder"):  # eval: the ingested span only
-        assert nodes[consumer].inputs["examples"].producer_component_id == \
-            "InteractionsExampleGen"
+    assert nodes["IndexBuilder"].inputs["examples"].producer_component_id == \
+        "InteractionsExampleGen"  # its queries: the ingested span
     gate = nodes["InteractionsValidationGate"]
     assert gate.inputs["baseline_statistics"].producer_component_id == \
         "InteractionsPreviousSpanStatistics"

@@ -74,7 +74,10 @@ class ModelValidator(base_component.BaseComponent):
 
         Args:
           model: The candidate (the Trainer's Model).
-          examples: Interactions with `train` (history to filter) and `eval` splits.
+          examples: Interactions with `train` and `eval` splits: one artifact, or the
+            Trainer's window of spans; the newest span's eval split is scored and every
+            row the Trainer read is the history the filtered protocol removes
+            (window.training_patterns).
           index_model: The IndexBuilder's ScaNN Model (its index_report.json).
           baseline_model: The latest blessed Trainer Model (a resolver's output); None or
             empty on a first run.

@@ -15,6 +15,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components import keys
+from components.ingestion import window
 from components.model_validator import evaluation, gating, plot
 from pipeline.config import ValidationConfig
 
@@ -33,15 +34,13 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
     return config
 
 
-def _split_pattern(examples: types.Artifact, split: str) -> str:
-    return io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
-
-
-def _score(model: types.Artifact, examples: types.Artifact, config: ValidationConfig
+def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig
            ) -> dict[str, float]:
-    return evaluation.evaluate_export(path_utils.serving_model_path(model.uri),
-                                      _split_pattern(examples, keys.TRAIN_SPLIT),
-                                      _split_pattern(examples, keys.EVAL_SPLIT),
+    """The export's metrics on the newest span's eval split, with the whole window's
+    training data as the history the filtered protocol removes (what the Trainer read:
+    window.training_patterns)."""
+    train, evals = window.training_patterns(examples)
+    return evaluation.evaluate_export(path_utils.serving_model_path(model.uri), train, evals[0],
                                       sorted({10, 50, 100, config.k}),
                                       config.max_eval_interactions)
 
@@ -55,7 +54,7 @@ class Executor(base_executor.BaseExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         config = validation_config(exec_properties)
         candidate = artifact_utils.get_single_instance(input_dict[keys.MODEL_KEY])
-        examples = artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY])
+        examples = input_dict[keys.EXAMPLES_KEY]
         baselines = input_dict.get(keys.BASELINE_MODEL_KEY) or []
         baseline: Optional[types.Artifact] = baselines[0] if baselines else None
         index = artifact_utils.get_single_instance(input_dict[keys.INDEX_MODEL_KEY])
