@@ -16,8 +16,8 @@ The queues live on the gRPC server's asyncio event loop: a request is queued and
 caller resumed without a thread switch, and merged calls run on `num_batch_threads`
 threads while the loop goes on receiving requests. (Running merged calls on the loop
 thread itself was measured too: with timeout 0 every call then held one request, since
-the loop cannot receive while it runs the model.) REST requests run unbatched on their
-connection threads (ModelManager.predict says why).
+the loop cannot receive while it runs the model.) REST requests are coroutines on the same
+loop (serving/rest.py) and are queued here like gRPC ones.
 """
 from __future__ import annotations
 
