@@ -29,7 +29,7 @@ class FlatCall:
     argument binding, tape checks and output packing cost ~30% of the call (310 -> 220 us
     per single request here), paid by every request.
 
-    Uses TF's private `_inference_function`; tests/test_batching.py compares its outputs
+    Uses TF's private `_inference_function`; serving/tests/test_batching.py compares its outputs
     with the public call's, so a TF upgrade that changes it fails loudly.
     """
 

@@ -25,6 +25,7 @@ import socket
 import ssl
 from typing import Any, NamedTuple, Optional
 
+from absl import logging
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -248,6 +249,12 @@ class RestServer:
             except RequestError as e:
                 outcome.error(e.code.name)
                 return _HTTP.get(e.code, 500), {"error": str(e)}, "application/json"
+            except Exception as e:  # pylint: disable=broad-except
+                # Any other failure answers 500 on this request and keeps the connection.
+                logging.exception("REST %s %s failed", method, path)
+                outcome.error("INTERNAL")
+                return 500, {"error": f"internal error: {type(e).__name__}: {e}"}, \
+                    "application/json"
 
     def _status(self, name: str, version: Optional[int]) -> dict[str, Any]:
         return {"model_version_status": [

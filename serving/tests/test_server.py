@@ -192,6 +192,23 @@ def test_rest_http_layer(served):
         assert answer.startswith(f"HTTP/1.1 {status}") and message in answer, answer
 
 
+def test_rest_answers_500_on_an_unexpected_failure_and_keeps_serving(served, monkeypatch):
+    from serving import rest  # pylint: disable=import-outside-toplevel
+    server, _, _, _ = served
+    row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}
+
+    def broken(serialized, dtype):
+        raise ValueError("cannot decode")
+    monkeypatch.setattr(rest, "plain", broken)
+    status, body = _rest(server, "/v1/models/twotower:predict", {"instances": [row]})
+    assert status == 500 and "ValueError: cannot decode" in json.loads(body)["error"]
+    monkeypatch.undo()
+    status, _ = _rest(server, "/v1/models/twotower:predict", {"instances": [row]})
+    assert status == 200
+    _, metrics = _rest(server, "/metrics")
+    assert 'protocol="rest",method="Predict",model="twotower",code="INTERNAL"} 1' in metrics
+
+
 def _wait_for(predicate, seconds=30):
     deadline = time.time() + seconds
     while time.time() < deadline:
