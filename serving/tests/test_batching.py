@@ -113,7 +113,9 @@ def test_flat_call_matches_the_public_call_and_raises_the_same_errors():
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
     def lookup(ids):
-        tf.debugging.assert_non_negative(ids, message="ids must be >= 0")
+        with tf.control_dependencies([tf.debugging.assert_non_negative(
+                ids, message="ids must be >= 0")]):  # else the gather may fail first
+            ids = tf.identity(ids)
         return {"values": {"gathered": tf.gather(table, ids), "count": tf.size(ids)},
                 "first": ids[:1]}
     flat = proto_call.FlatCall(lookup)
