@@ -134,14 +134,15 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
 
 
 @contextlib.contextmanager
-def scratch_folder(folder: pathlib.Path, keep: bool, label: str) -> Iterator[pathlib.Path]:
+def scratch_folder(folder: pathlib.Path, keep: bool, label: str,
+                   hint: str = "") -> Iterator[pathlib.Path]:
     """Removes a benchmark's scratch folder when the block ends, unless `keep`; a failure
-    keeps it (the runs' logs are there) and says where."""
+    keeps it (the runs' logs are there) and says where, followed by `hint`."""
     try:
         yield folder
     except BaseException:
-        print(f"[{label}] failed; its scratch folder (each run's log) is kept: {folder}",
-              file=sys.stderr)
+        print(f"[{label}] failed; its scratch folder (each run's log) is kept: {folder}"
+              f"{hint}", file=sys.stderr)
         raise
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)

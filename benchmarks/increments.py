@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 import tempfile
 from typing import Any, Sequence
@@ -34,6 +35,10 @@ INGEST_STAGES = ("InteractionsExampleGen", "InteractionsStatisticsGen",
                  "InteractionsExampleValidator")
 INGEST_ROW = "ingest"
 SINGLE_FILE = "single_file"
+STATE = "state.json"
+CHECKPOINT = "checkpoint"
+METADATA = "metadata.sqlite"
+PATHS = "paths.json"
 
 
 def ingest_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -71,60 +76,180 @@ def run_once(folder: pathlib.Path, config_file: pathlib.Path, root: pathlib.Path
     return rows
 
 
-def run(args: argparse.Namespace) -> pathlib.Path:
-    """Generates the data, runs every span and the single-file run, writes the report."""
-    git = common.git_commit()
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="increments-", dir=args.workdir))
+def checkpoint(folder: pathlib.Path, state: dict[str, Any]) -> None:
+    """Saves what the next nightly run starts from, in a new checkpoint folder: a copy of the
+    ML Metadata store, every path under the pipeline root and the serving folder (run logs
+    aside) and the bench's state (config, finished rows), the state written last so a
+    checkpoint without it is incomplete; then removes the older checkpoints."""
+    saved = folder / f"{CHECKPOINT}-{len(finished(state)):03d}"
+    shutil.rmtree(saved, ignore_errors=True)
+    saved.mkdir()
+    metadata = folder / "root" / METADATA
+    if metadata.exists():
+        shutil.copy2(metadata, saved / METADATA)
+    (saved / PATHS).write_text(json.dumps(sorted(str(path) for path in _outputs(folder))))
+    (saved / (STATE + ".partial")).write_text(json.dumps(state, indent=1))
+    (saved / (STATE + ".partial")).replace(saved / STATE)
+    for older in folder.glob(f"{CHECKPOINT}-*"):
+        if older != saved:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def latest_checkpoint(folder: pathlib.Path) -> pathlib.Path:
+    """The newest complete checkpoint in `folder`.
+
+    Raises:
+      ConfigError: if there is none.
+    """
+    complete = sorted(path.parent for path in folder.glob(f"{CHECKPOINT}-*/{STATE}"))
+    if not complete:
+        raise ConfigError(f"{folder} holds no checkpoint of a `bench increments` run (it is "
+                          "written once the data is generated): start a new run without "
+                          "--resume")
+    return complete[-1]
+
+
+def finished(state: dict[str, Any]) -> set[Any]:
+    """The nightly runs (span numbers, and SINGLE_FILE) whose rows the state holds."""
+    return {row["span"] for row in state["rows"]}
+
+
+def rewind(folder: pathlib.Path) -> dict[str, Any]:
+    """Undoes a nightly run that was cut off: removes every output written after the newest
+    checkpoint and restores its ML Metadata store, so the run is measured again from scratch
+    (otherwise its finished components would be reused from the cache).
+
+    Returns:
+      The state saved with that checkpoint.
+    """
+    saved = latest_checkpoint(folder)
+    kept = set(json.loads((saved / PATHS).read_text()))
+    extra = sorted((path for path in _outputs(folder) if str(path) not in kept),
+                   key=lambda path: len(path.parts), reverse=True)
+    for path in extra:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    metadata = folder / "root" / METADATA
+    metadata.unlink(missing_ok=True)
+    if (saved / METADATA).exists():
+        shutil.copy2(saved / METADATA, metadata)
+    return json.loads((saved / STATE).read_text())
+
+
+def _outputs(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Every path a nightly run may write: under the pipeline root (its logs and ML Metadata
+    store aside) and the serving folder."""
+    paths = []
+    for top in (folder / "root", folder / "serving"):
+        if top.is_dir():
+            paths += [path for path in top.rglob("*")
+                      if path.relative_to(top).parts[0] not in ("logs", METADATA)]
+    return paths
+
+
+def prepare(folder: pathlib.Path, args: argparse.Namespace, git: str) -> dict[str, Any]:
+    """Generates the data and span folders and writes the run's config; the first state."""
     total = args.spans * args.interactions_per_span
-    rows: list[dict[str, Any]] = []
-    with common.scratch_folder(folder, args.keep, "increments"):
-        spec = synthetic.SyntheticSpec(users=args.users, items=args.items, interactions=total,
-                                       seed=args.seed)
-        synthetic.generate(spec, folder / "data", "csv", progress=False)
-        layout = spans_data.split(folder / "data" / "interactions.csv", folder / "spans",
-                                  "timestamp", spans=args.spans,
-                                  extra_tables=(folder / "data" / "items.csv",))
-        base = scale.pipeline_config(folder, args.workers, args.train_steps, args.batch_size,
-                                     args.eval_interactions)
-        base["data"]["items"] = str(folder / "spans" / "items.csv")
-        base["orchestration"]["pipeline_name"] = "twotower-increments"
-        config_file = folder / "config.yaml"
-        config_file.write_text(yaml.safe_dump(base))
-        for k in range(1, args.spans + 1):
-            found = run_once(folder, config_file, folder / "root", f"span-{k}", (
-                f"data.interactions={layout.interactions_pattern}", f"spans.span={k}",
-                f"spans.window_spans={args.window}"))
-            rows.extend({"span": k, "interactions": args.interactions_per_span, **row}
-                        for row in found)
-            print(f"[increments] span {k}: "
-                  f"{json.dumps([r for r in found if r['name'] in (INGEST_ROW, 'pipeline')])}",
-                  file=sys.stderr)
-        if args.single_file:
-            single = scale.pipeline_config(folder, args.workers, args.train_steps,
-                                           args.batch_size, args.eval_interactions)
-            single["orchestration"]["pipeline_root"] = str(folder / "single_root")
-            single_file = folder / "single.yaml"
-            single_file.write_text(yaml.safe_dump(single))
-            found = run_once(folder, single_file, folder / "single_root", SINGLE_FILE, ())
-            rows.extend({"span": SINGLE_FILE, "interactions": total, **row} for row in found)
-    growth = ingest_growth(rows)
-    last = growth.get(str(args.spans))
-    notes = (f"{args.spans} spans of {args.interactions_per_span:,} synthetic interactions "
-             f"({args.users:,} users, {args.items:,} items), one nightly `twotower run` per "
-             f"span in a fresh process (window of {args.window} spans, warm-started Trainer "
-             f"with {args.train_steps} steps). wall_s per component is from the run's log; "
-             "peak_rss_mb the peak summed RSS of the run's process tree while it ran. "
-             "ingest = InteractionsExampleGen + InteractionsStatisticsGen + "
-             "InteractionsExampleValidator.")
-    if last is not None:
-        notes += f" Ingesting span {args.spans} took {last:.2f}x the time of span 1."
+    spec = synthetic.SyntheticSpec(users=args.users, items=args.items, interactions=total,
+                                   seed=args.seed)
+    synthetic.generate(spec, folder / "data", "csv", progress=False)
+    layout = spans_data.split(folder / "data" / "interactions.csv", folder / "spans",
+                              "timestamp", spans=args.spans,
+                              extra_tables=(folder / "data" / "items.csv",))
+    base = scale.pipeline_config(folder, args.workers, args.train_steps, args.batch_size,
+                                 args.eval_interactions)
+    base["data"]["items"] = str(folder / "spans" / "items.csv")
+    base["orchestration"]["pipeline_name"] = "twotower-increments"
+    (folder / "config.yaml").write_text(yaml.safe_dump(base))
+    if args.single_file:
+        single = scale.pipeline_config(folder, args.workers, args.train_steps,
+                                       args.batch_size, args.eval_interactions)
+        single["orchestration"]["pipeline_root"] = str(folder / "single_root")
+        single["serving"]["base_path"] = str(folder / "single_serving")
+        (folder / "single.yaml").write_text(yaml.safe_dump(single))
     config = {"spans": args.spans, "interactions_per_span": args.interactions_per_span,
               "users": args.users, "items": args.items, "window_spans": args.window,
               "workers": args.workers, "train_steps": args.train_steps,
               "batch_size": args.batch_size, "max_eval_interactions": args.eval_interactions,
               "seed": args.seed, "single_file": args.single_file}
-    return common.write_report("increments", config, rows, notes, args.out, git=git,
-                               extra={"ingest_growth": growth})
+    return {"config": config, "git": git, "pattern": layout.interactions_pattern,
+            "rows": [], "sessions": [{"git": git, "first_run": "span-1"}]}
+
+
+def run_rest(folder: pathlib.Path, state: dict[str, Any]) -> None:
+    """Runs every nightly run (and the single-file run) not finished yet, saving the state
+    and a checkpoint after each."""
+    config = state["config"]
+    done = finished(state)
+    for k in range(1, config["spans"] + 1):
+        if k in done:
+            continue
+        found = run_once(folder, folder / "config.yaml", folder / "root", f"span-{k}", (
+            f"data.interactions={state['pattern']}", f"spans.span={k}",
+            f"spans.window_spans={config['window_spans']}"))
+        state["rows"].extend({"span": k, "interactions": config["interactions_per_span"],
+                              **row} for row in found)
+        checkpoint(folder, state)
+        print(f"[increments] span {k}: "
+              f"{json.dumps([r for r in found if r['name'] in (INGEST_ROW, 'pipeline')])}",
+              file=sys.stderr)
+    if config["single_file"] and SINGLE_FILE not in done:
+        for leftover in (folder / "single_root", folder / "single_serving"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        found = run_once(folder, folder / "single.yaml", folder / "single_root", SINGLE_FILE, ())
+        state["rows"].extend({"span": SINGLE_FILE,
+                              "interactions": config["spans"] * config["interactions_per_span"],
+                              **row} for row in found)
+        checkpoint(folder, state)
+
+
+def resume(folder: pathlib.Path, git: str) -> dict[str, Any]:
+    """The state of an interrupted run in `folder` at its newest checkpoint, the cut-off run
+    rewound."""
+    state = rewind(folder)
+    done = finished(state)
+    spans = [k for k in range(1, state["config"]["spans"] + 1) if k not in done]
+    first = f"span-{spans[0]}" if spans else SINGLE_FILE
+    state["sessions"].append({"git": git, "first_run": first})
+    print(f"[increments] resuming {folder} at {first}", file=sys.stderr)
+    return state
+
+
+def run(args: argparse.Namespace) -> pathlib.Path:
+    """Generates the data (or resumes an interrupted run), runs every span and the
+    single-file run, writes the report."""
+    git = common.git_commit()
+    if args.resume:
+        folder = args.resume
+        state = resume(folder, git)
+    else:
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="increments-", dir=args.workdir))
+    hint = (f"; continue it with `twotower bench increments --resume {folder}` (each nightly "
+            "run finished so far is kept)")
+    with common.scratch_folder(folder, args.keep, "increments", hint):
+        if not args.resume:
+            state = prepare(folder, args, git)
+            checkpoint(folder, state)
+        run_rest(folder, state)
+    config, rows = state["config"], state["rows"]
+    growth = ingest_growth(rows)
+    last = growth.get(str(config["spans"]))
+    notes = (f"{config['spans']} spans of {config['interactions_per_span']:,} synthetic "
+             f"interactions ({config['users']:,} users, {config['items']:,} items), one nightly "
+             f"`twotower run` per span in a fresh process (window of {config['window_spans']} "
+             f"spans, warm-started Trainer with {config['train_steps']} steps). wall_s per "
+             "component is from the run's log; peak_rss_mb the peak summed RSS of the run's "
+             "process tree while it ran. ingest = InteractionsExampleGen + "
+             "InteractionsStatisticsGen + InteractionsExampleValidator.")
+    if len(state["sessions"]) > 1:
+        notes += (" The bench was interrupted and resumed (`sessions`: the commit and first "
+                  "nightly run of each part); a cut-off run was rewound and run again whole.")
+    if last is not None:
+        notes += f" Ingesting span {config['spans']} took {last:.2f}x the time of span 1."
+    return common.write_report("increments", config, rows, notes, args.out, git=state["git"],
+                               extra={"ingest_growth": growth, "sessions": state["sessions"]})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +261,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scale.add_run_arguments(parser)
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/increments.json)")
+    parser.add_argument("--resume", type=pathlib.Path, metavar="FOLDER",
+                        help="continue an interrupted run from its kept scratch folder (the "
+                             "runs it finished are kept, a cut-off run is run again; the "
+                             "other options come from that run)")
 
 
 def main_from_args(args: argparse.Namespace) -> None:
