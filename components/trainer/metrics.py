@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from components.trainer import towers
 from pipeline.contract import Contract
 
 KS = (10, 50, 100)
@@ -86,7 +87,7 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
     pairs = pairs.drop_duplicates().sort_values(["user", "item"], kind="stable")
     vocabulary, rows = np.unique(pairs["user"].to_numpy(), return_inverse=True)
     names = [user.decode() for user in vocabulary] or ["<none>"]
-    lookup = tf.keras.layers.StringLookup(vocabulary=names, num_oov_indices=1, mask_token=None)
+    lookup = towers.string_lookup(names, 1)
     history = tf.RaggedTensor.from_value_rowids(
         pairs["item"].to_numpy(np.int64), rows.astype(np.int64) + 1, nrows=len(names) + 1)
     return lookup, history

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from components.trainer import features as features_lib
@@ -70,6 +71,19 @@ def categorical_value(values: tf.Tensor, feature: FeatureSpec) -> tf.Tensor:
     return values
 
 
+def string_lookup(vocabulary: Sequence[str], oov_buckets: int) -> tf.keras.layers.StringLookup:
+    """A StringLookup over `vocabulary` (empty: an adaptable one), OOV indices first.
+
+    The vocabulary is handed over as a NumPy array, never a list: Keras tracks a list
+    attribute of a layer element by element and walks it on every eager call, so with a
+    1M-item vocabulary each call of the layer (or of a tower holding it) cost ~0.6 s instead
+    of ~0.2 ms, and saving the tower walked it too.
+    """
+    values = np.asarray(list(vocabulary), dtype=object) if len(vocabulary) else None
+    return tf.keras.layers.StringLookup(vocabulary=values, num_oov_indices=oov_buckets,
+                                        mask_token=None)
+
+
 class VocabularyEmbedding(tf.keras.layers.Layer):
     """Strings -> embeddings through a vocabulary (OOV buckets first) or hash buckets.
 
@@ -85,10 +99,9 @@ class VocabularyEmbedding(tf.keras.layers.Layer):
             self.lookup = tf.keras.layers.Hashing(num_bins=feature.hash_bins)
             size = feature.hash_bins
         else:
-            self.lookup = tf.keras.layers.StringLookup(
-                vocabulary=list(vocabulary or []) or None, num_oov_indices=feature.oov_buckets,
-                mask_token=None)
-            size = len(vocabulary or []) + feature.oov_buckets
+            vocabulary = vocabulary if vocabulary is not None else []
+            self.lookup = string_lookup(vocabulary, feature.oov_buckets)
+            size = len(vocabulary) + feature.oov_buckets
         self.embedding = tf.keras.layers.Embedding(size, dim)
 
     @property

@@ -165,3 +165,19 @@ def test_recency_pooling_halves_weights_going_back():
     # Half-life length / 4 = 1 step: weights 0.5 (a, one step back) and 1 (b).
     out = layer(tf.constant([["a", "b"]])).numpy()[0]
     np.testing.assert_allclose(out, (0.5 * row("a") + row("b")) / 1.5, rtol=1e-6)
+
+
+def test_vocabularies_are_not_held_as_lists_keras_walks_on_every_call():
+    """A list attribute of a Keras layer is tracked element by element and walked on each
+    eager call (0.6 s per call with 1M items); the lookups keep arrays instead."""
+    items = [f"item{i}" for i in range(1000)]
+    config = ModelConfig(embedding_dim=8, hidden_layers=(16,))
+    tower = towers.candidate_tower(CONTRACT, preprocessing(USERS, items), config)
+    tower(CANDIDATE)
+    long_lists = [(layer.name, name) for layer in tower._flatten_layers()
+                  for name, value in vars(layer).items()
+                  if isinstance(value, (list, tuple)) and len(value) >= len(items)]
+    assert long_lists == []
+    lookup = towers.string_lookup(["a", "b"], 2)
+    assert lookup(tf.constant(["b", "a", "zzz"])).numpy().tolist() == [3, 2, 0]
+    assert lookup.get_vocabulary() == ["[UNK]", "[UNK]", "a", "b"]
