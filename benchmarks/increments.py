@@ -5,8 +5,8 @@ of equal size (`twotower data split-spans`); then `twotower run --set spans.span
 whole nightly pipeline for k = 1..S, each in a fresh process against one ML Metadata store:
 ingest span k (ExampleGen, StatisticsGen, ExampleValidator, drift gate), the pool and a
 warm-started Trainer over the window of the last `--window` spans, the index, the validator
-and the pushers. A last row ingests the same interactions as one file without spans
-(`single_file`), the pipeline every run used to be.
+and the pushers. A first run (`single_file`) ingests the same interactions as one file
+without spans, the pipeline every run used to be.
 
 Reports reports/increments.json (DESIGN §8): one row per span k and component (`wall_s`,
 `peak_rss_mb`, from the run's log and the summed RSS of its process tree, as in
@@ -175,34 +175,44 @@ def prepare(folder: pathlib.Path, args: argparse.Namespace, git: str) -> dict[st
               "batch_size": args.batch_size, "max_eval_interactions": args.eval_interactions,
               "seed": args.seed, "single_file": args.single_file}
     return {"config": config, "git": git, "pattern": layout.interactions_pattern,
-            "rows": [], "sessions": [{"git": git, "first_run": "span-1"}]}
+            "rows": [], "sessions": [{"git": git, "first_run": _label(planned(config)[0])}]}
+
+
+def planned(config: dict[str, Any]) -> list[Any]:
+    """The runs in order: the single-file run first (when asked for: its peak memory is the
+    riskier measurement), then span 1..S."""
+    return ([SINGLE_FILE] if config["single_file"] else []) + list(range(1, config["spans"] + 1))
 
 
 def run_rest(folder: pathlib.Path, state: dict[str, Any]) -> None:
-    """Runs every nightly run (and the single-file run) not finished yet, saving the state
-    and a checkpoint after each."""
+    """Runs every planned run not finished yet, saving the state and a checkpoint after
+    each."""
     config = state["config"]
     done = finished(state)
-    for k in range(1, config["spans"] + 1):
-        if k in done:
+    for run_id in planned(config):
+        if run_id in done:
             continue
-        found = run_once(folder, folder / "config.yaml", folder / "root", f"span-{k}", (
-            f"data.interactions={state['pattern']}", f"spans.span={k}",
-            f"spans.window_spans={config['window_spans']}"))
-        state["rows"].extend({"span": k, "interactions": config["interactions_per_span"],
-                              **row} for row in found)
+        if run_id == SINGLE_FILE:
+            for leftover in (folder / "single_root", folder / "single_serving"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            found = run_once(folder, folder / "single.yaml", folder / "single_root",
+                             SINGLE_FILE, ())
+            interactions = config["spans"] * config["interactions_per_span"]
+        else:
+            found = run_once(folder, folder / "config.yaml", folder / "root", f"span-{run_id}", (
+                f"data.interactions={state['pattern']}", f"spans.span={run_id}",
+                f"spans.window_spans={config['window_spans']}"))
+            interactions = config["interactions_per_span"]
+        state["rows"].extend({"span": run_id, "interactions": interactions, **row}
+                             for row in found)
         checkpoint(folder, state)
-        print(f"[increments] span {k}: "
+        print(f"[increments] {_label(run_id)}: "
               f"{json.dumps([r for r in found if r['name'] in (INGEST_ROW, 'pipeline')])}",
               file=sys.stderr)
-    if config["single_file"] and SINGLE_FILE not in done:
-        for leftover in (folder / "single_root", folder / "single_serving"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        found = run_once(folder, folder / "single.yaml", folder / "single_root", SINGLE_FILE, ())
-        state["rows"].extend({"span": SINGLE_FILE,
-                              "interactions": config["spans"] * config["interactions_per_span"],
-                              **row} for row in found)
-        checkpoint(folder, state)
+
+
+def _label(run_id: Any) -> str:
+    return run_id if run_id == SINGLE_FILE else f"span-{run_id}"
 
 
 def resume(folder: pathlib.Path, git: str) -> dict[str, Any]:
@@ -210,8 +220,8 @@ def resume(folder: pathlib.Path, git: str) -> dict[str, Any]:
     rewound."""
     state = rewind(folder)
     done = finished(state)
-    spans = [k for k in range(1, state["config"]["spans"] + 1) if k not in done]
-    first = f"span-{spans[0]}" if spans else SINGLE_FILE
+    left = [run_id for run_id in planned(state["config"]) if run_id not in done]
+    first = _label(left[0]) if left else "none (all finished)"
     state["sessions"].append({"git": git, "first_run": first})
     print(f"[increments] resuming {folder} at {first}", file=sys.stderr)
     return state

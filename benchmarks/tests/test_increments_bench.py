@@ -86,6 +86,6 @@ def test_an_interrupted_bench_resumes_at_the_cut_off_run(tmp_path, monkeypatch):
     assert not (tmp_path / "root" / "span-2").exists()
     assert resumed["sessions"][-1] == {"git": "b", "first_run": "span-2"}
     increments.run_rest(tmp_path, resumed)
-    assert calls == ["span-1", "span-2", "span-2", "span-3", "single_file"]
-    assert [row["span"] for row in resumed["rows"]] == [1, 2, 3, "single_file"]
+    assert calls == ["single_file", "span-1", "span-2", "span-2", "span-3"]
+    assert [row["span"] for row in resumed["rows"]] == ["single_file", 1, 2, 3]
     assert increments.rewind(tmp_path)["rows"] == resumed["rows"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 import apache_beam as beam
@@ -21,7 +21,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import keys
-from components.ingestion import drift, history, report, rows, spans, splits, window
+from components.ingestion import (drift, history, report, rows, shuffle, spans, splits,
+                                  window)
 from pipeline.errors import DataValidationError, IngestionError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
@@ -34,20 +35,29 @@ def _input_pattern(exec_properties: dict[str, Any]) -> str:
                         input_config.splits[0].pattern)
 
 
-CUTOFF_SCRATCH = ".cutoff"  # under the output artifact, removed before the split is written
+SCRATCH = ".scratch"  # under the output artifact: pass 1's results and the shuffle buckets
+KINDS_FILE = "kinds.json"
+CUTOFF_FILE = "cutoff"
 
 
 class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads CSV / Parquet / TFRecord, types columns by the schema, splits by time or hash.
 
-    A quantile time split reads the input twice: once for the cutoff (its own Beam
-    pipeline), once to split with it, so no runner has to hold the data meanwhile.
+    Three Beam pipelines, none of which makes a runner hold the data:
+      1. the column kinds (rows.py) and a quantile time split's cutoff (splits.py), which
+         as side inputs of the next pass would make the runner buffer every row;
+      2. typing, the split, and each split's records into hash buckets (shuffle.py);
+      3. each bucket shuffled into an output shard (shuffle.py), instead of TFX's
+         Reshuffle, which the DirectRunner holds in memory.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._schema: schema_pb2.Schema | None = None
         self._scratch = ""
+        self._examples: list[types.Artifact] = []
+        self._buckets = 1
+        self._written: list[str] = []
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]],
@@ -55,43 +65,76 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         schema_uri = artifact_utils.get_single_uri(input_dict[keys.SCHEMA_KEY])
         self._schema = io_utils.SchemaReader().read(
             io_utils.get_only_uri_in_dir(schema_uri))
-        self._scratch = os.path.join(artifact_utils.get_single_uri(
-            output_dict[keys.EXAMPLES_KEY]), CUTOFF_SCRATCH)
+        self._examples = output_dict[keys.EXAMPLES_KEY]
+        self._scratch = os.path.join(artifact_utils.get_single_uri(self._examples), SCRATCH)
+        self._written = []
         _ingest_requested_span(output_dict, exec_properties)
         source = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
                               exec_properties.get(keys.SPAN_PATTERN_KEY) or "")
         for artifact in output_dict[keys.EXAMPLES_KEY]:
             artifact.set_string_custom_property(keys.SPAN_SOURCE_PROPERTY, source)
         super().Do(input_dict, output_dict, exec_properties)
+        splits_to_shuffle = [(self._bucket_folder(name), artifact_utils.get_split_uri(
+            self._examples, name)) for name in self._written]
+        logging.info("Shuffling %d split(s) in %d bucket(s) each", len(splits_to_shuffle),
+                     self._buckets)
+        with self._make_beam_pipeline() as pipeline:
+            shuffle.shuffle_splits(pipeline, splits_to_shuffle, self._buckets)
+        for _, output_dir in splits_to_shuffle:
+            shuffle.ensure_a_file(output_dir)
+        fileio.rmtree(self._scratch)
+
+    def _bucket_folder(self, split: str) -> str:
+        return os.path.join(self._scratch, "buckets", split)
+
+    def _read_rows(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
+                   prefix: str = "") -> beam.PCollection:
+        """Raw rows of CSV or Parquet input."""
+        reader = rows.ReadCsvRows if input_format == "csv" else rows.ReadParquetRows
+        return pipeline | f"{prefix}ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
 
     def _read(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
-              prefix: str = "") -> beam.PCollection:
-        """tf.Examples from the input files, typed by the schema."""
+              kinds: Optional[dict[str, int]]) -> beam.PCollection:
+        """tf.Examples from the input files, typed by `kinds` (pass 1; unused for
+        TFRecord input)."""
         if input_format == "tfrecord":
             if not tf.io.gfile.glob(pattern):
                 raise IngestionError(f"no input files match {pattern}")
             return (pipeline
-                    | f"{prefix}ReadTFRecord" >> beam.io.ReadFromTFRecord(pattern)
-                    | f"{prefix}ParseExample" >> beam.Map(tf.train.Example.FromString))
-        reader = rows.ReadCsvRows if input_format == "csv" else rows.ReadParquetRows
-        return (pipeline
-                | f"{prefix}ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
-                | f"{prefix}RowsToExamples" >> rows.RowsToExamples(self._schema))  # pylint: disable=no-value-for-parameter
+                    | "ReadTFRecord" >> beam.io.ReadFromTFRecord(pattern)
+                    | "ParseExample" >> beam.Map(tf.train.Example.FromString))
+        return (self._read_rows(pipeline, pattern, input_format)
+                | "RowsToExamples" >> rows.RowsToExamples(kinds or {}))  # pylint: disable=no-value-for-parameter
 
-    def _quantile_cutoff(self, pattern: str, input_format: str, time_feature: str,
-                         quantile: float) -> int:
-        """The time split's cutoff, computed in a Beam pass of its own (splits.py says
-        why); 0 for an input without rows (both splits are then empty)."""
+    def _first_pass(self, pattern: str, input_format: str, time_feature: Optional[str],
+                    quantile: float) -> tuple[Optional[dict[str, int]], Optional[int]]:
+        """Pass 1: (column kinds, None for TFRecord input; the time split's cutoff at
+        `quantile` of time_feature, None without time_feature, 0 for an input without
+        rows: both splits are then empty)."""
+        tfrecord = input_format == "tfrecord"
+        if tfrecord and time_feature is None:
+            return None, None
+        kinds_path = os.path.join(self._scratch, KINDS_FILE)
+        cutoff_path = os.path.join(self._scratch, CUTOFF_FILE)
         with self._make_beam_pipeline() as pipeline:
-            _ = (self._read(pipeline, pattern, input_format, "Cutoff")
-                 | "QuantileCutoff" >> splits.QuantileCutoff(time_feature, quantile)  # pylint: disable=no-value-for-parameter
-                 | "WriteCutoff" >> beam.io.WriteToText(
-                     os.path.join(self._scratch, "cutoff"), num_shards=1,
-                     shard_name_template=""))
-        path = os.path.join(self._scratch, "cutoff")
-        text = io_utils.read_string_file(path).strip() if fileio.exists(path) else ""
-        fileio.rmtree(self._scratch)
-        return int(text) if text else 0
+            if tfrecord:
+                times = (self._read(pipeline, pattern, input_format, None)
+                         | "QuantileCutoff" >> splits.QuantileCutoff(time_feature, quantile))  # pylint: disable=no-value-for-parameter
+            else:
+                raw = self._read_rows(pipeline, pattern, input_format, "Kinds")
+                _ = (raw
+                     | "TargetKinds" >> rows.TargetKinds(self._schema)  # pylint: disable=no-value-for-parameter
+                     | "KindsToJson" >> beam.Map(json.dumps)
+                     | "WriteKinds" >> beam.io.WriteToText(kinds_path, num_shards=1,
+                                                           shard_name_template=""))
+                times = None if time_feature is None else (
+                    raw | "RowQuantileCutoff" >> splits.RowQuantileCutoff(time_feature, quantile))  # pylint: disable=no-value-for-parameter
+            if times is not None:
+                _ = times | "WriteCutoff" >> beam.io.WriteToText(
+                    cutoff_path, num_shards=1, shard_name_template="")
+        kinds = None if tfrecord else json.loads(_text(kinds_path) or "{}")
+        cutoff = None if time_feature is None else int(_text(cutoff_path) or 0)
+        return kinds, cutoff
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         # Abstract in BaseExampleGenExecutor; its only caller is the base
@@ -100,31 +143,53 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: dict[str, Any]) -> dict[str, beam.PCollection]:
+        """Passes 1 and 2 (class docstring). Returns no splits: the base Do would write
+        them through TFX's WriteSplit and its Reshuffle; they go to shuffle buckets here and
+        Do shuffles them into the output after the pipeline ran."""
         pattern = _input_pattern(exec_properties)
         input_format = exec_properties[keys.INPUT_FORMAT_KEY]
+        method = exec_properties[keys.SPLIT_METHOD_KEY]
+        time_feature = exec_properties.get(keys.TIME_FEATURE_KEY)
+        quantile = float(exec_properties.get(keys.CUTOFF_QUANTILE_KEY) or 0)
+        cutoff = exec_properties.get(keys.CUTOFF_TIMESTAMP_KEY)
+        needs_cutoff = method == keys.SPLIT_TIME and cutoff in (None, -1)
+        kinds, computed = self._first_pass(pattern, input_format,
+                                           time_feature if needs_cutoff else None, quantile)
+        if needs_cutoff:
+            cutoff = computed
         logging.info("Reading %s input %s", input_format, pattern)
-        examples = self._read(pipeline, pattern, input_format)
+        examples = self._read(pipeline, pattern, input_format, kinds)
         history_feature = exec_properties.get(keys.HISTORY_FEATURE_KEY)
         if history_feature:
             examples = examples | "AddHistory" >> history.AddHistory(  # pylint: disable=no-value-for-parameter
                 exec_properties[keys.USER_FEATURE_KEY], exec_properties[keys.ITEM_FEATURE_KEY],
-                exec_properties[keys.TIME_FEATURE_KEY], history_feature,
-                int(exec_properties[keys.HISTORY_LENGTH_KEY]))
-        method = exec_properties[keys.SPLIT_METHOD_KEY]
+                time_feature, history_feature, int(exec_properties[keys.HISTORY_LENGTH_KEY]))
         if method == keys.SPLIT_NONE:
-            return {keys.CATALOG_SPLIT: examples}
-        if method == keys.SPLIT_TIME:
-            time_feature = exec_properties[keys.TIME_FEATURE_KEY]
-            quantile = float(exec_properties[keys.CUTOFF_QUANTILE_KEY])
-            cutoff = exec_properties.get(keys.CUTOFF_TIMESTAMP_KEY)
-            if cutoff in (None, -1):
-                cutoff = self._quantile_cutoff(pattern, input_format, time_feature, quantile)
+            outputs = {keys.CATALOG_SPLIT: examples}
+        elif method == keys.SPLIT_TIME:
             train, evaluation = examples | "TimeSplit" >> splits.TimeSplit(  # pylint: disable=no-value-for-parameter
                 time_feature, quantile, int(cutoff))
+            outputs = {keys.TRAIN_SPLIT: train, keys.EVAL_SPLIT: evaluation}
         else:
             train, evaluation = examples | "HashSplit" >> splits.HashSplit(  # pylint: disable=no-value-for-parameter
                 int(exec_properties[keys.EVAL_PERCENT_KEY]))
-        return {keys.TRAIN_SPLIT: train, keys.EVAL_SPLIT: evaluation}
+            outputs = {keys.TRAIN_SPLIT: train, keys.EVAL_SPLIT: evaluation}
+        self._buckets = shuffle.bucket_count(_input_bytes(pattern))
+        for name, split in outputs.items():
+            _ = split | f"Buckets[{name}]" >> shuffle.WriteBuckets(  # pylint: disable=no-value-for-parameter
+                self._bucket_folder(name), self._buckets)
+        self._written = list(outputs)
+        return {}
+
+
+def _text(path: str) -> str:
+    """A scratch file's stripped text; "" when a pass wrote none (no rows)."""
+    return io_utils.read_string_file(path).strip() if fileio.exists(path) else ""
+
+
+def _input_bytes(pattern: str) -> int:
+    """Total size of the files matching `pattern`."""
+    return sum(tf.io.gfile.stat(path).length for path in tf.io.gfile.glob(pattern))
 
 
 def _ingest_requested_span(output_dict: dict[str, list[types.Artifact]],

@@ -1,8 +1,10 @@
 """Beam transforms that read raw tables and turn rows into tf.Examples typed by the schema.
 
-Typing is schema-guided and decided per column over the whole input, in two passes:
-  1. `ColumnKinds` finds each column's widest kind over its non-empty values
-     (INT < FLOAT < BYTES);
+Typing is schema-guided and decided per column over the whole input, in two passes (two
+pipelines: as a side input of the second, the kinds would make a runner hold every row
+until they are known):
+  1. `TargetKinds` finds each column's widest kind over its non-empty values
+     (INT < FLOAT < BYTES) and the kind to write given the schema (`target_kinds`);
   2. `RowsToExamples` writes every value with the column's target type:
      a BYTES column in the schema is always written as bytes (so ids like "196" stay
      strings); an INT/FLOAT column is written as numbers when every value parses, and
@@ -174,11 +176,15 @@ def ColumnKinds(rows: beam.PCollection) -> beam.PCollection:  # pylint: disable=
 
 
 @beam.ptransform_fn
-def RowsToExamples(rows: beam.PCollection, schema: schema_pb2.Schema) -> beam.PCollection:  # pylint: disable=invalid-name
-    """Types rows by column (see module docstring) and converts them to tf.Examples."""
-    widest = rows | "ColumnKinds" >> ColumnKinds()  # pylint: disable=no-value-for-parameter
-    kinds = widest | "TargetKinds" >> beam.combiners.ToDict() | "ApplySchema" >> beam.Map(
-        target_kinds, schema)
-    return rows | "ToExample" >> beam.Map(
-        lambda row, column_kinds: row_to_example(row, column_kinds),
-        column_kinds=beam.pvalue.AsSingleton(kinds))
+def TargetKinds(rows: beam.PCollection, schema: schema_pb2.Schema) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Pass 1: one element, column -> kind to write (see module docstring)."""
+    return (rows
+            | "ColumnKinds" >> ColumnKinds()  # pylint: disable=no-value-for-parameter
+            | "ToDict" >> beam.combiners.ToDict()
+            | "ApplySchema" >> beam.Map(target_kinds, schema))
+
+
+@beam.ptransform_fn
+def RowsToExamples(rows: beam.PCollection, kinds: Mapping[str, int]) -> beam.PCollection:  # pylint: disable=invalid-name
+    """Pass 2: rows -> tf.Examples typed by the kinds of pass 1."""
+    return rows | "ToExample" >> beam.Map(row_to_example, dict(kinds))

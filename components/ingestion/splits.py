@@ -5,20 +5,21 @@
   Beam's ApproximateQuantiles, exact for small inputs). This is how a retrieval model is
   used: trained on the past, asked about the future. A cutoff computed in the same
   pipeline is a side input of the partition, which makes a runner hold every Example until
-  the quantile is known; ExampleGen therefore computes it in a pass of its own
-  (`QuantileCutoff`) and splits with a fixed timestamp.
+  the quantile is known; ExampleGen therefore computes it in a pass of its own (with the
+  column kinds: `RowQuantileCutoff` on raw rows) and splits with a fixed timestamp.
 * `HashSplit`: a row goes to eval when a sha256 bucket of its serialised content is below
   `eval_percent`; deterministic across runs and runners.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from absl import logging
 import apache_beam as beam
 import tensorflow as tf
 
+from components.ingestion import rows
 from pipeline.errors import IngestionError
 
 QUANTILE_RESOLUTION = 1000
@@ -58,14 +59,38 @@ def hash_bucket(example: tf.train.Example, buckets: int = 100) -> int:
     return int(digest, 16) % buckets
 
 
+def row_event_time(row: Mapping[str, Any], time_feature: str) -> Iterator[int]:
+    """The event time of a raw row (text or Python values) when it is an integer; nothing
+    otherwise: such a row fails the split itself with event_time's message."""
+    value = row.get(time_feature)
+    if rows.value_kind(value) == rows.INT:
+        yield int(value.decode() if isinstance(value, bytes) else value)
+
+
+@beam.ptransform_fn
+def TimeQuantile(times: beam.PCollection, quantile: float) -> beam.PCollection:  # pylint: disable=invalid-name
+    """The value at `quantile` of integer event times: one element (none for no times)."""
+    return (times
+            | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+            | "PickCutoff" >> beam.FlatMap(pick_quantile, quantile))
+
+
 @beam.ptransform_fn
 def QuantileCutoff(examples: beam.PCollection, time_feature: str,  # pylint: disable=invalid-name
                    quantile: float) -> beam.PCollection:
     """The event time at `quantile` of Examples: one element (none for no Examples)."""
     return (examples
             | "EventTimes" >> beam.Map(event_time, time_feature)
-            | "Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
-            | "PickCutoff" >> beam.FlatMap(pick_quantile, quantile))
+            | "TimeQuantile" >> TimeQuantile(quantile))  # pylint: disable=no-value-for-parameter
+
+
+@beam.ptransform_fn
+def RowQuantileCutoff(raw_rows: beam.PCollection, time_feature: str,  # pylint: disable=invalid-name
+                      quantile: float) -> beam.PCollection:
+    """QuantileCutoff over raw rows (before typing, so it can share typing's first pass)."""
+    return (raw_rows
+            | "RowEventTimes" >> beam.FlatMap(row_event_time, time_feature)
+            | "TimeQuantile" >> TimeQuantile(quantile))  # pylint: disable=no-value-for-parameter
 
 
 @beam.ptransform_fn

@@ -1,7 +1,10 @@
 """SchemaExampleGen's executor end to end on a small CSV: the quantile time split's cutoff is
-computed in its own pass (no side input holding the data), and its scratch is removed."""
+computed in its own pass (no side input holding the data), the splits are written in a
+random order that is the same on every run, and the scratch is removed."""
 import os
 import shutil
+
+import numpy as np
 
 import tensorflow as tf
 from tfx.proto import example_gen_pb2
@@ -16,7 +19,7 @@ from pipeline.data import synthetic
 
 def _times(folder):
     found = []
-    for name in tf.io.gfile.listdir(folder):
+    for name in sorted(tf.io.gfile.listdir(folder)):
         for record in tf.data.TFRecordDataset(os.path.join(folder, name),
                                               compression_type="GZIP"):
             example = tf.train.Example.FromString(record.numpy())
@@ -51,11 +54,18 @@ def test_time_split_by_quantile_from_its_own_pass(tmp_path):
         keys.CUTOFF_TIMESTAMP_KEY: -1, keys.EVAL_PERCENT_KEY: 20}
     executor.ExampleGenExecutor().Do({keys.SCHEMA_KEY: [schema]},
                                      {keys.EXAMPLES_KEY: [examples]}, properties)
+    again = standard_artifacts.Examples()
+    again.uri = str(tmp_path / "again")
+    executor.ExampleGenExecutor().Do({keys.SCHEMA_KEY: [schema]},
+                                     {keys.EXAMPLES_KEY: [again]}, properties)
     train = _times(os.path.join(examples.uri, "Split-train"))
+    assert _times(os.path.join(again.uri, "Split-train")) == train
+    # The input is sorted by time; the split is not (position and time uncorrelated).
+    assert abs(np.corrcoef(np.arange(len(train)), train)[0, 1]) < 0.2
     evaluation = _times(os.path.join(examples.uri, "Split-eval"))
     assert len(train) + len(evaluation) == 500
     assert max(train) < min(evaluation)  # every train event before every eval event
     # 500 distinct times t_0 < ... < t_499: the 0.8 quantile is t_399 (rank 0.8 x 499 = 399.2,
     # the nearest of Beam's evenly spaced quantiles), and eval starts at the cutoff.
     assert len(train) == 399
-    assert not os.path.exists(os.path.join(examples.uri, executor.CUTOFF_SCRATCH))
+    assert not os.path.exists(os.path.join(examples.uri, executor.SCRATCH))

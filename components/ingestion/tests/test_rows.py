@@ -78,7 +78,13 @@ def test_rows_to_examples_types_each_column_over_the_whole_input():
             {"user_id": "2", "age": "x", "rating": "3.5"},
             {"user_id": "3", "age": "", "rating": ""}]
     with TestPipeline() as p:
-        examples = (p | beam.Create(data) | rows.RowsToExamples(SCHEMA)  # pylint: disable=no-value-for-parameter
+        kinds = p | beam.Create(data) | rows.TargetKinds(SCHEMA)  # pylint: disable=no-value-for-parameter
+        assert_that(kinds, equal_to([{"user_id": rows.BYTES, "age": rows.BYTES,
+                                      "rating": rows.FLOAT}]), label="kinds")
+    with TestPipeline() as p:
+        examples = (p | beam.Create(data)
+                    | rows.RowsToExamples({"user_id": rows.BYTES, "age": rows.BYTES,  # pylint: disable=no-value-for-parameter
+                                           "rating": rows.FLOAT})
                     | beam.Map(lambda e: sorted(_values(e).items())))
         assert_that(examples, equal_to([
             sorted({"user_id": ("bytes_list", [b"1"]), "age": ("bytes_list", [b"30"]),
