@@ -38,6 +38,24 @@ def test_time_split_by_quantile_puts_the_cutoff_and_later_in_eval():
         assert_that(_times(evaluation, "eval"), equal_to(list(range(179, 200))), label="eval")
 
 
+def test_the_cutoff_from_raw_rows_equals_the_one_from_examples():
+    # Text (CSV), Python ints (Parquet) and bytes; rows whose time is not an integer give
+    # no time here and fail the split itself (event_time names them).
+    rows = ([{"timestamp": str(t)} for t in range(100, 150)]
+            + [{"timestamp": t} for t in range(150, 190)]
+            + [{"timestamp": str(t).encode()} for t in range(190, 200)]
+            + [{"timestamp": ""}, {"timestamp": "1.5"}, {"other": "1"}])
+    assert list(splits.row_event_time({"timestamp": " 7"}, "timestamp")) == [7]
+    assert not list(splits.row_event_time({"timestamp": "x"}, "timestamp"))
+    with TestPipeline() as p:
+        from_rows = (p | "Rows" >> beam.Create(rows)
+                     | "FromRows" >> splits.RowQuantileCutoff("timestamp", 0.8))  # pylint: disable=no-value-for-parameter
+        from_examples = (p | "Examples" >> beam.Create([_example(t) for t in range(100, 200)])
+                         | "FromExamples" >> splits.QuantileCutoff("timestamp", 0.8))  # pylint: disable=no-value-for-parameter
+        assert_that(from_rows, equal_to([179]), label="rows")
+        assert_that(from_examples, equal_to([179]), label="examples")
+
+
 def test_time_split_explicit_cutoff_sends_ties_to_eval():
     examples = [_example(t) for t in (1, 5, 5, 9)]
     with TestPipeline() as p:
