@@ -16,6 +16,7 @@ CORE = [
     "tqdm",
     "psutil",
     "matplotlib",  # the model validator's candidate-vs-baseline plot
+    "hpack",  # HPACK header decoding for serving/http2.py (--grpc_frontend asyncio)
 ]
 
 EXTRAS = {

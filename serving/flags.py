@@ -4,7 +4,7 @@ fast).
 Flags follow tensorflow_model_server's where one exists (--port, --rest_api_port,
 --model_name, --model_base_path, --model_config_file, --file_system_poll_wait_seconds, --enable_batching,
 --batching_parameters_file with TF Serving's text format: serving/batching_params.py);
---host, --max_batch_size, --max_request_bytes, --grpc_threads and
+--host, --max_batch_size, --max_request_bytes, --grpc_threads, --grpc_frontend and
 --ssl_cert_file/--ssl_key_file are ours (TF Serving takes TLS settings as an
 --ssl_config_file proto, which tensorflow-serving-api does not ship).
 """
@@ -34,6 +34,12 @@ class ServerOptions:
     ssl_cert_file: Optional[str] = None
     ssl_key_file: Optional[str] = None
     batching: Optional[batching_params.BatchingParameters] = None
+    grpc_frontend: str = "asyncio"
+
+
+# --grpc_frontend: serving/http2.py's HTTP/2 framing on asyncio (the default: ~4x less CPU
+# per call, README "Serving under load"), or grpc.aio (compression, keepalive enforcement).
+GRPC_FRONTENDS = ("asyncio", "grpcio")
 
 
 def models_from_flags(model_name: Optional[str], model_base_path: Optional[str],
@@ -75,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_request_bytes", type=int, default=4 << 20)
     parser.add_argument("--grpc_threads", type=int, default=16,
                         help="concurrent gRPC requests")
+    parser.add_argument("--grpc_frontend", choices=GRPC_FRONTENDS,
+                        default=ServerOptions.grpc_frontend,
+                        help="the gRPC port's server: asyncio (unary gRPC over HTTP/2 framing "
+                             "on the event loop, serving/http2.py; less CPU per call) or "
+                             "grpcio (grpc.aio: compressed messages, keepalive enforcement)")
     parser.add_argument("--enable_batching", action="store_true",
                         help="merge concurrent requests into one TF call (server-side batching)")
     parser.add_argument("--batching_parameters_file",
@@ -94,4 +105,5 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         poll_seconds=args.file_system_poll_wait_seconds, max_batch_size=args.max_batch_size,
         max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_threads,
         ssl_cert_file=args.ssl_cert_file, ssl_key_file=args.ssl_key_file,
+        grpc_frontend=args.grpc_frontend,
         batching=batching_params.from_flags(args.enable_batching, args.batching_parameters_file))

@@ -14,7 +14,7 @@ from typing import Any, Coroutine, Optional
 from absl import logging
 import grpc
 
-from serving import grpc_service, rest
+from serving import grpc_service, http2, rest
 from serving import metrics as metrics_lib
 from serving.flags import ServerOptions
 from serving.model_manager import ModelManager
@@ -45,31 +45,42 @@ class ModelServer:
                                     self._executor, options.max_batch_size,
                                     options.max_request_bytes, self.registry)
         self.rest_port = self.rest.port
-        self._rest_tls: Optional[ssl.SSLContext] = None
-        if options.ssl_cert_file:
-            self._rest_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self._rest_tls.load_cert_chain(options.ssl_cert_file, options.ssl_key_file)
+        self._rest_tls = self._tls()
+
+    def _tls(self) -> Optional[ssl.SSLContext]:
+        """A new server TLS context from --ssl_cert_file/--ssl_key_file, or None."""
+        if not self.options.ssl_cert_file:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.options.ssl_cert_file, self.options.ssl_key_file)
+        return context
 
     def _in_loop(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
-    async def _build_grpc(self) -> tuple[grpc.aio.Server, int]:
-        """The aio server, created on the loop it serves from; (server, bound port)."""
+    async def _build_grpc(self) -> tuple[Any, int]:
+        """The gRPC server (grpc.aio or serving/http2.py, --grpc_frontend), created on the
+        loop it serves from; (server, bound port)."""
         options = self.options
+        prediction = grpc_service.PredictionService(self.manager, options.max_batch_size,
+                                                    self.registry, self._executor)
+        model = grpc_service.ModelService(self.manager, self.registry)
+        if options.grpc_frontend == "asyncio":
+            server = http2.Server(grpc_service.Dispatcher(prediction, model, self.registry),
+                                  (options.host, options.port), options.max_request_bytes,
+                                  tls=self._tls())
+            return server, server.port
         message_options = [("grpc.max_receive_message_length", options.max_request_bytes),
                            ("grpc.max_send_message_length", options.max_request_bytes)]
-        server = grpc.aio.server(options=message_options)
-        grpc_service.add_to_server(
-            grpc_service.PredictionService(self.manager, options.max_batch_size, self.registry,
-                                           self._executor),
-            grpc_service.ModelService(self.manager, self.registry), server)
+        aio_server = grpc.aio.server(options=message_options)
+        grpc_service.add_to_server(prediction, model, aio_server)
         address = f"{options.host}:{options.port}"
         if options.ssl_cert_file:
             with open(options.ssl_key_file or "", "rb") as key, \
                     open(options.ssl_cert_file, "rb") as cert:
                 credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
-            return server, server.add_secure_port(address, credentials)
-        return server, server.add_insecure_port(address)
+            return aio_server, aio_server.add_secure_port(address, credentials)
+        return aio_server, aio_server.add_insecure_port(address)
 
     def start(self) -> None:
         """Loads the models (first poll), then starts both front ends and the poller."""

@@ -17,7 +17,7 @@ from pipeline.errors import TwoTowerError
 from serving import batching, batching_params, metrics, proto_call, signatures
 from serving import server as server_lib
 from serving.batching_params import BatchingParameters
-from serving.flags import ServerOptions
+from serving.flags import GRPC_FRONTENDS, ServerOptions
 from serving.signatures import RequestError
 from serving.tests import fixtures
 
@@ -262,14 +262,14 @@ def test_full_queue_answers_unavailable_at_once():
     asyncio.run(main())
 
 
-@pytest.fixture(name="batched_server")
-def fixture_batched_server(tmp_path):
+@pytest.fixture(name="batched_server", params=GRPC_FRONTENDS)
+def fixture_batched_server(request, tmp_path):
     base = str(tmp_path / "models" / "twotower")
     fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
     server = server_lib.ModelServer(ServerOptions(
         models={"twotower": base}, port=0, rest_api_port=0, poll_seconds=0.2,
         batching=BatchingParameters(max_batch_size=16, batch_timeout_micros=20_000,
-                                    num_batch_threads=1)))
+                                    num_batch_threads=1), grpc_frontend=request.param))
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     yield server, channel, base
@@ -329,6 +329,7 @@ def test_concurrent_requests_are_merged_and_answered_with_their_own_rows(batched
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("batched_server", ["grpcio"], indirect=True)
 def test_rest_requests_run_through_the_batcher_as_grpc_ones_do(batched_server):
     server, channel, _ = batched_server
     row = {"user_id": "u1", "age": 30, "gender": "F", "occupation": "writer", "zip": "12345"}

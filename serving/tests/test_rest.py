@@ -7,7 +7,8 @@ import pytest
 
 from serving.tests import fixtures
 
-pytestmark = pytest.mark.e2e
+# The REST port does not depend on the gRPC front end: one of them is enough.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("served", ["grpcio"], indirect=True)]
 
 
 def _rest(server, path, body=None):

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from serving import server as server_lib
-from serving.flags import ServerOptions
+from serving.flags import GRPC_FRONTENDS, ServerOptions
 from serving.tests import fixtures
 
 pytestmark = pytest.mark.e2e
@@ -229,14 +229,15 @@ def _self_signed(tmp_path):
     return str(cert_file), str(key_file)
 
 
-def test_tls_on_both_ports(tmp_path):
+@pytest.mark.parametrize("frontend", GRPC_FRONTENDS)
+def test_tls_on_both_ports(tmp_path, frontend):
     import ssl  # pylint: disable=import-outside-toplevel
     base = str(tmp_path / "models" / "twotower")
     fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
     cert_file, key_file = _self_signed(tmp_path)
     server = server_lib.ModelServer(ServerOptions(
         models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
-        ssl_key_file=key_file))
+        ssl_key_file=key_file, grpc_frontend=frontend))
     server.start()
     try:
         with open(cert_file, "rb") as f:
