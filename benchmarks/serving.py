@@ -10,7 +10,8 @@ a temporary base path. Rows, at concurrency 1, 4 and 16 for requests of 1 and 32
 - `python`: the same server loaded by tensorflow-serving-api's stub from a separate
   process (benchmarks/serving_client.py), the figure a Python caller sees.
 Each server row is measured with batching off and on (configs/batching_parameters.pbtxt or
---batching_parameters_file). Errors are h2load's non-2xx answers plus the server's own count
+--batching_parameters_file) and with each gRPC front end (`frontend`: `--grpc_frontend`
+grpcio or asyncio; REST rows are measured beside either, its server does not change). Errors are h2load's non-2xx answers plus the server's own count
 of non-OK Predict answers (a gRPC error is an HTTP 200 with a grpc-status trailer). Then,
 under h2load load at concurrency 16 with batching on, a new version is published and
 swapped in, then a corrupt one is published (it must fail to load while the old keeps
@@ -36,11 +37,13 @@ import numpy as np
 from benchmarks import common, h2load
 from benchmarks.server_process import ServerProcess
 from benchmarks.serving_client import closed_loop
+from serving.flags import GRPC_FRONTENDS, ServerOptions
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 32)
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 DEFAULT_BATCHING_FILE = pathlib.Path("configs/batching_parameters.pbtxt")
+DEFAULT_FRONTEND = ServerOptions.grpc_frontend
 
 
 def features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
@@ -103,19 +106,22 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
                     for batch in BATCHES}
         rows += _in_process_rows(os.path.join(base, "1"), requests, seconds, max_requests)
         swap: dict[str, Any] = {}
-        for batching in (False, True):
-            server = ServerProcess(base, str(batching_file) if batching else None)
-            try:
-                rows += _server_rows(server, requests, batching, seconds, max_requests, tmp)
-                if batching:
-                    swap = _swap(server, base, str(source), requests[1], tmp)
-            finally:
-                server.stop()
+        for frontend in GRPC_FRONTENDS:
+            for batching in (False, True):
+                server = ServerProcess(base, str(batching_file) if batching else None, frontend)
+                try:
+                    rows += [{**row, "frontend": frontend} for row in _server_rows(
+                        server, requests, batching, seconds, max_requests, tmp)]
+                    if batching and frontend == DEFAULT_FRONTEND:
+                        swap = _swap(server, base, str(source), requests[1], tmp)
+                finally:
+                    server.stop()
     config = {"model": str(source), "seconds_per_point": seconds, "max_requests": max_requests,
               "concurrency": list(CONCURRENCY), "batches": list(BATCHES), "loopback": True,
               "batching_parameters_file": str(batching_file),
               "batching_parameters": dataclasses.asdict(parameters),
-              "h2load": h2load.binary() is not None}
+              "h2load": h2load.binary() is not None, "frontends": list(GRPC_FRONTENDS),
+              "default_frontend": DEFAULT_FRONTEND}
     return common.write_report("serving", config, rows, _notes(rows, swap), out, commit,
                                extra={"swap": swap})
 
@@ -254,7 +260,7 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 def _pick(rows: list[dict[str, Any]], **match: Any) -> Optional[dict[str, Any]]:
-    return next((row for row in rows if all(row[k] == v for k, v in match.items())), None)
+    return next((row for row in rows if all(row.get(k) == v for k, v in match.items())), None)
 
 
 def _notes(rows: list[dict[str, Any]], swap: dict[str, Any]) -> str:
@@ -262,38 +268,51 @@ def _notes(rows: list[dict[str, Any]], swap: dict[str, Any]) -> str:
              "in_process: the signature called directly (no server). h2load: C client, "
              "gRPC = pre-framed PredictRequest over HTTP/2, REST = JSON over HTTP/1.1; "
              "latency from h2load's per-request log. python: tensorflow-serving-api stub in "
-             "a separate process, including its own encoding and decoding."]
+             "a separate process, including its own encoding and decoding. frontend: the "
+             "server's --grpc_frontend."]
     local = _pick(rows, mode="in_process", batch=1, concurrency=1)
+    for frontend in GRPC_FRONTENDS:
+        parts += _frontend_notes(rows, local, frontend)
+    if swap:
+        parts.append(f"Hot swap then a corrupt version under load ({swap['client']}, "
+                     f"concurrency 16, batching on, frontend {DEFAULT_FRONTEND}): "
+                     f"{swap['failed']} of {swap['requests']} requests failed; swapped "
+                     f"{swap['swapped']}, corrupt version rejected {swap['corrupt_rejected']}, "
+                     f"serving version {swap['served_after']} after.")
+    return " ".join(parts)
+
+
+def _frontend_notes(rows: list[dict[str, Any]], local: Optional[dict[str, Any]],
+                    frontend: str) -> list[str]:
+    """The issue's figures for one gRPC front end's rows."""
+    parts = []
     remote = _pick(rows, client="h2load", protocol="grpc", batching=False, batch=1,
-                   concurrency=1)
+                   concurrency=1, frontend=frontend)
     if local and remote:
-        parts.append(f"Batch 1, concurrency 1: gRPC (h2load) mean {remote['mean_ms']:.2f} ms / "
-                     f"p50 {remote['p50_ms']:.2f} ms vs in-process {local['mean_ms']:.2f} / "
-                     f"{local['p50_ms']:.2f} ms: +{remote['mean_ms'] - local['mean_ms']:.2f} ms "
-                     f"mean, +{remote['p50_ms'] - local['p50_ms']:.2f} ms p50.")
+        parts.append(f"[{frontend}] Batch 1, concurrency 1: gRPC (h2load) mean "
+                     f"{remote['mean_ms']:.2f} ms / p50 {remote['p50_ms']:.2f} ms vs in-process "
+                     f"{local['mean_ms']:.2f} / {local['p50_ms']:.2f} ms: "
+                     f"+{remote['mean_ms'] - local['mean_ms']:.2f} ms mean, "
+                     f"+{remote['p50_ms'] - local['p50_ms']:.2f} ms p50.")
     for client, protocol in (("h2load", "grpc"), ("h2load", "rest"), ("python", "grpc")):
         off = _pick(rows, client=client, protocol=protocol, batching=False, batch=1,
-                    concurrency=16)
+                    concurrency=16, frontend=frontend)
         on = _pick(rows, client=client, protocol=protocol, batching=True, batch=1,
-                   concurrency=16)
+                   concurrency=16, frontend=frontend)
         if off and on:
-            parts.append(f"Batch 1, concurrency 16, {protocol} ({client}): {off['qps']:.0f} "
-                         f"req/s without batching, {on['qps']:.0f} with "
+            parts.append(f"[{frontend}] Batch 1, concurrency 16, {protocol} ({client}): "
+                         f"{off['qps']:.0f} req/s without batching, {on['qps']:.0f} with "
                          f"({on['qps'] / off['qps']:.2f}x; p99 {on['p99_ms']:.1f} ms, "
                          f"{on['errors']} errors).")
     grpc_on = _pick(rows, client="h2load", protocol="grpc", batching=True, batch=1,
-                    concurrency=16)
+                    concurrency=16, frontend=frontend)
     rest_on = _pick(rows, client="h2load", protocol="rest", batching=True, batch=1,
-                    concurrency=16)
+                    concurrency=16, frontend=frontend)
     if grpc_on and rest_on:
-        parts.append(f"REST / gRPC throughput at that point: "
+        parts.append(f"[{frontend}] REST / gRPC throughput at that point: "
                      f"{rest_on['qps'] / grpc_on['qps']:.2f}.")
-    if swap:
-        parts.append(f"Hot swap then a corrupt version under load ({swap['client']}, "
-                     f"concurrency 16, batching on): {swap['failed']} of {swap['requests']} "
-                     f"requests failed; swapped {swap['swapped']}, corrupt version rejected "
-                     f"{swap['corrupt_rejected']}, serving version {swap['served_after']} after.")
-    return " ".join(parts)
+    return parts
+
 
 def _log(message: str) -> None:
     print(f"[serving] {message}", file=sys.stderr, flush=True)

@@ -55,3 +55,26 @@ def test_missing_h2load_names_the_package(monkeypatch):
     monkeypatch.setattr(h2load.shutil, "which", lambda name: None)
     with pytest.raises(Exception, match="apt-get install nghttp2-client"):
         h2load.run("http://127.0.0.1:1/", b"", (), 1, 1.0)
+
+
+def test_notes_give_each_frontends_figures():
+    def row(frontend, protocol, batching, concurrency, qps, mean):
+        return {"mode": protocol, "client": "h2load", "protocol": protocol, "batching": batching,
+                "concurrency": concurrency, "batch": 1, "qps": qps, "mean_ms": mean,
+                "p50_ms": mean, "p99_ms": 2 * mean, "errors": 0, "frontend": frontend}
+    rows = [{"mode": "in_process", "client": "in_process", "protocol": "none",
+             "batching": False, "concurrency": 1, "batch": 1, "qps": 2000.0, "mean_ms": 0.5,
+             "p50_ms": 0.4}]
+    for frontend, factor in (("grpcio", 1.0), ("asyncio", 1.5)):
+        rows += [row(frontend, "grpc", False, 1, 1000 * factor, 1.0 / factor),
+                 row(frontend, "grpc", False, 16, 1400 * factor, 10.0),
+                 row(frontend, "grpc", True, 16, 2000 * factor, 8.0),
+                 row(frontend, "rest", False, 16, 1300.0, 10.0),
+                 row(frontend, "rest", True, 16, 2600.0, 6.0)]
+    notes = serving._notes(rows, {})
+    assert "[grpcio] Batch 1, concurrency 1: gRPC (h2load) mean 1.00 ms" in notes
+    assert "+0.50 ms mean, +0.60 ms p50" in notes
+    assert "[asyncio] Batch 1, concurrency 16, grpc (h2load): 2100 req/s without batching, " \
+           "3000 with (1.43x; p99 16.0 ms, 0 errors)" in notes
+    assert "[grpcio] REST / gRPC throughput at that point: 1.30" in notes
+    assert "[asyncio] REST / gRPC throughput at that point: 0.87" in notes
