@@ -532,7 +532,7 @@ class Server:
     """Listens for gRPC connections; start/stop on the event loop, like grpc.aio.Server."""
 
     def __init__(self, handler: Handler, address: tuple[str, int], max_message_bytes: int,
-                 max_concurrent_streams: int = 1000,
+                 max_concurrent_streams: int = 100,
                  tls: Optional[ssl.SSLContext] = None) -> None:
         """Binds the listening socket now, so the port is known before `start`.
 

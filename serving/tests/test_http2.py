@@ -85,7 +85,7 @@ def fixture_echo():
         return http2.Reply(grpc.StatusCode.OK, message)
 
     loop = _Loop()
-    server = loop.run(_make_server(handler, 1 << 20))
+    server = loop.run(_make_server(handler, 1 << 20, max_concurrent_streams=100))
     loop.run(server.start())
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[
         ("grpc.max_receive_message_length", 64 << 20),
@@ -96,8 +96,8 @@ def fixture_echo():
     loop.close()
 
 
-async def _make_server(handler, max_message_bytes):
-    return http2.Server(handler, ("127.0.0.1", 0), max_message_bytes)
+async def _make_server(handler, max_message_bytes, max_concurrent_streams):
+    return http2.Server(handler, ("127.0.0.1", 0), max_message_bytes, max_concurrent_streams)
 
 
 def _echo(channel, message, timeout=10):
@@ -209,11 +209,11 @@ def test_raw_frames_http_errors_and_protocol_errors(echo):
     assert struct.unpack(">II", goaway[0][:8])[1] == http2.FRAME_SIZE_ERROR
 
 
-def _call_frames(encoder, stream_id, message):
+def _call_frames(encoder, stream_id, message, extra=()):
     """HEADERS and DATA (END_STREAM) of one unary call to ECHO."""
     headers = encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", ECHO),
                               (":authority", "x"), ("content-type", "application/grpc"),
-                              ("te", "trailers")])
+                              ("te", "trailers"), *extra])
     body = b"\x00" + struct.pack(">I", len(message)) + message
     return (http2.frame(http2.HEADERS, http2.END_HEADERS, stream_id, headers)
             + http2.frame(http2.DATA, http2.END_STREAM, stream_id, body))
@@ -257,3 +257,25 @@ def test_grpc_frontend_flag(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--grpc_frontend", "h2"])
     assert "invalid choice: 'h2' (choose from 'asyncio', 'grpcio')" in capsys.readouterr().err
+
+
+def test_streams_beyond_the_limit_are_refused_and_the_header_table_stays_in_step(echo):
+    server, _, _, events = echo
+    server.max_concurrent_streams = 1
+    encoder = hpack.Encoder()
+    first = _call_frames(encoder, 1, b"sleep:0.5")
+    # The refused call adds a header to HPACK's table that the next call refers to.
+    second = _call_frames(encoder, 3, b"refused", [("x-trace", "t1")])
+    with _raw(server, http2.frame(http2.SETTINGS, 0, 0), first) as sock:
+        assert events["started"].wait(5)
+        sock.sendall(second)
+        frames = _read_frames(sock, lambda f: any(
+            t == http2.RST_STREAM and s == 3 for t, _, s, _ in f))
+        server.max_concurrent_streams = 100
+        sock.sendall(_call_frames(encoder, 5, b"after", [("x-trace", "t1")]))
+        frames += _read_frames(sock, lambda f: sum(
+            t == http2.HEADERS and flags & http2.END_STREAM for t, flags, _, _ in f) == 2)
+    resets = [(s, p) for t, _, s, p in frames if t == http2.RST_STREAM]
+    assert resets == [(3, struct.pack(">I", http2.REFUSED_STREAM))]
+    bodies = {s: p[5:] for t, _, s, p in frames if t == http2.DATA}
+    assert bodies == {1: b"sleep:0.5", 5: b"after"}
