@@ -1,6 +1,9 @@
 """The TFX Trainer's run_fn (GenericExecutor), given as module_path to the Trainer."""
 from __future__ import annotations
 
+import gc
+
+import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import keys
@@ -18,7 +21,14 @@ def run_fn(fn_args: FnArgs) -> None:
     """
     custom = fn_args.custom_config
     config = config_lib.from_dict(custom[keys.CONFIG])
-    training.train_and_evaluate(fn_args.train_files, fn_args.eval_files,
-                                custom[keys.CATALOG_PATTERN], custom[keys.NEGATIVE_POOL_URI],
-                                config, fn_args.serving_model_dir,
-                                base_model_dir=fn_args.base_model or None)
+    try:
+        training.train_and_evaluate(fn_args.train_files, fn_args.eval_files,
+                                    custom[keys.CATALOG_PATTERN], custom[keys.NEGATIVE_POOL_URI],
+                                    config, fn_args.serving_model_dir,
+                                    base_model_dir=fn_args.base_model or None)
+    finally:
+        # Local runs go on in this process (index, validation, push): free the models,
+        # their graphs and the datasets' reference cycles now rather than keep them to the
+        # end of the run.
+        tf.keras.backend.clear_session()
+        gc.collect()
