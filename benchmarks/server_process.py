@@ -38,13 +38,13 @@ class ServerProcess:
     """A model server subprocess serving one model named `twotower`."""
 
     def __init__(self, base_path: str, batching_parameters_file: Optional[str],
-                 grpc_frontend: str) -> None:
+                 grpc_frontend: Optional[str] = None) -> None:
         """Starts the server and waits until its latest version is AVAILABLE.
 
         Args:
           base_path: The model base path.
           batching_parameters_file: Turns batching on with this TF Serving parameters file.
-          grpc_frontend: `twotower serve --grpc_frontend`.
+          grpc_frontend: `twotower serve --grpc_frontend`; None keeps the server's default.
 
         Raises:
           TwoTowerError: the server exits or is not ready in 180 s; its log is quoted.
@@ -53,8 +53,9 @@ class ServerProcess:
         command = [os.path.join(os.path.dirname(sys.executable), "twotower"), "serve",
                    "--model_name", "twotower", "--model_base_path", base_path,
                    "--port", str(self.grpc_port), "--rest_api_port", str(self.rest_port),
-                   "--file_system_poll_wait_seconds", "0.5", "--grpc_threads", "32",
-                   "--grpc_frontend", grpc_frontend]
+                   "--file_system_poll_wait_seconds", "0.5", "--grpc_threads", "32"]
+        if grpc_frontend:
+            command += ["--grpc_frontend", grpc_frontend]
         if batching_parameters_file:
             command += ["--enable_batching", "--batching_parameters_file",
                         batching_parameters_file]
