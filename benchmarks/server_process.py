@@ -77,9 +77,9 @@ class ServerProcess:
             if self.served_version() is not None:
                 return
             time.sleep(0.5)
+        tail = self._log_tail()
         self.stop()
-        raise TwoTowerError(f"the model server was not ready in {seconds:.0f} s:\n"
-                            f"{self._log_tail()}")
+        raise TwoTowerError(f"the model server was not ready in {seconds:.0f} s:\n{tail}")
 
     def _get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}{path}",
