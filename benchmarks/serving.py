@@ -106,7 +106,9 @@ def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
                     for batch in BATCHES}
         rows += _in_process_rows(os.path.join(base, "1"), requests, seconds, max_requests)
         swap: dict[str, Any] = {}
-        for frontend in GRPC_FRONTENDS:
+        # The default front end last: its batching server runs the swap, which leaves a
+        # corrupt newest version that a server started after it could not load.
+        for frontend in sorted(GRPC_FRONTENDS, key=lambda name: name == DEFAULT_FRONTEND):
             for batching in (False, True):
                 server = ServerProcess(base, str(batching_file) if batching else None, frontend)
                 try:
