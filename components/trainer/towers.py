@@ -108,9 +108,19 @@ class VocabularyEmbedding(tf.keras.layers.Layer):
     def has_vocabulary(self) -> bool:
         return isinstance(self.lookup, tf.keras.layers.StringLookup)
 
-    def vocabulary(self) -> list[str]:
-        """Row order of the table's vocabulary part (OOV rows first as [UNK])."""
-        return self.lookup.get_vocabulary()
+    def vocabulary(self) -> np.ndarray:
+        """[size] UTF-8 tokens (bytes) in table row order, OOV rows first as b"[UNK]".
+
+        Built from the lookup table's tensors, not StringLookup.get_vocabulary(), which
+        makes a Python string, dict entry and list slot per token (GBs at a million ids).
+        """
+        keys, rows = self.lookup.lookup_table.export()
+        tokens = keys.numpy().astype(np.bytes_)
+        oov = self.lookup.oov_token.encode()
+        width = max(tokens.dtype.itemsize, len(oov))
+        vocabulary = np.full(self.lookup.vocabulary_size(), oov, dtype=f"S{width}")
+        vocabulary[rows.numpy()] = tokens
+        return vocabulary
 
     def call(self, values: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
         if isinstance(values, tf.RaggedTensor):

@@ -11,8 +11,8 @@ feature's bucket embedding whose bucket count changed with the data. A changed f
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
+import tempfile
 
 from absl import logging
 import numpy as np
@@ -52,39 +52,51 @@ def _weight_index(tower: towers.Tower, variable: tf.Variable) -> int:
 
 def save(tower: towers.Tower, path: str) -> None:
     """Writes a built tower's weights, inputs and vocabularies to `path` (.npz, any
-    filesystem)."""
+    filesystem): no pickled objects, no copy of the file in memory."""
     tables = tower.vocabulary_tables()
     arrays = {f"w{i}": weight.numpy() for i, weight in enumerate(tower.weights)}
-    arrays[_INPUTS] = np.array(tower.feature_names, dtype=object)
-    arrays[_TABLE_NAMES] = np.array(list(tables), dtype=object)
+    arrays[_INPUTS] = np.array(tower.feature_names, dtype=np.str_)
+    arrays[_TABLE_NAMES] = np.array(list(tables), dtype=np.str_)
     arrays[_TABLE_INDEX] = np.array([_weight_index(tower, table.embedding.embeddings)
                                      for table in tables.values()], np.int64)
     for j, table in enumerate(tables.values()):
-        arrays[_VOCABULARY.format(j)] = np.array(table.vocabulary(), dtype=object)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+        arrays[_VOCABULARY.format(j)] = table.vocabulary()
     tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    with tempfile.TemporaryDirectory() as local:  # GFile cannot seek while writing
+        written = os.path.join(local, os.path.basename(path))
+        np.savez(written, **arrays)
+        tf.io.gfile.copy(written, path, overwrite=True)
 
 
-def _remap(rows: np.ndarray, new_vocabulary: list[str], old_rows: np.ndarray,
-           old_vocabulary: list[str]) -> np.ndarray:
-    """Copies old rows into `rows` by value (OOV rows included) and returns them."""
-    def keyed(vocabulary: list[str]) -> list[tuple[str, int]]:
-        # Several OOV rows all read "[UNK]": key each token by its occurrence number.
-        seen: dict[str, int] = {}
-        out = []
-        for token in vocabulary:
-            seen[token] = seen.get(token, -1) + 1
-            out.append((token, seen[token]))
-        return out
-    position = {key: row for row, key in enumerate(keyed(old_vocabulary))}
-    known = [(row, position[key]) for row, key in enumerate(keyed(new_vocabulary))
-             if key in position]
-    for row, old_row in known:
-        rows[row] = old_rows[old_row]
-    return rows
+def _as_bytes(vocabulary: np.ndarray) -> np.ndarray:
+    """A saved vocabulary as UTF-8 bytes ([size] S); files written before this format
+    hold Python strings (object arrays)."""
+    if vocabulary.dtype.kind == "S":
+        return vocabulary
+    return np.char.encode(vocabulary.astype(np.str_), "utf-8")
+
+
+def matching_rows(new: np.ndarray, old: np.ndarray, oov: bytes) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """Rows of two vocabularies that hold the same value, by sorting (no per-token objects).
+
+    Args:
+      new: [N] tokens (bytes) of the new table in row order, OOV rows as `oov`.
+      old: [M] tokens of the previous table, the same way.
+      oov: The OOV token: the k-th OOV row of `new` matches the k-th of `old`.
+
+    Returns:
+      (new_rows, old_rows), [K] each: new[new_rows[i]] holds what old[old_rows[i]] held.
+    """
+    new_oov, old_oov = np.flatnonzero(new == oov), np.flatnonzero(old == oov)
+    shared_oov = min(len(new_oov), len(old_oov))
+    new_known, old_known = np.flatnonzero(new != oov), np.flatnonzero(old != oov)
+    order = old_known[np.argsort(old[old_known], kind="stable")]
+    position = np.minimum(np.searchsorted(old[order], new[new_known]), max(len(order) - 1, 0))
+    hit = (old[order][position] == new[new_known]) if len(order) else np.zeros(
+        len(new_known), bool)
+    return (np.concatenate([new_oov[:shared_oov], new_known[hit]]),
+            np.concatenate([old_oov[:shared_oov], order[position[hit]]]))
 
 
 def _rebucketed(weight: tf.Variable, value: np.ndarray) -> bool:
@@ -105,7 +117,11 @@ def restore(tower: towers.Tower, path: str) -> WarmStartStats:
         raise WarmStartError(f"no warm-start weights at {path}: the base model was exported "
                              "before warm start existed; set training.warm_start=false once")
     with tf.io.gfile.GFile(path, "rb") as f:
-        saved = np.load(io.BytesIO(f.read()), allow_pickle=True)
+        return _restore(tower, path, np.load(f, allow_pickle=True))
+
+
+def _restore(tower: towers.Tower, path: str, saved: np.lib.npyio.NpzFile) -> WarmStartStats:
+    """restore() on an opened file: each array is read when used, the file never whole."""
     if _INPUTS not in saved.files:
         raise WarmStartError(f"{path} predates declared feature sets; set "
                              "training.warm_start=false once")
@@ -124,9 +140,8 @@ def restore(tower: towers.Tower, path: str) -> WarmStartStats:
         raise WarmStartError(f"{tower.name}: the base model has {count} weights, this config "
                              f"builds {len(weights)}; the model section changed (set "
                              "training.warm_start=false to train from scratch)")
-    old_tables = {str(name): (int(index), [str(token) for token in saved[_VOCABULARY.format(j)]])
-                  for j, (name, index) in enumerate(zip(saved[_TABLE_NAMES],
-                                                        saved[_TABLE_INDEX]))}
+    old_tables = {str(name): (int(index), j) for j, (name, index) in enumerate(
+        zip(saved[_TABLE_NAMES], saved[_TABLE_INDEX]))}
     tables = {_weight_index(tower, table.embedding.embeddings): (name, table)
               for name, table in tower.vocabulary_tables().items()}
     copied, known_ids, new_ids = 0, 0, 0
@@ -138,16 +153,19 @@ def restore(tower: towers.Tower, path: str) -> WarmStartStats:
                 raise WarmStartError(f"{tower.name}: the table of {name} differs from the base "
                                      "model's (hashing vs vocabulary, or its width); set "
                                      "training.warm_start=false")
-            old_index, old_vocabulary = old_tables[name]
+            old_index, old_j = old_tables[name]
             vocabulary = table.vocabulary()
-            rows = _remap(weight.numpy(), vocabulary, saved[f"w{old_index}"],
-                                 old_vocabulary)
+            oov = table.lookup.oov_token.encode()
+            new_rows, old_rows = matching_rows(
+                vocabulary, _as_bytes(saved[_VOCABULARY.format(old_j)]), oov)
+            old_table = value if old_index == i else saved[f"w{old_index}"]
+            rows = weight.numpy()
+            rows[new_rows] = old_table[old_rows]
             weight.assign(rows)
             if name == tower.id_feature:
-                old_values = set(old_vocabulary)
-                ids = table.lookup.get_vocabulary(include_special_tokens=False)
-                known_ids = sum(1 for token in ids if token in old_values)
-                new_ids = len(ids) - known_ids
+                ids = int(np.count_nonzero(vocabulary != oov))
+                known_ids = int(np.count_nonzero(vocabulary[new_rows] != oov))
+                new_ids = ids - known_ids
         elif value.shape != tuple(weight.shape) and _rebucketed(weight, value):
             logging.info("Warm start %s: %s has %d rows, the base model's %d (numeric buckets "
                          "re-computed from the new data); it starts fresh", tower.name,

@@ -73,3 +73,35 @@ def test_changed_feature_set_is_refused_naming_the_features(tmp_path):
     with pytest.raises(warm_start.WarmStartError,
                        match=r"feature set changed .*removed \['genres'\].*warm_start=false"):
         warm_start.restore(_tower(["a"], contract=fewer), path)
+
+
+def test_matching_rows_by_value_and_oov_rows_by_position():
+    new = np.array([b"[UNK]", b"[UNK]", b"c", b"b", b"a"])
+    old = np.array([b"[UNK]", b"a", b"zz", b"b"])
+    new_rows, old_rows = warm_start.matching_rows(new, old, b"[UNK]")
+    assert sorted(zip(new_rows.tolist(), old_rows.tolist())) == [(0, 0), (3, 3), (4, 1)]
+    new_rows, old_rows = warm_start.matching_rows(new, np.array([b"[UNK]"]), b"[UNK]")
+    assert (new_rows.tolist(), old_rows.tolist()) == ([0], [0])
+
+
+def test_vocabulary_is_the_lookup_row_order():
+    tower = _tower(["b", "a", "ü"])
+    assert tower.vocabulary_tables()["item_id"].vocabulary().tolist() == [
+        b"[UNK]", b"b", b"a", "ü".encode()]
+
+
+def test_files_of_the_earlier_format_still_restore(tmp_path):
+    """Exports before the bytes format pickled Python strings (object arrays)."""
+    old = _tower(["a", "b"], seed=1)
+    path = str(tmp_path / "candidate_tower.npz")
+    warm_start.save(old, path)
+    with np.load(path) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    for name in arrays:
+        if arrays[name].dtype.kind in "SU":
+            arrays[name] = np.array([value.decode() if isinstance(value, bytes) else value
+                                     for value in arrays[name].tolist()], dtype=object)
+    np.savez(path, **arrays)
+    new = _tower(["c", "a"], seed=2)
+    assert (warm_start.restore(new, path).known_ids, _row(new, "a").tolist()) == (
+        1, _row(old, "a").tolist())
