@@ -252,6 +252,10 @@ class TrainingConfig:
         known to it keep their rows; new ids start fresh); the model section must be
         unchanged. null: on when the data arrives in spans (spans section), off otherwise.
       incremental_epochs: Epochs of a warm-started run (null: training.epochs).
+      separate_process: Train in a child Python process. Local and Airflow runs execute
+        every component in one process, and TensorFlow keeps much of what training
+        allocated (GBs at a million ids) until the process exits; a child gives it back
+        before the index, validation and push. Costs one TensorFlow import (~10 s).
     """
 
     batch_size: int = 1024
@@ -262,6 +266,7 @@ class TrainingConfig:
     seed: int = 42
     warm_start: Optional[bool] = None
     incremental_epochs: Optional[int] = None
+    separate_process: bool = True
 
     def validate(self) -> None:
         _check(self.incremental_epochs is None or self.incremental_epochs >= 1,

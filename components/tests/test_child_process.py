@@ -1,0 +1,50 @@
+"""child_process.run: result, exceptions and log records come back from a spawned child."""
+import logging
+import os
+import signal
+
+import pytest
+
+from components import child_process
+from pipeline.errors import ConfigError
+
+
+def _pid_plus(value):
+    logging.getLogger("child").info("hello from %d", os.getpid())
+    return os.getpid(), value + 1
+
+
+def _refuse(message):
+    raise ConfigError(message)
+
+
+def _killed():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture
+def log_file(tmp_path):
+    root = logging.getLogger()
+    handler = logging.FileHandler(tmp_path / "run.log")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    yield tmp_path / "run.log"
+    root.removeHandler(handler)
+    handler.close()
+
+
+def test_result_and_log_records_come_back(log_file):
+    pid, value = child_process.run("adding", _pid_plus, 41)
+    assert value == 42 and pid != os.getpid()
+    assert f"INFO child hello from {pid}" in log_file.read_text()
+
+
+def test_the_childs_error_is_raised_here():
+    with pytest.raises(ConfigError, match="lower training.batch_size"):
+        child_process.run("refusing", _refuse, "lower training.batch_size")
+
+
+def test_a_killed_child_is_a_clear_error():
+    with pytest.raises(child_process.ChildDiedError,
+                       match="running dying ended abruptly.*separate_process=false"):
+        child_process.run("dying", _killed)
