@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import socket
 import ssl
 import struct
@@ -34,84 +33,18 @@ from typing import Awaitable, Callable, Optional
 from absl import logging
 import grpc
 import hpack
-from hpack.hpack import encode_integer
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-# Frame types (RFC 9113 §6).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
-    CONTINUATION = range(10)
-# Flags.
-END_STREAM = ACK = 0x1
-END_HEADERS = 0x4
-PADDED = 0x8
-PRIORITY_FLAG = 0x20
-# Error codes (RFC 9113 §7).
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = \
-    0x5, 0x6, 0x7, 0x8, 0x9
-# Settings.
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS = 0x1, 0x3
-SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE = \
-    0x4, 0x5, 0x6
-
-DEFAULT_WINDOW = 65_535
-MAX_WINDOW = 2**31 - 1
-DEFAULT_FRAME_SIZE = 16_384
-MAX_FRAME_SIZE_LIMIT = 2**24 - 1
-# What this server advertises: a 4 MiB receive window per stream and for the connection
-# (given back as it is read), 16 KiB frames (the default), 16 KiB of request headers.
-RECEIVE_WINDOW = 4 << 20
-MAX_HEADER_LIST_SIZE = 16_384
-LISTEN_BACKLOG = 128
-
-_FRAME = struct.Struct(">HBBBI")  # 24-bit length as 16 + 8 bits, type, flags, stream id
-_TIMEOUT = re.compile(rb"^(\d{1,8})([HMSmun])$")
-_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-
-
-def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    """One frame: 9-byte header (length, type, flags, stream id) and payload."""
-    size = len(payload)
-    return _FRAME.pack(size >> 8, size & 0xFF, kind, flags, stream_id) + payload
-
-
-def literal(name: bytes, value: bytes) -> bytes:
-    """An HPACK literal header field without indexing, new name, no Huffman coding
-    (RFC 7541 §6.2.2): decodable by any peer whatever its dynamic table holds."""
-    return (b"\x00" + bytes(encode_integer(len(name), 7)) + name
-            + bytes(encode_integer(len(value), 7)) + value)
-
-
-def percent_encode(message: str) -> bytes:
-    """grpc-message's encoding: UTF-8, then every byte outside %x20-%x7E and '%' as %XX."""
-    return b"".join(bytes([byte]) if 0x20 <= byte <= 0x7E and byte != 0x25
-                    else b"%%%02X" % byte for byte in message.encode())
-
-
-def parse_timeout(value: bytes) -> float:
-    """grpc-timeout ("<1-8 digits><H|M|S|m|u|n>") in seconds.
-
-    Raises:
-      ValueError: a malformed value.
-    """
-    match = _TIMEOUT.match(value)
-    if match is None:
-        raise ValueError(f"malformed grpc-timeout {value[:40]!r}")
-    return int(match[1]) * _TIMEOUT_UNITS[match[2]]
-
-
-# :status 200 is entry 8 of HPACK's static table.
-RESPONSE_HEADERS = b"\x88" + literal(b"content-type", b"application/grpc")
-OK_TRAILERS = literal(b"grpc-status", b"0")
-
-
-def status_block(code: grpc.StatusCode, details: str) -> bytes:
-    """A Trailers-Only response's header block: :status, content-type, grpc-status,
-    grpc-message."""
-    block = RESPONSE_HEADERS + literal(b"grpc-status", str(code.value[0]).encode())
-    return block + (literal(b"grpc-message", percent_encode(details)) if details else b"")
-
+from serving.http2_wire import (ACK, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_FRAME_SIZE,
+                                DEFAULT_WINDOW, END_HEADERS, END_STREAM, FLOW_CONTROL_ERROR,
+                                FRAME_SIZE_ERROR, GOAWAY, HEADERS, LISTEN_BACKLOG,
+                                MAX_FRAME_SIZE_LIMIT, MAX_HEADER_LIST_SIZE, MAX_WINDOW,
+                                NO_ERROR, OK_TRAILERS, PADDED, PING, PREFACE, PRIORITY_FLAG,
+                                PROTOCOL_ERROR, PUSH_PROMISE, RECEIVE_WINDOW, REFUSED_STREAM,
+                                RESPONSE_HEADERS, RST_STREAM, SETTINGS,
+                                SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS,
+                                SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE,
+                                STREAM_CLOSED, WINDOW_UPDATE, FRAME_HEADER, frame, literal,
+                                parse_timeout, status_block)
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
@@ -214,7 +147,7 @@ class Connection(asyncio.Protocol):
                 self.preface_seen = True
             position, size = 0, len(buffer)
             while size - position >= 9:
-                high, low, kind, flags, stream_id = _FRAME.unpack_from(buffer, position)
+                high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(buffer, position)
                 length = high << 8 | low
                 if length > DEFAULT_FRAME_SIZE:
                     raise ProtocolError(FRAME_SIZE_ERROR, f"a frame of {length} bytes exceeds "

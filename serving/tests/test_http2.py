@@ -1,5 +1,5 @@
-"""serving/http2.py: its encodings by hand, its protocol through grpcio's client and raw
-frames."""
+"""serving/http2.py and http2_wire.py: the encodings by hand, the protocol through grpcio's
+client and raw frames."""
 import argparse
 import asyncio
 import concurrent.futures
@@ -13,20 +13,21 @@ import hpack
 import pytest
 
 from serving import flags, http2
+from serving import http2_wire as wire
 
 ECHO = "/test.Echo/Echo"
 
 
 def test_frame_and_header_encodings_by_hand():
-    assert http2.frame(http2.PING, http2.ACK, 0, b"12345678") == (
+    assert wire.frame(wire.PING, wire.ACK, 0, b"12345678") == (
         b"\x00\x00\x08" b"\x06" b"\x01" b"\x00\x00\x00\x00" b"12345678")
-    assert http2.frame(http2.DATA, 0, 3, b"x" * 70_000)[:9] == b"\x01\x11\x70\x00\x00\x00\x00\x00\x03"
+    assert wire.frame(wire.DATA, 0, 3, b"x" * 70_000)[:9] == b"\x01\x11\x70\x00\x00\x00\x00\x00\x03"
     # Literal without indexing, new name: 0x00, then length-prefixed name and value.
-    assert http2.literal(b"grpc-status", b"0") == b"\x00\x0bgrpc-status\x010"
+    assert wire.literal(b"grpc-status", b"0") == b"\x00\x0bgrpc-status\x010"
     long_value = b"v" * 200  # a length of 200 takes a second byte: 127 + 73
-    assert http2.literal(b"a", long_value)[:5] == b"\x00\x01a\x7f\x49"
+    assert wire.literal(b"a", long_value)[:5] == b"\x00\x01a\x7f\x49"
     decoder = hpack.Decoder()
-    assert decoder.decode(http2.status_block(grpc.StatusCode.NOT_FOUND, "no model 'm'"),
+    assert decoder.decode(wire.status_block(grpc.StatusCode.NOT_FOUND, "no model 'm'"),
                           raw=True) == [(b":status", b"200"),
                                         (b"content-type", b"application/grpc"),
                                         (b"grpc-status", b"5"), (b"grpc-message", b"no model 'm'")]
@@ -34,13 +35,13 @@ def test_frame_and_header_encodings_by_hand():
 
 
 def test_percent_encoding_and_timeouts():
-    assert http2.percent_encode("k must be < 100%\nnaïve") == b"k must be < 100%25%0Ana%C3%AFve"
-    assert http2.parse_timeout(b"250m") == pytest.approx(0.25)
-    assert http2.parse_timeout(b"3S") == 3.0 and http2.parse_timeout(b"2H") == 7200.0
-    assert http2.parse_timeout(b"99999999n") == pytest.approx(0.099999999)
+    assert wire.percent_encode("k must be < 100%\nnaïve") == b"k must be < 100%25%0Ana%C3%AFve"
+    assert wire.parse_timeout(b"250m") == pytest.approx(0.25)
+    assert wire.parse_timeout(b"3S") == 3.0 and wire.parse_timeout(b"2H") == 7200.0
+    assert wire.parse_timeout(b"99999999n") == pytest.approx(0.099999999)
     for bad in (b"", b"10", b"1.5S", b"123456789S", b"5s"):
         with pytest.raises(ValueError, match="malformed grpc-timeout"):
-            http2.parse_timeout(bad)
+            wire.parse_timeout(bad)
 
 
 class _Loop:
@@ -172,7 +173,7 @@ def _read_frames(sock, until):
     return frames
 
 
-def _raw(server, *frames, preface=http2.PREFACE):
+def _raw(server, *frames, preface=wire.PREFACE):
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(preface + b"".join(frames))
     return sock
@@ -181,32 +182,32 @@ def _raw(server, *frames, preface=http2.PREFACE):
 def test_raw_frames_http_errors_and_protocol_errors(echo):
     server, _, _, _ = echo
     encoder = hpack.Encoder()
-    settings = http2.frame(http2.SETTINGS, 0, 0)
-    get = http2.frame(http2.HEADERS, http2.END_HEADERS | http2.END_STREAM, 1, encoder.encode(
+    settings = wire.frame(wire.SETTINGS, 0, 0)
+    get = wire.frame(wire.HEADERS, wire.END_HEADERS | wire.END_STREAM, 1, encoder.encode(
         [(":method", "GET"), (":scheme", "http"), (":path", ECHO), (":authority", "x")]))
-    plain = http2.frame(http2.HEADERS, http2.END_HEADERS | http2.END_STREAM, 3, encoder.encode(
+    plain = wire.frame(wire.HEADERS, wire.END_HEADERS | wire.END_STREAM, 3, encoder.encode(
         [(":method", "POST"), (":scheme", "http"), (":path", ECHO), (":authority", "x"),
          ("content-type", "text/plain")]))
-    ping = http2.frame(http2.PING, 0, 0, b"pingpong")
+    ping = wire.frame(wire.PING, 0, 0, b"pingpong")
     with _raw(server, settings, get, plain, ping) as sock:
-        frames = _read_frames(sock, lambda f: sum(t == http2.HEADERS for t, *_ in f) == 2
-                              and any(t == http2.PING for t, *_ in f))
+        frames = _read_frames(sock, lambda f: sum(t == wire.HEADERS for t, *_ in f) == 2
+                              and any(t == wire.PING for t, *_ in f))
     decoder = hpack.Decoder()
     answers = {stream: decoder.decode(payload, raw=True)
-               for kind, _, stream, payload in frames if kind == http2.HEADERS}
+               for kind, _, stream, payload in frames if kind == wire.HEADERS}
     assert answers == {1: [(b":status", b"405")], 3: [(b":status", b"415")]}
-    assert (http2.PING, http2.ACK, 0, b"pingpong") in frames
-    assert (http2.SETTINGS, http2.ACK, 0, b"") in frames
+    assert (wire.PING, wire.ACK, 0, b"pingpong") in frames
+    assert (wire.SETTINGS, wire.ACK, 0, b"") in frames
     # HTTP/1.1 on the gRPC port, and a frame larger than advertised: GOAWAY naming it.
     with _raw(server, preface=b"GET /v1/models/m HTTP/1.1\r\n\r\n") as sock:
         frames = _read_frames(sock, lambda f: False)
-    goaway = [payload for kind, _, _, payload in frames if kind == http2.GOAWAY]
-    assert struct.unpack(">II", goaway[0][:8])[1] == http2.PROTOCOL_ERROR
+    goaway = [payload for kind, _, _, payload in frames if kind == wire.GOAWAY]
+    assert struct.unpack(">II", goaway[0][:8])[1] == wire.PROTOCOL_ERROR
     assert b"REST is on the other port" in goaway[0]
-    with _raw(server, settings, http2.frame(http2.DATA, 0, 1, bytes(20_000))) as sock:
+    with _raw(server, settings, wire.frame(wire.DATA, 0, 1, bytes(20_000))) as sock:
         frames = _read_frames(sock, lambda f: False)
-    goaway = [payload for kind, _, _, payload in frames if kind == http2.GOAWAY]
-    assert struct.unpack(">II", goaway[0][:8])[1] == http2.FRAME_SIZE_ERROR
+    goaway = [payload for kind, _, _, payload in frames if kind == wire.GOAWAY]
+    assert struct.unpack(">II", goaway[0][:8])[1] == wire.FRAME_SIZE_ERROR
 
 
 def _call_frames(encoder, stream_id, message, extra=()):
@@ -215,8 +216,8 @@ def _call_frames(encoder, stream_id, message, extra=()):
                               (":authority", "x"), ("content-type", "application/grpc"),
                               ("te", "trailers"), *extra])
     body = b"\x00" + struct.pack(">I", len(message)) + message
-    return (http2.frame(http2.HEADERS, http2.END_HEADERS, stream_id, headers)
-            + http2.frame(http2.DATA, http2.END_STREAM, stream_id, body))
+    return (wire.frame(wire.HEADERS, wire.END_HEADERS, stream_id, headers)
+            + wire.frame(wire.DATA, wire.END_STREAM, stream_id, body))
 
 
 def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
@@ -224,25 +225,25 @@ def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
     encoder = hpack.Encoder()
     # The client's streams may receive 1,000 bytes until it gives more; the response is
     # 2,560 bytes + 5 of message prefix.
-    small_window = http2.frame(http2.SETTINGS, 0, 0, struct.pack(
-        ">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, 1000))
+    small_window = wire.frame(wire.SETTINGS, 0, 0, struct.pack(
+        ">HI", wire.SETTINGS_INITIAL_WINDOW_SIZE, 1000))
     with _raw(server, small_window, _call_frames(encoder, 1, b"big:10")) as sock:
         frames = _read_frames(sock, lambda f: sum(
-            len(p) for t, _, s, p in f if t == http2.DATA and s == 1) >= 1000)
+            len(p) for t, _, s, p in f if t == wire.DATA and s == 1) >= 1000)
         time.sleep(0.2)  # nothing more may come until the window grows
         sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             sock.recv(65536)
         sock.setblocking(True)
-        received = sum(len(p) for t, _, s, p in frames if t == http2.DATA and s == 1)
+        received = sum(len(p) for t, _, s, p in frames if t == wire.DATA and s == 1)
         assert received == 1000
-        sock.sendall(http2.frame(http2.WINDOW_UPDATE, 0, 1, struct.pack(">I", 10_000)))
+        sock.sendall(wire.frame(wire.WINDOW_UPDATE, 0, 1, struct.pack(">I", 10_000)))
         frames += _read_frames(sock, lambda f: any(
-            t == http2.HEADERS and flags & http2.END_STREAM for t, flags, _, _ in f))
-    body = b"".join(p for t, _, s, p in frames if t == http2.DATA and s == 1)
+            t == wire.HEADERS and flags & wire.END_STREAM for t, flags, _, _ in f))
+    body = b"".join(p for t, _, s, p in frames if t == wire.DATA and s == 1)
     assert body == b"\x00" + struct.pack(">I", 2560) + bytes(range(256)) * 10
-    assert all(len(p) <= http2.DEFAULT_FRAME_SIZE for t, _, _, p in frames if t == http2.DATA)
-    trailers = [p for t, flags, _, p in frames if t == http2.HEADERS and flags & http2.END_STREAM]
+    assert all(len(p) <= wire.DEFAULT_FRAME_SIZE for t, _, _, p in frames if t == wire.DATA)
+    trailers = [p for t, flags, _, p in frames if t == wire.HEADERS and flags & wire.END_STREAM]
     assert hpack.Decoder().decode(trailers[-1], raw=True) == [(b"grpc-status", b"0")]
 
 
@@ -266,16 +267,16 @@ def test_streams_beyond_the_limit_are_refused_and_the_header_table_stays_in_step
     first = _call_frames(encoder, 1, b"sleep:0.5")
     # The refused call adds a header to HPACK's table that the next call refers to.
     second = _call_frames(encoder, 3, b"refused", [("x-trace", "t1")])
-    with _raw(server, http2.frame(http2.SETTINGS, 0, 0), first) as sock:
+    with _raw(server, wire.frame(wire.SETTINGS, 0, 0), first) as sock:
         assert events["started"].wait(5)
         sock.sendall(second)
         frames = _read_frames(sock, lambda f: any(
-            t == http2.RST_STREAM and s == 3 for t, _, s, _ in f))
+            t == wire.RST_STREAM and s == 3 for t, _, s, _ in f))
         server.max_concurrent_streams = 100
         sock.sendall(_call_frames(encoder, 5, b"after", [("x-trace", "t1")]))
         frames += _read_frames(sock, lambda f: sum(
-            t == http2.HEADERS and flags & http2.END_STREAM for t, flags, _, _ in f) == 2)
-    resets = [(s, p) for t, _, s, p in frames if t == http2.RST_STREAM]
-    assert resets == [(3, struct.pack(">I", http2.REFUSED_STREAM))]
-    bodies = {s: p[5:] for t, _, s, p in frames if t == http2.DATA}
+            t == wire.HEADERS and flags & wire.END_STREAM for t, flags, _, _ in f) == 2)
+    resets = [(s, p) for t, _, s, p in frames if t == wire.RST_STREAM]
+    assert resets == [(3, struct.pack(">I", wire.REFUSED_STREAM))]
+    bodies = {s: p[5:] for t, _, s, p in frames if t == wire.DATA}
     assert bodies == {1: b"sleep:0.5", 5: b"after"}
