@@ -1,10 +1,12 @@
 """Runs one function in a fresh Python process and waits for it.
 
 A local run (LocalDagRunner, an Airflow worker) executes every component in one Python
-process. TensorFlow does not give back what a large training leaves behind (at 1M ids the
-Trainer left ~4 GB resident after clearing its session), so the components after it (index,
-validation, push) ran on top of it. A spawned child returns all of it when it exits. Its log
-records go to the parent's log file; its exception is raised in the parent.
+process, and two kinds of memory are not given back before that process exits: the
+DirectRunner's buffers between stages (the NegativePoolBuilder's driver peaked at 3.8 GB at
+1M items and kept 0.8 GB) and what TensorFlow allocated for training (at 1M ids the Trainer
+left ~4 GB resident after clearing its session), so every later component ran on top of
+them. A spawned child returns all of it when it exits (orchestration.separate_processes).
+Its log records go to the parent's log file; its exception is raised in the parent.
 """
 from __future__ import annotations
 
@@ -72,5 +74,5 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
             raise ChildDiedError(
                 f"the child process running {what} ended abruptly (killed: out of memory is "
                 "the usual cause; the kernel log says, e.g. `dmesg | grep -i oom`); set "
-                "training.separate_process=false to run it in the pipeline's process and see "
+                "orchestration.separate_processes=false to run it in the pipeline's process and see "
                 "its own error") from error

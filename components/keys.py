@@ -60,6 +60,7 @@ SMOOTHING_KEY = "smoothing"
 MIN_COUNT_KEY = "min_count"
 SEED_KEY = "seed"
 CONTRACT_KEY = "contract"
+SEPARATE_PROCESS_KEY = "separate_process"
 
 # Files inside a NegativePool artifact.
 POOL_STATS_FILE = "stats.json"

@@ -252,10 +252,6 @@ class TrainingConfig:
         known to it keep their rows; new ids start fresh); the model section must be
         unchanged. null: on when the data arrives in spans (spans section), off otherwise.
       incremental_epochs: Epochs of a warm-started run (null: training.epochs).
-      separate_process: Train in a child Python process. Local and Airflow runs execute
-        every component in one process, and TensorFlow keeps much of what training
-        allocated (GBs at a million ids) until the process exits; a child gives it back
-        before the index, validation and push. Costs one TensorFlow import (~10 s).
     """
 
     batch_size: int = 1024
@@ -266,7 +262,6 @@ class TrainingConfig:
     seed: int = 42
     warm_start: Optional[bool] = None
     incremental_epochs: Optional[int] = None
-    separate_process: bool = True
 
     def validate(self) -> None:
         _check(self.incremental_epochs is None or self.incremental_epochs >= 1,
@@ -374,6 +369,11 @@ class OrchestrationConfig:
       start_date: ISO date of the first scheduled run.
       retries: Task retries in Airflow.
       image: Container image for Kubeflow Pipelines.
+      separate_processes: Run the memory-heavy work (the NegativePoolBuilder's Beam
+        pipeline, the Trainer's training) in child Python processes. Local and Airflow runs
+        execute every component in one process, and neither the DirectRunner's buffers nor
+        TensorFlow's allocations are given back before the process exits (GBs at a million
+        ids); a child returns them when it ends. Costs one import of the stack (~10 s) each.
     """
 
     pipeline_name: str = "twotower"
@@ -386,6 +386,7 @@ class OrchestrationConfig:
     start_date: str = "2026-01-01"
     retries: int = 1
     image: str = "twotower:latest"
+    separate_processes: bool = True
 
     def validate(self) -> None:
         _check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.pipeline_name)),

@@ -303,6 +303,7 @@ def create_pipeline(config: PipelineConfig,
         sampler=settings.sampler, alpha=settings.alpha, unseen_weight=settings.unseen_weight,
         pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
+        separate_process=config.orchestration.separate_processes,
     ).with_id("NegativePoolBuilder")
     blessed = latest_blessed_resolver()
     warm_start = spanned if config.training.warm_start is None else config.training.warm_start

@@ -58,7 +58,7 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     # A random ranking of the 150 items has recall@10 = 10/150; the planted clusters are learnable.
     assert recall_10 > 10 / 150, out
     assert err.count(" done in ") == 17
-    # The Trainer trains in a child process (training.separate_process); the child's records
+    # The Trainer trains in a child process (orchestration.separate_processes); the child's records
     # reach the run's log.
     log = next((tmp_path / "root" / "logs").glob("run-*.log")).read_text()
     assert "Running training in a child process" in log and "Eval metrics:" in log

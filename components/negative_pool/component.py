@@ -57,6 +57,7 @@ class NegativePoolBuilderSpec(types.ComponentSpec):
         keys.MIN_COUNT_KEY: ExecutionParameter(type=int),
         keys.SEED_KEY: ExecutionParameter(type=int),
         keys.CONTRACT_KEY: ExecutionParameter(type=str),
+        keys.SEPARATE_PROCESS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         keys.INTERACTIONS_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -81,7 +82,7 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
                  pool_size: Optional[int] = DEFAULTS.pool_size,
                  max_pool_size: int = DEFAULTS.max_pool_size,
                  smoothing: float = DEFAULTS.smoothing, min_count: int = DEFAULTS.min_count,
-                 seed: int = DEFAULTS.seed) -> None:
+                 seed: int = DEFAULTS.seed, separate_process: bool = True) -> None:
         """Builds the component; invalid parameter combinations raise ValueError now.
 
         Defaults are pipeline.config.PoolConfig's.
@@ -103,6 +104,8 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
           smoothing: Add-k smoothing of in-batch probabilities (and popularity weights).
           min_count: Ids seen fewer times are left out of the vocabularies (map to OOV).
           seed: Seed of the per-key hash that picks pool members when the catalogue is capped.
+          separate_process: Run the Beam pipeline in a child process (see
+            pipeline.config.OrchestrationConfig.separate_processes).
         """
         settings = PoolSettings(sampler=sampler, alpha=alpha, unseen_weight=unseen_weight,
                                 pool_size=pool_size, max_pool_size=max_pool_size,
@@ -113,6 +116,7 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
             items_report=items_report, sampler=sampler, alpha=alpha,
             unseen_weight=unseen_weight, pool_size=pool_size, max_pool_size=max_pool_size,
             smoothing=smoothing, min_count=min_count, seed=seed,
+            separate_process=int(separate_process),
             contract=json.dumps(contract.to_dict(), sort_keys=True),
             negative_pool=types.Channel(type=NegativePool))
         super().__init__(spec=spec)

@@ -13,7 +13,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import keys
+from components import child_process, keys
 from components.ingestion import window
 from components.negative_pool import artifact_io, counting, pool, preprocessing
 from pipeline import contract as contract_lib
@@ -90,29 +90,39 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         catalog = split_pattern(artifact_utils.get_single_instance(input_dict[keys.ITEMS_KEY]),
                                 keys.CATALOG_SPLIT, "items")
         out = artifact_utils.get_single_uri(output_dict[keys.NEGATIVE_POOL_KEY])
-        with self._make_beam_pipeline() as pipeline:
-            interactions = pipeline | "ReadTrain" >> counting.ReadRecordBatches(train)  # pylint: disable=no-value-for-parameter
-            items = pipeline | "ReadCatalog" >> counting.ReadRecordBatches(catalog)  # pylint: disable=no-value-for-parameter
-            outputs = pool.build_pool(interactions, items, settings, contract)
-            _write_records(outputs.frequencies, out, keys.POOL_FREQUENCIES_DIR, "Frequencies")
-            _write_records(outputs.pool, out, keys.POOL_POOL_DIR, "Pool")
-            _write_single(outputs.user_vocabulary | "UserLines" >> beam.Map("\n".join),
-                          os.path.join(out, keys.POOL_VOCAB_DIR, contract.user_id),
-                          ".tsv", "UserVocabulary")
-            _write_single(outputs.item_vocabulary | "ItemLines" >> beam.Map("\n".join),
-                          os.path.join(out, keys.POOL_VOCAB_DIR, contract.item_id),
-                          ".tsv", "ItemVocabulary")
-            _ = outputs.feature_vocabularies | "WriteFeatureVocabularies" >> beam.Map(
-                write_vocabulary, os.path.join(out, keys.POOL_VOCAB_DIR))
-            _write_single(outputs.numeric | "NumericJson" >> beam.Map(
-                preprocessing.numeric_json), os.path.join(out, "numeric"), ".json", "Numeric")
-            _write_single(outputs.stats | "StatsJson" >> beam.Map(pool.stats_json),
-                          os.path.join(out, "stats"), ".json", "Stats")
+        args = (train, catalog, out, settings, contract, self._beam_pipeline_args)
+        if exec_properties.get(keys.SEPARATE_PROCESS_KEY, 1):
+            child_process.run("the NegativePoolBuilder's Beam pipeline", build, *args)
+        else:
+            build(*args)
         artifact_io.write_contract(contract, out)
         stats = artifact_io.read_stats(out)
         check_stats(stats)
         logging.info("NegativePool stats: %s", pool.stats_json(stats))
 
+
+def build(train: list[str], catalog: str, out: str, settings: pool.PoolSettings,
+          contract: contract_lib.Contract, beam_pipeline_args: list[str]) -> None:
+    """Runs the Beam pipeline that writes the NegativePool files under `out` (plain
+    arguments: they pickle for a child process)."""
+    with beam.Pipeline(argv=beam_pipeline_args) as pipeline:
+        interactions = pipeline | "ReadTrain" >> counting.ReadRecordBatches(train)  # pylint: disable=no-value-for-parameter
+        items = pipeline | "ReadCatalog" >> counting.ReadRecordBatches(catalog)  # pylint: disable=no-value-for-parameter
+        outputs = pool.build_pool(interactions, items, settings, contract)
+        _write_records(outputs.frequencies, out, keys.POOL_FREQUENCIES_DIR, "Frequencies")
+        _write_records(outputs.pool, out, keys.POOL_POOL_DIR, "Pool")
+        _write_single(outputs.user_vocabulary | "UserLines" >> beam.Map("\n".join),
+                      os.path.join(out, keys.POOL_VOCAB_DIR, contract.user_id),
+                      ".tsv", "UserVocabulary")
+        _write_single(outputs.item_vocabulary | "ItemLines" >> beam.Map("\n".join),
+                      os.path.join(out, keys.POOL_VOCAB_DIR, contract.item_id),
+                      ".tsv", "ItemVocabulary")
+        _ = outputs.feature_vocabularies | "WriteFeatureVocabularies" >> beam.Map(
+            write_vocabulary, os.path.join(out, keys.POOL_VOCAB_DIR))
+        _write_single(outputs.numeric | "NumericJson" >> beam.Map(
+            preprocessing.numeric_json), os.path.join(out, "numeric"), ".json", "Numeric")
+        _write_single(outputs.stats | "StatsJson" >> beam.Map(pool.stats_json),
+                      os.path.join(out, "stats"), ".json", "Stats")
 
 def write_vocabulary(element: tuple[str, list[str]], folder: str) -> None:
     """Writes one feature's vocabulary lines to <folder>/<feature>.tsv (one element per

@@ -46,5 +46,5 @@ def test_the_childs_error_is_raised_here():
 
 def test_a_killed_child_is_a_clear_error():
     with pytest.raises(child_process.ChildDiedError,
-                       match="running dying ended abruptly.*separate_process=false"):
+                       match="running dying ended abruptly.*separate_processes=false"):
         child_process.run("dying", _killed)

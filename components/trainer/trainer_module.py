@@ -19,14 +19,14 @@ def run_fn(fn_args: FnArgs) -> None:
     TrainerExecutor from the input channels, the NegativePool URI and the catalogue's files.
     fn_args.base_model, when the pipeline passes one (training.warm_start; on by default
     with spans), is the latest blessed model's serving dir and initialises the towers.
-    With training.separate_process (the default) the work runs in a child process.
+    With orchestration.separate_processes (the default) the work runs in a child process.
     """
     custom = fn_args.custom_config
     config = config_lib.from_dict(custom[keys.CONFIG])
     args = (fn_args.train_files, fn_args.eval_files, custom[keys.CATALOG_PATTERN],
             custom[keys.NEGATIVE_POOL_URI], custom[keys.CONFIG], fn_args.serving_model_dir,
             fn_args.base_model or None)
-    if config.training.separate_process:
+    if config.orchestration.separate_processes:
         child_process.run("training", train, *args)
         return
     try:

@@ -31,19 +31,21 @@ def _examples(root, splits):
     return artifact
 
 
-def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT):
+def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT, separate_process=1):
     output = NegativePool()
     output.uri = str(tmp_path / "pool")
     os.makedirs(output.uri)
     inputs = {keys.INTERACTIONS_KEY: [_examples(tmp_path / "inter", {"train": train,
                                                                      "eval": TRAIN[:1]})],
               keys.ITEMS_KEY: [_examples(tmp_path / "items", {catalog_split: catalog})]}
-    executor.Executor().Do(inputs, {keys.NEGATIVE_POOL_KEY: [output]}, dict(PROPERTIES))
+    executor.Executor().Do(inputs, {keys.NEGATIVE_POOL_KEY: [output]},
+                           {**PROPERTIES, keys.SEPARATE_PROCESS_KEY: separate_process})
     return output.uri
 
 
-def test_writes_every_documented_file(tmp_path):
-    uri = _run(tmp_path, TRAIN, CATALOG)
+@pytest.mark.parametrize("separate_process", [1, 0])
+def test_writes_every_documented_file(tmp_path, separate_process):
+    uri = _run(tmp_path, TRAIN, CATALOG, separate_process=separate_process)
     stats = artifact_io.read_stats(uri)
     assert (stats["catalog_size"], stats["train_interactions"], stats["pool_size"]) == (4, 6, 4)
     assert stats["settings"]["sampler"] == "uniform"
