@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from absl import logging as absl_logging
 
+from pipeline import logs
 from pipeline.errors import TwoTowerError
 
 
@@ -37,18 +38,7 @@ def _log_to(target: Optional[tuple[str, Optional[logging.Formatter]]]) -> None:
     if target is None:
         return
     path, formatter = target
-    absl_logging.set_verbosity(absl_logging.INFO)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    tf_logger = logging.getLogger("tensorflow")
-    for handler in list(tf_logger.handlers):
-        tf_logger.removeHandler(handler)
-    tf_logger.propagate = True
-    root.setLevel(logging.INFO)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(formatter)
-    root.addHandler(handler)
+    logs.to_file(path, formatter)
     logging.captureWarnings(True)
 
 

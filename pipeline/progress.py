@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from absl import logging as absl_logging
+from pipeline import logs
 
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
@@ -64,19 +64,8 @@ def configure(total_components: int, log_file: str, verbose: bool = False) -> Pr
       verbose: Also print every log record to stderr; otherwise failures reach the user
         through the CLI's error message and the log file.
     """
-    absl_logging.set_verbosity(absl_logging.INFO)
+    logs.to_file(log_file, logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    # TensorFlow's logger has its own stderr handler; send its records to the file instead.
-    tf_logger = logging.getLogger("tensorflow")
-    for handler in list(tf_logger.handlers):
-        tf_logger.removeHandler(handler)
-    tf_logger.propagate = True
-    root.setLevel(logging.INFO)
-    file_handler = logging.FileHandler(log_file)
-    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root.addHandler(file_handler)
     progress = ProgressHandler(total_components)
     root.addHandler(progress)
     console = logging.StreamHandler(sys.stderr)
