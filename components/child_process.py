@@ -43,7 +43,8 @@ def _log_to(target: Optional[tuple[str, Optional[logging.Formatter]]]) -> None:
 
 
 def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
-    """Calls function(*args) in a spawned process and returns its result.
+    """Calls function(*args) in a spawned process and returns its result (in this process
+    when it is daemonic and so may not start children).
 
     Args:
       what: What the child does, for messages ("training").
@@ -54,6 +55,10 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
       ChildDiedError: if the child dies without answering.
       Whatever function raised, re-raised here.
     """
+    if multiprocessing.current_process().daemon:
+        absl_logging.warning("Running %s in this process: a daemonic process (e.g. a Celery "
+                             "prefork worker) cannot start children", what)
+        return function(*args)
     context = multiprocessing.get_context("spawn")
     absl_logging.info("Running %s in a child process", what)
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_log_to,

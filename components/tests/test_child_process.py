@@ -1,5 +1,6 @@
 """child_process.run: result, exceptions and log records come back from a spawned child."""
 import logging
+import multiprocessing
 import os
 import signal
 
@@ -48,3 +49,18 @@ def test_a_killed_child_is_a_clear_error():
     with pytest.raises(child_process.ChildDiedError,
                        match="running dying ended abruptly.*separate_processes=false"):
         child_process.run("dying", _killed)
+
+
+def _run_in_daemon(queue):
+    queue.put((os.getpid(), child_process.run("adding", _pid_plus, 1)))
+
+
+def test_a_daemonic_process_runs_the_function_itself():
+    """A daemonic process may not start children (Celery prefork workers are daemonic)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    daemon = context.Process(target=_run_in_daemon, args=(queue,), daemon=True)
+    daemon.start()
+    parent, (pid, value) = queue.get(timeout=120)
+    daemon.join(timeout=60)
+    assert (pid, value) == (parent, 2)
