@@ -69,5 +69,5 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
             raise ChildDiedError(
                 f"the child process running {what} ended abruptly (killed: out of memory is "
                 "the usual cause; the kernel log says, e.g. `dmesg | grep -i oom`); set "
-                "orchestration.separate_processes=false to run it in the pipeline's process and see "
-                "its own error") from error
+                "orchestration.separate_processes=false to run it in the pipeline's process "
+                "and see its own error") from error

@@ -124,6 +124,7 @@ def build(train: list[str], catalog: str, out: str, settings: pool.PoolSettings,
         _write_single(outputs.stats | "StatsJson" >> beam.Map(pool.stats_json),
                       os.path.join(out, "stats"), ".json", "Stats")
 
+
 def write_vocabulary(element: tuple[str, list[str]], folder: str) -> None:
     """Writes one feature's vocabulary lines to <folder>/<feature>.tsv (one element per
     feature, so exactly one worker writes each file)."""
