@@ -3,7 +3,6 @@ client and raw frames."""
 import argparse
 import asyncio
 import concurrent.futures
-import socket
 import struct
 import threading
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from serving import flags, http2
 from serving import http2_wire as wire
+from serving.tests import raw_h2
 
 ECHO = "/test.Echo/Echo"
 
@@ -156,29 +156,6 @@ def test_deadlines_cancel_the_call_and_stop_waits_for_calls_in_flight(echo):
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def _read_frames(sock, until):
-    """Frames (type, flags, stream, payload) read until `until(frames)` or the peer
-    closes."""
-    frames, data = [], b""
-    sock.settimeout(5)
-    while not until(frames):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        while len(data) >= 9 and len(data) >= 9 + int.from_bytes(data[:3], "big"):
-            length = int.from_bytes(data[:3], "big")
-            frames.append((data[3], data[4], int.from_bytes(data[5:9], "big"), data[9:9 + length]))
-            data = data[9 + length:]
-    return frames
-
-
-def _raw(server, *frames, preface=wire.PREFACE):
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(preface + b"".join(frames))
-    return sock
-
-
 def test_raw_frames_http_errors_and_protocol_errors(echo):
     server, _, _, _ = echo
     encoder = hpack.Encoder()
@@ -189,9 +166,9 @@ def test_raw_frames_http_errors_and_protocol_errors(echo):
         [(":method", "POST"), (":scheme", "http"), (":path", ECHO), (":authority", "x"),
          ("content-type", "text/plain")]))
     ping = wire.frame(wire.PING, 0, 0, b"pingpong")
-    with _raw(server, settings, get, plain, ping) as sock:
-        frames = _read_frames(sock, lambda f: sum(t == wire.HEADERS for t, *_ in f) == 2
-                              and any(t == wire.PING for t, *_ in f))
+    with raw_h2.connect(server.port, settings, get, plain, ping) as sock:
+        frames = raw_h2.read_frames(sock, lambda f: sum(t == wire.HEADERS for t, *_ in f) == 2
+                                    and any(t == wire.PING for t, *_ in f))
     decoder = hpack.Decoder()
     answers = {stream: decoder.decode(payload, raw=True)
                for kind, _, stream, payload in frames if kind == wire.HEADERS}
@@ -199,25 +176,16 @@ def test_raw_frames_http_errors_and_protocol_errors(echo):
     assert (wire.PING, wire.ACK, 0, b"pingpong") in frames
     assert (wire.SETTINGS, wire.ACK, 0, b"") in frames
     # HTTP/1.1 on the gRPC port, and a frame larger than advertised: GOAWAY naming it.
-    with _raw(server, preface=b"GET /v1/models/m HTTP/1.1\r\n\r\n") as sock:
-        frames = _read_frames(sock, lambda f: False)
+    with raw_h2.connect(server.port, preface=b"GET /v1/models/m HTTP/1.1\r\n\r\n") as sock:
+        frames = raw_h2.read_frames(sock, lambda f: False)
     goaway = [payload for kind, _, _, payload in frames if kind == wire.GOAWAY]
     assert struct.unpack(">II", goaway[0][:8])[1] == wire.PROTOCOL_ERROR
     assert b"REST is on the other port" in goaway[0]
-    with _raw(server, settings, wire.frame(wire.DATA, 0, 1, bytes(20_000))) as sock:
-        frames = _read_frames(sock, lambda f: False)
+    data_first = wire.frame(wire.DATA, 0, 1, bytes(20_000))
+    with raw_h2.connect(server.port, settings, data_first) as sock:
+        frames = raw_h2.read_frames(sock, lambda f: False)
     goaway = [payload for kind, _, _, payload in frames if kind == wire.GOAWAY]
     assert struct.unpack(">II", goaway[0][:8])[1] == wire.FRAME_SIZE_ERROR
-
-
-def _call_frames(encoder, stream_id, message, extra=()):
-    """HEADERS and DATA (END_STREAM) of one unary call to ECHO."""
-    headers = encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", ECHO),
-                              (":authority", "x"), ("content-type", "application/grpc"),
-                              ("te", "trailers"), *extra])
-    body = b"\x00" + struct.pack(">I", len(message)) + message
-    return (wire.frame(wire.HEADERS, wire.END_HEADERS, stream_id, headers)
-            + wire.frame(wire.DATA, wire.END_STREAM, stream_id, body))
 
 
 def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
@@ -227,8 +195,9 @@ def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
     # 2,560 bytes + 5 of message prefix.
     small_window = wire.frame(wire.SETTINGS, 0, 0, struct.pack(
         ">HI", wire.SETTINGS_INITIAL_WINDOW_SIZE, 1000))
-    with _raw(server, small_window, _call_frames(encoder, 1, b"big:10")) as sock:
-        frames = _read_frames(sock, lambda f: sum(
+    call = raw_h2.call_frames(encoder, 1, ECHO, b"big:10")
+    with raw_h2.connect(server.port, small_window, call) as sock:
+        frames = raw_h2.read_frames(sock, lambda f: sum(
             len(p) for t, _, s, p in f if t == wire.DATA and s == 1) >= 1000)
         time.sleep(0.2)  # nothing more may come until the window grows
         sock.setblocking(False)
@@ -238,8 +207,7 @@ def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
         received = sum(len(p) for t, _, s, p in frames if t == wire.DATA and s == 1)
         assert received == 1000
         sock.sendall(wire.frame(wire.WINDOW_UPDATE, 0, 1, struct.pack(">I", 10_000)))
-        frames += _read_frames(sock, lambda f: any(
-            t == wire.HEADERS and flags & wire.END_STREAM for t, flags, _, _ in f))
+        frames += raw_h2.read_frames(sock, raw_h2.ended(1))
     body = b"".join(p for t, _, s, p in frames if t == wire.DATA and s == 1)
     assert body == b"\x00" + struct.pack(">I", 2560) + bytes(range(256)) * 10
     assert all(len(p) <= wire.DEFAULT_FRAME_SIZE for t, _, _, p in frames if t == wire.DATA)
@@ -264,17 +232,17 @@ def test_streams_beyond_the_limit_are_refused_and_the_header_table_stays_in_step
     server, _, _, events = echo
     server.max_concurrent_streams = 1
     encoder = hpack.Encoder()
-    first = _call_frames(encoder, 1, b"sleep:0.5")
+    first = raw_h2.call_frames(encoder, 1, ECHO, b"sleep:0.5")
     # The refused call adds a header to HPACK's table that the next call refers to.
-    second = _call_frames(encoder, 3, b"refused", [("x-trace", "t1")])
-    with _raw(server, wire.frame(wire.SETTINGS, 0, 0), first) as sock:
+    second = raw_h2.call_frames(encoder, 3, ECHO, b"refused", [("x-trace", "t1")])
+    with raw_h2.connect(server.port, wire.frame(wire.SETTINGS, 0, 0), first) as sock:
         assert events["started"].wait(5)
         sock.sendall(second)
-        frames = _read_frames(sock, lambda f: any(
+        frames = raw_h2.read_frames(sock, lambda f: any(
             t == wire.RST_STREAM and s == 3 for t, _, s, _ in f))
         server.max_concurrent_streams = 100
-        sock.sendall(_call_frames(encoder, 5, b"after", [("x-trace", "t1")]))
-        frames += _read_frames(sock, lambda f: sum(
+        sock.sendall(raw_h2.call_frames(encoder, 5, ECHO, b"after", [("x-trace", "t1")]))
+        frames += raw_h2.read_frames(sock, lambda f: sum(
             t == wire.HEADERS and flags & wire.END_STREAM for t, flags, _, _ in f) == 2)
     resets = [(s, p) for t, _, s, p in frames if t == wire.RST_STREAM]
     assert resets == [(3, struct.pack(">I", wire.REFUSED_STREAM))]
