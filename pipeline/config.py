@@ -245,7 +245,8 @@ class TrainingConfig:
       batch_size: Rows per batch (B, the in-batch negatives).
       epochs: Passes over the train split (ignored when train_steps is set).
       train_steps: A fixed number of steps instead of epochs.
-      optimizer: adam or adagrad.
+      optimizer: adam, lazy_adam (Adam whose embedding-table updates touch only the rows a
+        batch uses: components/trainer/optimizers.py) or adagrad.
       learning_rate: The optimizer's learning rate.
       seed: Seeds initialisation, shuffling and pool draws.
       warm_start: Initialise the towers from the pipeline's latest blessed model (ids
@@ -257,7 +258,7 @@ class TrainingConfig:
     batch_size: int = 1024
     epochs: int = 10
     train_steps: Optional[int] = None
-    optimizer: Literal["adagrad", "adam"] = "adam"
+    optimizer: Literal["adagrad", "adam", "lazy_adam"] = "adam"
     learning_rate: float = 0.01
     seed: int = 42
     warm_start: Optional[bool] = None

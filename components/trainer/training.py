@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components import records
 from components.negative_pool import artifact_io
-from components.trainer import export, features, metrics, prior, towers, warm_start
+from components.trainer import export, features, metrics, optimizers, prior, towers, warm_start
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
@@ -104,6 +104,8 @@ def make_optimizer(config: PipelineConfig) -> tf.keras.optimizers.Optimizer:
     training = config.training
     if training.optimizer == "adagrad":
         return tf.keras.optimizers.Adagrad(training.learning_rate)
+    if training.optimizer == "lazy_adam":
+        return optimizers.LazyAdam(training.learning_rate)
     return tf.keras.optimizers.Adam(training.learning_rate)
 
 

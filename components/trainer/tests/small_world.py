@@ -3,10 +3,15 @@ by the trainer, index and validator tests."""
 from __future__ import annotations
 
 import pathlib
+from typing import Iterator, Optional
+
+import tensorflow as tf
 
 from benchmarks import example_files
+from components import records
+from components.negative_pool import artifact_io
 from components.negative_pool.pool import PoolSettings
-from components.trainer import training, towers
+from components.trainer import features, training, towers
 from pipeline import config as config_lib
 from pipeline import contract as contract_lib
 from pipeline.data import synthetic
@@ -47,14 +52,25 @@ def patterns(root: pathlib.Path) -> tuple[str, str, str]:
             str(root / "items" / "Split-catalog" / "*"))
 
 
+def train_batches(root: pathlib.Path, pool_uri: str, batch_size: int
+                  ) -> Iterator[dict[str, tf.Tensor]]:
+    """Shuffled training batches as the Trainer feeds them (catalogue features joined)."""
+    contract = artifact_io.read_contract(pool_uri)
+    train_pattern, _, catalog_pattern = patterns(root)
+    catalog = features.CatalogLookup(contract, records.read_columns(
+        catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
+    return iter(features.dataset(train_pattern, batch_size, True, 0, contract,
+                                 features.interaction_names(contract), catalog=catalog))
+
+
 def config(*overrides: str) -> config_lib.PipelineConfig:
     """A small model's config: 5 epochs, batch 128, dim 16, then `overrides`."""
     return config_lib.load(None, ("training.epochs=5", "training.batch_size=128",
                                   "model.embedding_dim=16", *overrides))
 
 
-def train(root: pathlib.Path, pool_uri: str, serving_dir: str, *overrides: str
+def train(root: pathlib.Path, pool_uri: str, serving_dir: Optional[str], *overrides: str
           ) -> training.TrainResult:
-    """Trains the small model and exports it to serving_dir."""
+    """Trains the small model and exports it to serving_dir (None: no export)."""
     return training.train_and_evaluate(*patterns(root), pool_uri, config(*overrides),
                                        serving_dir)

@@ -79,6 +79,31 @@ def test_loss_choice_and_no_logq_train(data):
         assert np.isfinite(result.metrics["final_loss"]), loss
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_lazy_adam_leaves_the_rows_a_batch_does_not_use(data, optimizer):
+    """Rows of the user table that step 1 used and step 2 did not: Adam moves them again
+    (momentum), LazyAdam leaves them. So the towers' tables do reach LazyAdam's sparse path."""
+    root, pool_uri = data
+    config = small_world.config(f"training.optimizer={optimizer}")
+    model = training.build_model(pool_uri, config)
+    model.compile(optimizer=training.make_optimizer(config))
+    batches = small_world.train_batches(root, pool_uri, config.training.batch_size)
+    model.batch_loss(next(batches), training=False)  # builds the variables
+    table = next(v for v in model.trainable_variables if "user_id_table" in v.name)
+    snapshots = [table.numpy()]
+    for _ in range(2):
+        model.train_step(next(batches))
+        snapshots.append(table.numpy())
+    moved = [set(np.flatnonzero(np.any(after != before, axis=1)))
+             for before, after in zip(snapshots, snapshots[1:])]
+    if optimizer == "adam":
+        assert moved[0] <= moved[1]
+    else:
+        assert moved[0] - moved[1] and len(moved[1]) <= config.training.batch_size
+        result = small_world.train(root, pool_uri, None, "training.optimizer=lazy_adam")
+        assert result.metrics["filtered_recall_at_10"] > 0.2, result.metrics
+
+
 def test_a_train_split_smaller_than_one_batch_names_the_fix():
     training.check_enough_rows(1024, 1024)
     with pytest.raises(ConfigError, match="has 800 rows, fewer than one batch of "
