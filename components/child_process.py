@@ -67,7 +67,9 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
             return pool.submit(function, *args).result()
         except futures_process.BrokenProcessPool as error:
             raise ChildDiedError(
-                f"the child process running {what} ended abruptly (killed: out of memory is "
-                "the usual cause; the kernel log says, e.g. `dmesg | grep -i oom`); set "
+                f"the child process running {what} ended abruptly: killed (out of memory is "
+                "the usual cause; the kernel log says, e.g. `dmesg | grep -i oom`), or it "
+                "could not start (a script that runs the pipeline must do so under `if "
+                "__name__ == \"__main__\":`, since the child imports the script again). Set "
                 "orchestration.separate_processes=false to run it in the pipeline's process "
                 "and see its own error") from error

@@ -3,11 +3,15 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from components import child_process
 from pipeline.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _pid_plus(value):
@@ -64,3 +68,17 @@ def test_a_daemonic_process_runs_the_function_itself():
     parent, (pid, value) = queue.get(timeout=120)
     daemon.join(timeout=60)
     assert (pid, value) == (parent, 2)
+
+
+def test_a_script_without_a_main_guard_is_told_so(tmp_path):
+    """The spawned child imports the parent's script again; unguarded, the script starts
+    another child while the first one bootstraps, which Python refuses."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("import os\nfrom components import child_process\n"
+                      "child_process.run('adding', os.getpid)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, check=False,
+                            env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode != 0
+    assert 'could not start (a script that runs the pipeline must do so under `if __name__ ' \
+           '== "__main__":`' in result.stderr
