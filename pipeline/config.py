@@ -245,8 +245,9 @@ class TrainingConfig:
       batch_size: Rows per batch (B, the in-batch negatives).
       epochs: Passes over the train split (ignored when train_steps is set).
       train_steps: A fixed number of steps instead of epochs.
-      optimizer: adam, lazy_adam (Adam whose embedding-table updates touch only the rows a
-        batch uses: components/trainer/optimizers.py) or adagrad.
+      optimizer: lazy_adam (Adam whose embedding-table updates touch only the rows a batch
+        uses: components/trainer/optimizers.py; at 1M ids 8.9x faster steps than adam, same
+        quality on MovieLens: reports/quality_validation_optimizer.json), adam or adagrad.
       learning_rate: The optimizer's learning rate.
       seed: Seeds initialisation, shuffling and pool draws.
       warm_start: Initialise the towers from the pipeline's latest blessed model (ids
@@ -258,7 +259,7 @@ class TrainingConfig:
     batch_size: int = 1024
     epochs: int = 10
     train_steps: Optional[int] = None
-    optimizer: Literal["adagrad", "adam", "lazy_adam"] = "adam"
+    optimizer: Literal["adagrad", "adam", "lazy_adam"] = "lazy_adam"
     learning_rate: float = 0.01
     seed: int = 42
     warm_start: Optional[bool] = None
