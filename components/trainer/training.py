@@ -163,6 +163,15 @@ def check_enough_rows(train_rows: int, batch_size: int) -> None:
                           "train on more data (with spans: a larger spans.window_spans)")
 
 
+def train_dataset(train_pattern: Union[str, Sequence[str]], catalog_pattern: str,
+                  contract: Contract, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled full training batches, each row with its item's catalogue features."""
+    catalog = features.CatalogLookup(contract, records.read_columns(
+        catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
+    return features.dataset(train_pattern, batch_size, True, seed, contract,
+                            features.interaction_names(contract), catalog=catalog)
+
+
 def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
                        eval_pattern: Union[str, Sequence[str]], catalog_pattern: str,
                        pool_uri: str, config: PipelineConfig,
@@ -195,10 +204,8 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
         warm = warm_start_towers(model, base_model_dir) if base_model_dir else {}
         model.compile(optimizer=make_optimizer(config))
     contract = artifact_io.read_contract(pool_uri)
-    catalog = features.CatalogLookup(contract, records.read_columns(
-        catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
-    data = features.dataset(train_pattern, training.batch_size, True, training.seed, contract,
-                            features.interaction_names(contract), catalog=catalog)
+    data = train_dataset(train_pattern, catalog_pattern, contract, training.batch_size,
+                         training.seed)
     timer = EpochTimer()
     if training.train_steps is not None:
         history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,

@@ -8,10 +8,9 @@ from typing import Iterator, Optional
 import tensorflow as tf
 
 from benchmarks import example_files
-from components import records
 from components.negative_pool import artifact_io
 from components.negative_pool.pool import PoolSettings
-from components.trainer import features, training, towers
+from components.trainer import training, towers
 from pipeline import config as config_lib
 from pipeline import contract as contract_lib
 from pipeline.data import synthetic
@@ -55,12 +54,9 @@ def patterns(root: pathlib.Path) -> tuple[str, str, str]:
 def train_batches(root: pathlib.Path, pool_uri: str, batch_size: int
                   ) -> Iterator[dict[str, tf.Tensor]]:
     """Shuffled training batches as the Trainer feeds them (catalogue features joined)."""
-    contract = artifact_io.read_contract(pool_uri)
     train_pattern, _, catalog_pattern = patterns(root)
-    catalog = features.CatalogLookup(contract, records.read_columns(
-        catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
-    return iter(features.dataset(train_pattern, batch_size, True, 0, contract,
-                                 features.interaction_names(contract), catalog=catalog))
+    return iter(training.train_dataset(train_pattern, catalog_pattern,
+                                       artifact_io.read_contract(pool_uri), batch_size, 0))
 
 
 def config(*overrides: str) -> config_lib.PipelineConfig:
