@@ -22,7 +22,8 @@ class LazyAdam(tf.keras.optimizers.Adam):
         v[I] = β2·v[I] + (1-β2)·g²
         w[I] -= lr·sqrt(1-β2^t)/(1-β1^t) · m[I] / (sqrt(v[I]) + ε)
 
-    and no other row of m, v or w changes.
+    and no other row of m, v or w changes. Adam's amsgrad and adaptive_epsilon options apply
+    to dense gradients only (the Trainer sets neither).
     """
 
     def update_step(self, gradient, variable):

@@ -208,8 +208,8 @@ def test_expired_deadlines_fail_alone(served):
     DEADLINE_EXCEEDED; the next call on the same connection is served. Raw frames, since a
     gRPC client enforces short deadlines itself, racing the server's answer. The asyncio
     front end only: grpc core (the grpcio one) keeps deadlines in whole milliseconds, so a
-    1 ns timeout is still running when a fast handler starts; test_guard_... covers the
-    check the grpcio front end makes."""
+    1 ns timeout is still running when a fast handler starts;
+    test_guard_answers_an_expired_call_without_running_it covers the check it makes."""
     server = served[0]
     encoder, decoder = hpack.Encoder(), hpack.Decoder()
     message = _request(["u1"]).SerializeToString()
