@@ -11,7 +11,8 @@ without spans, the pipeline every run used to be.
 Reports reports/increments.json (DESIGN §8): one row per span k and component (`wall_s`,
 `peak_rss_mb`, from the run's log and the summed RSS of its process tree, as in
 `bench scale`), an `ingest` row per k summing ExampleGen + StatisticsGen + ExampleValidator,
-and `ingest_growth`: span k's ingest time over span 1's.
+and `ingest_growth`: span k's ingest time over span 1's. A full-size bench can outlast a
+sitting: `--resume FOLDER` continues it, `--report-from FOLDER` reports the runs it finished.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -103,9 +104,9 @@ def latest_checkpoint(folder: pathlib.Path) -> pathlib.Path:
     """
     complete = sorted(path.parent for path in folder.glob(f"{CHECKPOINT}-*/{STATE}"))
     if not complete:
-        raise ConfigError(f"{folder} holds no checkpoint of a `bench increments` run (it is "
-                          "written once the data is generated): start a new run without "
-                          "--resume")
+        raise ConfigError(f"{folder} holds no checkpoint of a `bench increments` run (one is "
+                          "written once the data is generated): pass the scratch folder such "
+                          "a run kept, or start a new run without --resume")
     return complete[-1]
 
 
@@ -243,6 +244,19 @@ def run(args: argparse.Namespace) -> pathlib.Path:
             state = prepare(folder, args, git)
             checkpoint(folder, state)
         run_rest(folder, state)
+    return write(state, args.out)
+
+
+def report_from(folder: pathlib.Path, out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Writes the report of the runs a kept scratch folder's newest checkpoint holds, without
+    running or changing anything there (a bench may still be running in it): for a bench
+    that cannot finish in the time at hand."""
+    return write(json.loads((latest_checkpoint(folder) / STATE).read_text()), out)
+
+
+def write(state: dict[str, Any], out: Optional[pathlib.Path]) -> pathlib.Path:
+    """Writes the report of `state`'s finished runs; its notes name the planned runs it
+    lacks."""
     config, rows = state["config"], state["rows"]
     growth = ingest_growth(rows)
     last = growth.get(str(config["spans"]))
@@ -256,10 +270,15 @@ def run(args: argparse.Namespace) -> pathlib.Path:
     if len(state["sessions"]) > 1:
         notes += (" The bench was interrupted and resumed (`sessions`: the commit and first "
                   "nightly run of each part); a cut-off run was rewound and run again whole.")
+    missing = [_label(run_id) for run_id in planned(config) if run_id not in finished(state)]
+    if missing:
+        notes += (f" Not measured: {', '.join(missing)} (the report was written with "
+                  "--report-from before the bench finished them).")
     if last is not None:
         notes += f" Ingesting span {config['spans']} took {last:.2f}x the time of span 1."
-    return common.write_report("increments", config, rows, notes, args.out, git=state["git"],
-                               extra={"ingest_growth": growth, "sessions": state["sessions"]})
+    return common.write_report("increments", config, rows, notes, out, git=state["git"],
+                               extra={"ingest_growth": growth, "sessions": state["sessions"],
+                                      "not_measured": missing})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -275,9 +294,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted run from its kept scratch folder (the "
                              "runs it finished are kept, a cut-off run is run again; the "
                              "other options come from that run)")
+    parser.add_argument("--report-from", type=pathlib.Path, metavar="FOLDER",
+                        help="only write the report of the runs a kept scratch folder has "
+                             "finished (its newest checkpoint), leaving the folder as it is; "
+                             "the report's `not_measured` lists the rest")
 
 
 def main_from_args(args: argparse.Namespace) -> None:
     if args.spans < 1 or args.interactions_per_span < 1:
         raise ConfigError("--spans and --interactions-per-span must be >= 1")
+    if args.report_from:
+        if args.resume:
+            raise ConfigError("--report-from writes the report of a folder as it is; "
+                              "--resume continues running it: pass one of them")
+        print(f"wrote {report_from(args.report_from, args.out)}")
+        return
     print(f"wrote {run(args)}")

@@ -1,5 +1,7 @@
-"""bench increments' arithmetic (the ingest row, its growth across spans) and its resuming
-of an interrupted run."""
+"""bench increments' arithmetic (the ingest row, its growth across spans), its resuming
+of an interrupted run and its report of the runs a folder finished."""
+import json
+
 import pytest
 
 from benchmarks import increments
@@ -89,3 +91,26 @@ def test_an_interrupted_bench_resumes_at_the_cut_off_run(tmp_path, monkeypatch):
     assert calls == ["single_file", "span-1", "span-2", "span-2", "span-3"]
     assert [row["span"] for row in resumed["rows"]] == ["single_file", 1, 2, 3]
     assert increments.rewind(tmp_path)["rows"] == resumed["rows"]
+
+
+def test_report_from_writes_the_finished_runs_and_leaves_the_folder_alone(tmp_path):
+    config = {"spans": 3, "interactions_per_span": 10, "users": 5, "items": 4,
+              "window_spans": 2, "train_steps": 7, "single_file": True}
+    rows = [{"span": "single_file", "name": "ingest", "wall_s": 30.0, "peak_rss_mb": 9},
+            {"span": 1, "name": "ingest", "wall_s": 4.0, "peak_rss_mb": 3},
+            {"span": 2, "name": "ingest", "wall_s": 5.0, "peak_rss_mb": 3}]
+    state = {"config": config, "git": "abc", "pattern": "p", "rows": rows,
+             "sessions": [{"git": "abc", "first_run": "single_file"}]}
+    increments.checkpoint(tmp_path, state)
+    _write(tmp_path / "root" / "span-3" / "output")  # the bench is still running span 3
+
+    path = increments.report_from(tmp_path, tmp_path / "report.json")
+
+    report = json.loads(path.read_text())
+    assert report["rows"] == rows
+    assert report["git"] == "abc"
+    assert report["ingest_growth"] == {"1": 1.0, "2": 1.25}
+    assert report["not_measured"] == ["span-3"]
+    assert "Not measured: span-3" in report["notes"]
+    assert (tmp_path / "root" / "span-3" / "output").exists()
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-003"]
