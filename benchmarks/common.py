@@ -117,13 +117,19 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
       samples: If given, receives the memory samples (see TreeMemory.samples).
 
     Raises:
-      RuntimeError: if the command fails (its log is named in the message).
+      RuntimeError: if the command fails (its log is named in the message). Whatever stops
+        the wait (Ctrl-C, a signal's handler) stops the command's whole process tree first,
+        so an interrupted benchmark leaves no run behind.
     """
     started = time.time()
     with open(log, "w") as out:
         process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
         with TreeMemory(process.pid) as memory:
-            code = process.wait()
+            try:
+                code = process.wait()
+            except BaseException:
+                stop_tree(process.pid)
+                raise
     if samples is not None:
         samples.extend(memory.samples)
     if code != 0:
@@ -131,6 +137,23 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
     return {"wall_s": round(time.time() - started, 1),
             "peak_rss_mb": round(memory.peak_total_mb), "peak_process_rss_mb":
             round(memory.peak_process_mb)}
+
+
+def stop_tree(pid: int, grace_s: float = 10.0) -> None:
+    """Terminates a process and all its descendants, killing what is left after grace_s."""
+    try:
+        root = psutil.Process(pid)
+        tree = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 @contextlib.contextmanager
