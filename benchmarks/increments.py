@@ -159,21 +159,21 @@ def prepare(folder: pathlib.Path, args: argparse.Namespace, git: str) -> dict[st
     layout = spans_data.split(folder / "data" / "interactions.csv", folder / "spans",
                               "timestamp", spans=args.spans,
                               extra_tables=(folder / "data" / "items.csv",))
-    base = scale.pipeline_config(folder, args.workers, args.train_steps, args.batch_size,
-                                 args.eval_interactions)
+    base = scale.pipeline_config(folder, args.workers, args.pool_workers, args.train_steps,
+                                 args.batch_size, args.eval_interactions)
     base["data"]["items"] = str(folder / "spans" / "items.csv")
     base["orchestration"]["pipeline_name"] = "twotower-increments"
     (folder / "config.yaml").write_text(yaml.safe_dump(base))
     if args.single_file:
-        single = scale.pipeline_config(folder, args.workers, args.train_steps,
+        single = scale.pipeline_config(folder, args.workers, args.pool_workers, args.train_steps,
                                        args.batch_size, args.eval_interactions)
         single["orchestration"]["pipeline_root"] = str(folder / "single_root")
         single["serving"]["base_path"] = str(folder / "single_serving")
         (folder / "single.yaml").write_text(yaml.safe_dump(single))
     config = {"spans": args.spans, "interactions_per_span": args.interactions_per_span,
               "users": args.users, "items": args.items, "window_spans": args.window,
-              "workers": args.workers, "train_steps": args.train_steps,
-              "batch_size": args.batch_size, "max_eval_interactions": args.eval_interactions,
+              "workers": args.workers, "pool_workers": args.pool_workers,
+              "train_steps": args.train_steps, "batch_size": args.batch_size, "max_eval_interactions": args.eval_interactions,
               "seed": args.seed, "single_file": args.single_file}
     return {"config": config, "git": git, "pattern": layout.interactions_pattern,
             "rows": [], "sessions": [{"git": git, "first_run": _label(planned(config)[0])}]}

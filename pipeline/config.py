@@ -366,6 +366,11 @@ class OrchestrationConfig:
         `<pipeline_root>/metadata.sqlite`.
       enable_cache: Re-use outputs of components whose inputs did not change.
       beam_pipeline_args: Passed to every Beam-based component.
+      component_beam_pipeline_args: Component id -> Beam arguments added after
+        beam_pipeline_args for that component only (the later flag wins), e.g. one process
+        for the NegativePoolBuilder while ingestion runs multi-process: at 10M interactions
+        and 1M items its Beam pipeline holds ~7 GB in 2 DirectRunner worker processes and
+        ~4 GB in one (docs/operations.md).
       schedule: Cron string for Airflow / recurring runs (or an Airflow preset such as
         `@daily`; `none` for manual runs only).
       start_date: ISO date of the first scheduled run.
@@ -384,6 +389,8 @@ class OrchestrationConfig:
     enable_cache: bool = True
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",
                                            "--direct_num_workers=1")
+    component_beam_pipeline_args: dict[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
     schedule: str = "0 3 * * *"
     start_date: str = "2026-01-01"
     retries: int = 1

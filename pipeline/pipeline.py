@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from tfx.v1.components import ExampleValidator, ImportSchemaGen
 from tfx import types
-from tfx.dsl.components.base import base_node
+from tfx.dsl.components.base import base_beam_component, base_node
 from tfx.dsl.components.common import resolver
 from tfx.dsl.io import fileio
 from tfx.dsl.input_resolution.strategies import latest_blessed_model_strategy
@@ -314,15 +314,34 @@ def create_pipeline(config: PipelineConfig,
         base_model=blessed.outputs[keys.MODEL_KEY] if warm_start else None,
     ).with_id(TRAINER_ID)
     orchestration = config.orchestration
+    nodes = (interactions.nodes + items.nodes + extra + [negative_pool, blessed, trainer]
+             + serving_nodes(config, trainer, examples, training_examples, blessed))
+    add_component_beam_args(nodes, orchestration.component_beam_pipeline_args)
     return tfx_pipeline.Pipeline(
         pipeline_name=orchestration.pipeline_name,
         pipeline_root=absolute(orchestration.pipeline_root),
-        components=interactions.nodes + items.nodes + extra + [negative_pool, blessed, trainer]
-        + serving_nodes(config, trainer, examples, training_examples, blessed),
+        components=nodes,
         enable_cache=orchestration.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_args.pipeline_beam_args(orchestration.beam_pipeline_args),
     )
+
+
+def add_component_beam_args(nodes: Sequence[base_node.BaseNode],
+                            args_by_id: Mapping[str, Sequence[str]]) -> None:
+    """Adds each component's own Beam arguments (orchestration.component_beam_pipeline_args).
+
+    Raises:
+      ConfigError: if an id is not a Beam-based component of the pipeline.
+    """
+    beam_nodes = {node.id: node for node in nodes
+                  if isinstance(node, base_beam_component.BaseBeamComponent)}
+    for node_id, args in args_by_id.items():
+        if node_id not in beam_nodes:
+            raise ConfigError(f"orchestration.component_beam_pipeline_args: {node_id!r} is not "
+                              f"a Beam-based component of this pipeline; those are "
+                              f"{sorted(beam_nodes)}")
+        beam_nodes[node_id].with_beam_pipeline_args(list(args))
 
 
 def sqlite_metadata(config: PipelineConfig) -> metadata_pb2.ConnectionConfig:

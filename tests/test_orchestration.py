@@ -135,3 +135,36 @@ def test_uri_folders_and_patterns_need_no_filesystem():
 def test_orchestration_config_errors_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):
         _config(override)
+
+
+def _compiled_beam_args(pipeline, node_id):
+    from tfx.dsl.compiler import compiler  # pylint: disable=import-outside-toplevel
+    from tfx.proto.orchestration import executable_spec_pb2, pipeline_pb2  # pylint: disable=import-outside-toplevel
+    ir = compiler.Compiler().compile(pipeline)
+    deployment = pipeline_pb2.IntermediateDeploymentConfig()
+    ir.deployment_config.Unpack(deployment)
+    spec = executable_spec_pb2.BeamExecutableSpec()
+    deployment.executor_specs[node_id].Unpack(spec)
+    return [arg.value.string_value for arg in spec.beam_pipeline_args_placeholders]
+
+
+def test_a_component_gets_its_own_beam_args_after_the_pipelines(tmp_path):
+    one_process = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    config = _config(f"orchestration.pipeline_root={tmp_path / 'root'}",
+                     "orchestration.beam_pipeline_args=[--direct_running_mode=multi_processing,"
+                     " --direct_num_workers=2]",
+                     "orchestration.component_beam_pipeline_args={NegativePoolBuilder: "
+                     "[--direct_running_mode=in_memory, --direct_num_workers=1]}")
+    pipeline = pipeline_lib.create_pipeline(config)
+    pool = _compiled_beam_args(pipeline, "NegativePoolBuilder")
+    assert pool[:2] == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert pool[-2:] == one_process  # later flags win in Beam's argument parsing
+    assert not set(one_process) & set(_compiled_beam_args(pipeline, "InteractionsStatisticsGen"))
+
+
+def test_beam_args_for_a_component_that_is_not_a_beam_one_name_those_that_are(tmp_path):
+    config = _config(f"orchestration.pipeline_root={tmp_path / 'root'}",
+                     "orchestration.component_beam_pipeline_args={Trainer: [--x=1]}")
+    with pytest.raises(ConfigError, match="'Trainer' is not a Beam-based component.*"
+                                          "NegativePoolBuilder"):
+        pipeline_lib.create_pipeline(config)

@@ -60,11 +60,13 @@ def test_growth_divides_the_last_size_by_the_first():
     assert scale.growth(rows, 10, 100) == {"Trainer": 1.25, "pipeline": 2.5}
 
 
-def test_config_bounds_scoring_and_uses_multi_processing(tmp_path):
-    config = scale.pipeline_config(tmp_path, workers=2, train_steps=7, batch_size=64,
-                                   eval_interactions=300)
+def test_config_bounds_scoring_and_runs_the_pool_in_its_own_worker_count(tmp_path):
+    config = scale.pipeline_config(tmp_path, workers=2, pool_workers=1, train_steps=7,
+                                   batch_size=64, eval_interactions=300)
     from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
     parsed = config_lib.from_dict(config)
     assert parsed.training.train_steps == 7 and parsed.validation.max_eval_interactions == 300
     assert "--direct_running_mode=multi_processing" in parsed.orchestration.beam_pipeline_args
+    assert parsed.orchestration.component_beam_pipeline_args == {
+        "NegativePoolBuilder": ("--direct_running_mode=in_memory", "--direct_num_workers=1")}
     assert parsed.data.interactions == str(tmp_path / "data" / "interactions.csv")
