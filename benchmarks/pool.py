@@ -2,9 +2,10 @@
 
 For each size, synthetic interactions (and the 1M-item catalogue) are written as
 ExampleGen-style tf.Example splits, then the NegativePoolBuilder executor runs in a fresh
-process with Beam's DirectRunner in multi-processing mode; the wall time and the peak
+process with Beam's DirectRunner (multi-processing with `--workers` N > 1, else in one
+process; several counts run side by side on the same data); the wall time and the peak
 resident memory of that process and all its Beam workers are recorded. Reports
-reports/pool.json (DESIGN §8): one row per size, plus the 1M -> 10M growth ratio.
+reports/pool.json (DESIGN §8): one row per size and worker count, plus the growth ratios.
 """
 from __future__ import annotations
 
@@ -47,9 +48,10 @@ def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -
                                       contract.load(config_lib.DEFAULT_SCHEMA_DIR), beam_args)
 
 
-def run(sizes: Sequence[int], users: int, items: int, workers: int, seed: int,
+def run(sizes: Sequence[int], users: int, items: int, workers: Sequence[int], seed: int,
         workdir: Optional[pathlib.Path], out: Optional[pathlib.Path]) -> pathlib.Path:
-    """Measures every size and writes the report."""
+    """Measures every size with every worker count (on the same data) and writes the
+    report."""
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for size in sizes:
@@ -57,30 +59,51 @@ def run(sizes: Sequence[int], users: int, items: int, workers: int, seed: int,
             print(f"[pool] preparing {size:,} interactions, {users:,} users, {items:,} items",
                   file=sys.stderr)
             prepared = prepare(size, users, items, seed, folder)
-            print(f"[pool] building the pool ({workers} Beam workers)", file=sys.stderr)
-            (folder / "pool").mkdir()
-            measured = common.run_measured(
-                [sys.executable, "-m", "benchmarks.pool", "execute",
-                 str(folder / "interactions"), str(folder / "items"), str(folder / "pool"),
-                 str(workers)], folder / "execute.log")
-            stats = json.loads((folder / "pool" / "stats.json").read_text())
-            row = {"name": "negative_pool", "interactions": size, "users": users,
-                   "items": items, **measured, **prepared,
-                   "interactions_per_s": round(size / measured["wall_s"]),
-                   "pool_size": stats["pool_size"], "catalog_size": stats["catalog_size"]}
-            print(f"[pool] {json.dumps(row)}", file=sys.stderr)
-            rows.append(row)
-    notes = ("DirectRunner multi_processing; wall_s and peak_rss_mb cover the executor process "
-             "and all Beam worker processes (peak of their summed RSS); preparing the "
-             "tf.Example input is not included.")
-    if len(rows) >= 2:
-        growth = rows[-1]["wall_s"] / rows[0]["wall_s"]
-        notes += (f" Wall time grows {growth:.2f}x from {rows[0]['interactions']:,} to "
-                  f"{rows[-1]['interactions']:,} interactions "
-                  f"({rows[-1]['interactions'] / rows[0]['interactions']:.0f}x the data).")
-    config = {"sizes": list(sizes), "users": users, "items": items, "workers": workers,
-              "seed": seed, "runner": "DirectRunner multi_processing"}
-    return common.write_report("pool", config, rows, notes, out)
+            for count in workers:
+                rows.append(measure(folder, size, users, items, count, prepared))
+    return common.write_report("pool", {"sizes": list(sizes), "users": users, "items": items,
+                                        "workers": list(workers), "seed": seed,
+                                        "runner": "DirectRunner"}, rows, notes(rows), out)
+
+
+def measure(folder: pathlib.Path, size: int, users: int, items: int, workers: int,
+            prepared: dict[str, float]) -> dict[str, object]:
+    """One executor run on a prepared folder in a fresh process; its report row."""
+    print(f"[pool] building the pool ({workers} Beam worker processes)", file=sys.stderr)
+    out = folder / f"pool-{workers}"
+    out.mkdir()
+    measured = common.run_measured(
+        [sys.executable, "-m", "benchmarks.pool", "execute", str(folder / "interactions"),
+         str(folder / "items"), str(out), str(workers)], folder / f"execute-{workers}.log")
+    stats = json.loads((out / "stats.json").read_text())
+    row = {"name": "negative_pool", "interactions": size, "users": users, "items": items,
+           "workers": workers, **measured, **prepared,
+           "interactions_per_s": round(size / measured["wall_s"]),
+           "pool_size": stats["pool_size"], "catalog_size": stats["catalog_size"]}
+    print(f"[pool] {json.dumps(row)}", file=sys.stderr)
+    return row
+
+
+def notes(rows: Sequence[dict]) -> str:
+    """The report's notes: what was measured, growth with the data and with the workers."""
+    text = ("DirectRunner: multi_processing with N worker processes, or in_memory (one "
+            "process) for 1; wall_s and peak_rss_mb cover the executor process and all Beam "
+            "worker processes (peak of their summed RSS); preparing the tf.Example input is "
+            "not included.")
+    first = rows[0]["workers"]
+    same = [row for row in rows if row["workers"] == first]
+    if len(same) >= 2:
+        growth = same[-1]["wall_s"] / same[0]["wall_s"]
+        text += (f" With {first} workers wall time grows {growth:.2f}x from "
+                 f"{same[0]['interactions']:,} to {same[-1]['interactions']:,} interactions "
+                 f"({same[-1]['interactions'] / same[0]['interactions']:.0f}x the data).")
+    for row in rows:
+        if row["workers"] != first:
+            base = next(other for other in same if other["interactions"] == row["interactions"])
+            text += (f" At {row['interactions']:,}, {row['workers']} workers against {first}: "
+                     f"{row['wall_s'] / base['wall_s']:.2f}x the time, "
+                     f"{row['peak_rss_mb'] / base['peak_rss_mb']:.2f}x the peak memory.")
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="interaction counts to measure")
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2],
+                        help="DirectRunner worker processes (1: in one process); several "
+                             "counts are measured side by side on the same data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=pathlib.Path,
                         help="where to put temporary data (default: system temp)")
