@@ -139,6 +139,12 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
             round(memory.peak_process_mb)}
 
 
+def direct_runner_args(workers: int) -> list[str]:
+    """DirectRunner arguments for `workers` worker processes (1: all in one process)."""
+    return (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+            if workers > 1 else ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+
+
 def stop_tree(pid: int, grace_s: float = 10.0) -> None:
     """Terminates a process and all its descendants, killing what is left after grace_s."""
     try:

@@ -41,11 +41,10 @@ def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib, contract  # pylint: disable=import-outside-toplevel
 
-    beam_args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-                 if workers > 1 else ["--direct_running_mode=in_memory"])
     example_files.build_pool_artifact(pathlib.Path(interactions_dir), pathlib.Path(items_dir),
                                       pathlib.Path(out_dir), PoolSettings(),
-                                      contract.load(config_lib.DEFAULT_SCHEMA_DIR), beam_args)
+                                      contract.load(config_lib.DEFAULT_SCHEMA_DIR),
+                                      common.direct_runner_args(workers))
 
 
 def run(sizes: Sequence[int], users: int, items: int, workers: Sequence[int], seed: int,

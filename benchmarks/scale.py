@@ -34,12 +34,6 @@ DEFAULT_SIZES = (1_000_000, 10_000_000)
 PIPELINE_ROW = "pipeline"
 
 
-def direct_runner_args(workers: int) -> list[str]:
-    """DirectRunner arguments for `workers` worker processes (1: all in one process)."""
-    return (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-            if workers > 1 else ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-
-
 def pipeline_config(folder: pathlib.Path, workers: int, pool_workers: int, train_steps: int,
                     batch_size: int, eval_interactions: int) -> dict[str, Any]:
     """The run's config: the generated tables, fixed training steps, bounded scoring."""
@@ -51,9 +45,9 @@ def pipeline_config(folder: pathlib.Path, workers: int, pool_workers: int, train
         "serving": {"base_path": str(folder / "serving")},
         "orchestration": {"pipeline_name": "twotower-scale",
                           "pipeline_root": str(folder / "root"),
-                          "beam_pipeline_args": direct_runner_args(workers),
+                          "beam_pipeline_args": common.direct_runner_args(workers),
                           "component_beam_pipeline_args": {
-                              "NegativePoolBuilder": direct_runner_args(pool_workers)}},
+                              "NegativePoolBuilder": common.direct_runner_args(pool_workers)}},
     }
 
 
