@@ -1,13 +1,18 @@
 """Markdown tables from benchmark reports, so the README quotes reports without retyping.
 
     python -m benchmarks.report_table reports/quality.json name tfrs_top_100 ...
+    python -m benchmarks.report_table reports/increments.json --pivot name span \
+        --values 1 5 10 single_file --cell "{wall_s:,.1f} s / {peak_rss_mb:,} MB"
 """
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import sys
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
+
+from pipeline.errors import ConfigError
 
 
 def _cell(value: Any) -> str:
@@ -26,9 +31,58 @@ def markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _formatted(row: Optional[dict[str, Any]], cell: str) -> str:
+    if row is None:
+        return "-"
+    try:
+        return cell.format(**row)
+    except (KeyError, TypeError, ValueError):
+        return "-"
+
+
+def pivot(rows: Sequence[dict[str, Any]], row_key: str, column_key: str,
+          values: Sequence[str], cell: str, names: Sequence[str] = ()) -> str:
+    """A table with one line per `row_key` value and one column per `column_key` value.
+
+    Args:
+        rows: report rows, e.g. {"name": "Trainer", "span": 5, "wall_s": 1.0, ...}.
+        row_key: the field naming a line (first-appearance order unless `names` is given).
+        column_key: the field naming a column; compared as text, so 5 matches "5".
+        values: the column values to show, in order; "VALUE=LABEL" heads the column with
+            LABEL instead of "COLUMN_KEY VALUE".
+        cell: a str.format template over one row's fields; "-" where the row is missing
+            or lacks a field (e.g. a None peak).
+        names: the lines to show, in order (all of them when empty).
+    """
+    by_key = {(str(row.get(row_key)), str(row.get(column_key))): row for row in rows}
+    lines_order = list(names) or list(dict.fromkeys(str(row.get(row_key)) for row in rows))
+    keys = [value.partition("=")[0] for value in values]
+    header = [row_key] + [value.partition("=")[2] or f"{column_key} {value}" for value in values]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([name] + [_formatted(by_key.get((name, str(value))), cell)
+                                          for value in keys]) + " |"
+              for name in lines_order]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str]) -> None:
-    report = json.loads(pathlib.Path(argv[0]).read_text())
-    print(markdown(report["rows"], argv[1:]))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report_table")
+    parser.add_argument("report", type=pathlib.Path)
+    parser.add_argument("columns", nargs="*", help="row fields, one column each")
+    parser.add_argument("--pivot", nargs=2, metavar=("ROW_KEY", "COLUMN_KEY"))
+    parser.add_argument("--values", nargs="+", default=(),
+                        help="COLUMN_KEY values to show, each VALUE or VALUE=LABEL")
+    parser.add_argument("--cell", default="{wall_s}", help="str.format template per cell")
+    parser.add_argument("--names", nargs="+", default=(), help="ROW_KEY values to show")
+    args = parser.parse_args(argv)
+    rows = json.loads(args.report.read_text())["rows"]
+    if args.pivot:
+        if not args.values:
+            raise ConfigError("--pivot needs --values: the column values to show, "
+                              "e.g. --values 1 5 10")
+        print(pivot(rows, *args.pivot, args.values, args.cell, args.names))
+    else:
+        print(markdown(rows, args.columns))
 
 
 if __name__ == "__main__":
