@@ -52,16 +52,18 @@ def pivot(rows: Sequence[dict[str, Any]], row_key: str, column_key: str,
             LABEL instead of "COLUMN_KEY VALUE".
         cell: a str.format template over one row's fields; "-" where the row is missing
             or lacks a field (e.g. a None peak).
-        names: the lines to show, in order (all of them when empty).
+        names: the lines to show, in order (all of them when empty); "NAME=LABEL" heads
+            the line with LABEL.
     """
     by_key = {(str(row.get(row_key)), str(row.get(column_key))): row for row in rows}
-    lines_order = list(names) or list(dict.fromkeys(str(row.get(row_key)) for row in rows))
+    shown = list(names) or list(dict.fromkeys(str(row.get(row_key)) for row in rows))
     keys = [value.partition("=")[0] for value in values]
     header = [row_key] + [value.partition("=")[2] or f"{column_key} {value}" for value in values]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([name] + [_formatted(by_key.get((name, str(value))), cell)
-                                          for value in keys]) + " |"
-              for name in lines_order]
+    for entry in shown:
+        name, _, label = entry.partition("=")
+        cells = [_formatted(by_key.get((name, key)), cell) for key in keys]
+        lines.append("| " + " | ".join([label or name] + cells) + " |")
     return "\n".join(lines)
 
 
@@ -73,7 +75,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--values", nargs="+", default=(),
                         help="COLUMN_KEY values to show, each VALUE or VALUE=LABEL")
     parser.add_argument("--cell", default="{wall_s}", help="str.format template per cell")
-    parser.add_argument("--names", nargs="+", default=(), help="ROW_KEY values to show")
+    parser.add_argument("--names", nargs="+", default=(), help="ROW_KEY values to show, each NAME or NAME=LABEL")
     args = parser.parse_args(argv)
     rows = json.loads(args.report.read_text())["rows"]
     if args.pivot:

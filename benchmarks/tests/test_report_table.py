@@ -17,10 +17,10 @@ def test_pivot_puts_one_field_per_line_and_another_per_column():
             {"name": "Pusher", "span": 1, "wall_s": 0.1, "peak_rss_mb": 100}]
     table = report_table.pivot(rows, "name", "span", ["1", "5", "single_file=one file"],
                                "{wall_s:,.1f} s / {peak_rss_mb:,} MB",
-                               names=["ingest", "Trainer"])
+                               names=["ingest=ingest (3 stages)", "Trainer"])
     assert table.splitlines() == [
         "| name | span 1 | span 5 | one file |", "|---|---|---|---|",
-        "| ingest | 133.2 s / 3,713 MB | - | - |",
+        "| ingest (3 stages) | 133.2 s / 3,713 MB | - | - |",
         "| Trainer | 282.7 s / 6,788 MB | - | - |"]
 
 
