@@ -12,8 +12,6 @@ import pathlib
 import sys
 from typing import Any, Optional, Sequence
 
-from pipeline.errors import ConfigError
-
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
@@ -75,13 +73,13 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--values", nargs="+", default=(),
                         help="COLUMN_KEY values to show, each VALUE or VALUE=LABEL")
     parser.add_argument("--cell", default="{wall_s}", help="str.format template per cell")
-    parser.add_argument("--names", nargs="+", default=(), help="ROW_KEY values to show, each NAME or NAME=LABEL")
+    parser.add_argument("--names", nargs="+", default=(),
+                        help="ROW_KEY values to show, each NAME or NAME=LABEL")
     args = parser.parse_args(argv)
     rows = json.loads(args.report.read_text())["rows"]
     if args.pivot:
         if not args.values:
-            raise ConfigError("--pivot needs --values: the column values to show, "
-                              "e.g. --values 1 5 10")
+            parser.error("--pivot needs --values: the column values to show, e.g. --values 1 5 10")
         print(pivot(rows, *args.pivot, args.values, args.cell, args.names))
     else:
         print(markdown(rows, args.columns))
