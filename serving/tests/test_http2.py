@@ -219,10 +219,10 @@ def test_grpc_frontend_flag(capsys):
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser)
     options = flags.options_from_args(parser.parse_args(["--model_base_path", "m"]))
-    assert options.grpc_frontend == "asyncio"
-    options = flags.options_from_args(parser.parse_args(["--model_base_path", "m",
-                                                         "--grpc_frontend", "grpcio"]))
     assert options.grpc_frontend == "grpcio"
+    options = flags.options_from_args(parser.parse_args(["--model_base_path", "m",
+                                                         "--grpc_frontend", "asyncio"]))
+    assert options.grpc_frontend == "asyncio"
     with pytest.raises(SystemExit):
         parser.parse_args(["--grpc_frontend", "h2"])
     assert "invalid choice: 'h2' (choose from 'asyncio', 'grpcio')" in capsys.readouterr().err
