@@ -16,7 +16,8 @@ CORE = [
     "tqdm",
     "psutil",
     "matplotlib",  # the model validator's candidate-vs-baseline plot
-    "hpack",  # HPACK header decoding for serving/http2.py (--grpc_frontend asyncio)
+    "h2",  # HTTP/2 state machine of serving/http2.py (--grpc_frontend asyncio)
+    "h11",  # HTTP/1.1 state machine of serving/rest.py
 ]
 
 EXTRAS = {

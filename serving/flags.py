@@ -17,6 +17,7 @@ from typing import Optional
 
 from pipeline.errors import TwoTowerError
 from serving import batching_params
+from serving.limits import Limits
 
 
 @dataclasses.dataclass
@@ -35,6 +36,7 @@ class ServerOptions:
     ssl_key_file: Optional[str] = None
     batching: Optional[batching_params.BatchingParameters] = None
     grpc_frontend: str = "grpcio"
+    limits: Limits = Limits()
 
 
 # --grpc_frontend: grpc.aio (the default: compression, keepalive enforcement, hardened
@@ -70,6 +72,28 @@ def models_from_flags(model_name: Optional[str], model_base_path: Optional[str],
     return {model_name or "default": os.path.abspath(model_base_path)}
 
 
+# (flag, Limits field, type, help): serving/limits.py says what each protects against.
+_LIMIT_FLAGS = (
+    ("--max_connections", "max_connections", int,
+     "open connections on both ports together; more are refused"),
+    ("--handshake_timeout_seconds", "handshake_timeout_s", float,
+     "time for TLS and the HTTP/2 preface of a new connection"),
+    ("--request_timeout_seconds", "request_timeout_s", float,
+     "time for a REST request's head and body to arrive"),
+    ("--idle_timeout_seconds", "idle_timeout_s", float,
+     "a connection with no call running and no request for this long is closed"),
+    ("--max_concurrent_streams", "max_concurrent_streams", int,
+     "calls in flight per HTTP/2 connection"),
+    ("--connection_window_bytes", "connection_window_bytes", int,
+     "request bytes one HTTP/2 connection may hold unanswered (asyncio front end)"),
+    ("--max_resets_per_second", "max_resets_per_second", float,
+     "stream resets a second per HTTP/2 connection before GOAWAY ENHANCE_YOUR_CALM "
+     "(asyncio front end)"),
+    ("--write_buffer_bytes", "write_buffer_bytes", int,
+     "unread response bytes per connection before the server stops reading from it"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8500, help="gRPC port")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
@@ -97,6 +121,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pad_variable_length_inputs); needs --enable_batching")
     parser.add_argument("--ssl_cert_file", help="PEM certificate; enables TLS on both ports")
     parser.add_argument("--ssl_key_file", help="PEM private key for --ssl_cert_file")
+    limits = parser.add_argument_group(
+        "protections against hostile clients (docs/operations.md)")
+    for flag, field, kind, text in _LIMIT_FLAGS:
+        limits.add_argument(flag, dest=field, type=kind, default=getattr(Limits(), field),
+                            help=text + " (default %(default)s)")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
@@ -109,4 +138,16 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_threads,
         ssl_cert_file=args.ssl_cert_file, ssl_key_file=args.ssl_key_file,
         grpc_frontend=args.grpc_frontend,
-        batching=batching_params.from_flags(args.enable_batching, args.batching_parameters_file))
+        batching=batching_params.from_flags(args.enable_batching, args.batching_parameters_file),
+        limits=limits_from_args(args, args.max_request_bytes))
+
+
+def limits_from_args(args: argparse.Namespace, max_request_bytes: int) -> Limits:
+    """The Limits the flags set.
+
+    Raises:
+      TwoTowerError: naming the flag of a value out of range.
+    """
+    limits = Limits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS})
+    limits.check(max_request_bytes)
+    return limits

@@ -1,24 +1,25 @@
-"""gRPC on asyncio: unary gRPC calls over HTTP/2 framing written for them, without grpc.aio.
+"""gRPC on asyncio: unary gRPC calls over HTTP/2, the protocol kept by `h2`, without grpc.aio.
 
 grpc.aio spends ~0.2 ms of CPU per request on these cores before any of our code runs; on
-2 cores that caps batched gRPC below REST (README "Serving under load"). A probe answering
-fixed bytes, measured side by side under h2load at concurrency 16: grpc.aio ~3,300
-requests/s, this framing ~13,300/s. This module speaks the part of HTTP/2 (RFC 9113) and
-of gRPC's HTTP/2 mapping (grpc/doc/PROTOCOL-HTTP2.md) that unary calls use:
+2 cores that caps batched gRPC below REST (docs/benchmarks.md, serving). This front end
+answers the unary calls of gRPC's HTTP/2 mapping (grpc/doc/PROTOCOL-HTTP2.md) on one event
+loop. `h2` (python-hyper's HTTP/2 state machine, RFC 9113) owns the protocol: stream states
+(a finished stream cannot be dispatched again), header validation, HPACK, flow-control
+accounting, frame and CONTINUATION splitting, PING and SETTINGS answers. What is ours:
 
-- the connection preface; SETTINGS (acknowledged; the peer's initial window and frame size
-  honoured); PING (answered); GOAWAY (sent on stop, honoured when received); RST_STREAM
-  (cancels the call); PRIORITY (ignored); padding; CONTINUATION;
-- flow control both ways: request bodies give the windows back as they are read,
-  responses wait for the peer's WINDOW_UPDATEs and are cut to its frame size;
-- request headers decoded with `hpack` (RFC 7541: dynamic table, Huffman); responses use
-  literal fields without indexing only, so no encoder state is kept;
-- one length-prefixed message per request; the answer is HEADERS, DATA, trailers
-  (`grpc-status`, `grpc-message` percent-encoded), or Trailers-Only for an error;
-- `grpc-timeout`: a call whose deadline passed before it starts answers DEADLINE_EXCEEDED;
-  compressed messages answer UNIMPLEMENTED (only `identity` is accepted).
+- gRPC: one length-prefixed message per request; the answer is HEADERS, DATA, trailers
+  (`grpc-status`, `grpc-message` percent-encoded and cut to MAX_DETAILS characters), or
+  Trailers-Only for an error; `grpc-timeout` (a call whose deadline passed before it starts
+  answers DEADLINE_EXCEEDED); compressed messages answer UNIMPLEMENTED.
+- The server's protections (serving/limits.py, each a flag): the connection cap; handshake
+  and idle timeouts; request bodies held in memory bounded by the connection's receive
+  window, which is given back only as calls finish; a rate limit on reset streams (rapid
+  reset, GOAWAY ENHANCE_YOUR_CALM); write back-pressure (reading pauses while the client
+  leaves more than `write_buffer_bytes` unread); a reset stream cancels its call, including
+  a request waiting in the batch queue; TLS requires ALPN h2 and RFC 9113's cipher suites.
+- Graceful stop: GOAWAY NO_ERROR written outside `h2` (whose state machine refuses to send
+  after its own GOAWAY), so calls in flight are still answered.
 Streaming calls and server push are not implemented: TF Serving's API has neither.
-Errors of the peer's framing close the connection with GOAWAY naming the problem.
 """
 from __future__ import annotations
 
@@ -32,19 +33,27 @@ from typing import Awaitable, Callable, Optional
 
 from absl import logging
 import grpc
-import hpack
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
 
-from serving.http2_wire import (ACK, COMPRESSION_ERROR, CONTINUATION, DATA, DEFAULT_FRAME_SIZE,
-                                DEFAULT_WINDOW, END_HEADERS, END_STREAM, FLOW_CONTROL_ERROR,
-                                FRAME_SIZE_ERROR, GOAWAY, HEADERS, LISTEN_BACKLOG,
-                                MAX_FRAME_SIZE_LIMIT, MAX_HEADER_LIST_SIZE, MAX_WINDOW,
-                                NO_ERROR, OK_TRAILERS, PADDED, PING, PREFACE, PRIORITY_FLAG,
-                                PROTOCOL_ERROR, PUSH_PROMISE, RECEIVE_WINDOW, REFUSED_STREAM,
-                                RESPONSE_HEADERS, RST_STREAM, SETTINGS,
-                                SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS,
-                                SETTINGS_MAX_FRAME_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE,
-                                STREAM_CLOSED, WINDOW_UPDATE, FRAME_HEADER, frame, literal,
-                                parse_timeout, status_block)
+from serving.http2_wire import (DEFAULT_WINDOW, GOAWAY, LISTEN_BACKLOG, MAX_HEADER_LIST_SIZE,
+                                NO_ERROR, OK_TRAILERS, PREFACE, PROTOCOL_ERROR,
+                                RESPONSE_HEADERS, SETTINGS, STREAM_WINDOW_SLACK, frame,
+                                parse_timeout, status_headers)
+from serving.limits import ConnectionSlots, Limits
+
+_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                    validate_inbound_headers=True,
+                                    normalize_inbound_headers=True,
+                                    validate_outbound_headers=False,
+                                    normalize_outbound_headers=False)
+_NOT_HTTP2 = (b"not an HTTP/2 connection preface (gRPC needs HTTP/2; REST is on the other "
+              b"port)")
+
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
@@ -60,201 +69,173 @@ class Reply:
 Handler = Callable[[str, bytes], Awaitable[Reply]]
 
 
-class ProtocolError(Exception):
-    """The peer broke HTTP/2: the connection ends with GOAWAY carrying `code`."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class _Stream:
-    """One request: its header block, body, send window and pending response bytes."""
+    """One request: its headers, body, and the response bytes the windows hold back."""
 
-    __slots__ = ("id", "block", "end_stream", "path", "deadline", "body", "unacked",
-                 "window", "out", "task", "refused", "answered")
+    __slots__ = ("id", "path", "deadline", "body", "received", "out", "task", "complete")
 
-    def __init__(self, stream_id: int, window: int) -> None:
+    def __init__(self, stream_id: int) -> None:
         self.id = stream_id
-        self.block = bytearray()
-        self.end_stream = False
-        self.path: Optional[str] = None
+        self.path = ""
         self.deadline: Optional[float] = None
         self.body = bytearray()
-        self.unacked = 0
-        self.window = window
+        self.received = 0  # flow-controlled bytes, given back when the stream is forgotten
         self.out: Optional[memoryview] = None
         self.task: Optional[asyncio.Task] = None
-        self.refused = False
-        self.answered = False
+        self.complete = False  # the client ended its side
+
+
+class _ResetBudget:
+    """A token bucket of stream resets: `rate` a second, bursts of `rate`."""
+
+    __slots__ = ("rate", "tokens", "stamp")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    def spend(self) -> bool:
+        """Takes one reset; False when the budget is exhausted."""
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate) - 1
+        self.stamp = now
+        return self.tokens >= 0
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: frames in, calls dispatched as tasks, responses out."""
+    """One client connection: bytes into `h2`, its events into calls, responses out."""
 
     def __init__(self, server: "Server") -> None:
         self.server = server
+        self.limits = server.limits
+        self.h2 = h2.connection.H2Connection(config=_CONFIG)
         self.transport: Optional[asyncio.Transport] = None
-        self.buffer = bytearray()
-        self.preface_seen = False
-        self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST_SIZE)
         self.streams: dict[int, _Stream] = {}
-        self.last_stream = 0
-        self.send_window = DEFAULT_WINDOW
-        self.peer_window = DEFAULT_WINDOW
-        self.peer_frame_size = DEFAULT_FRAME_SIZE
-        self.unacked = 0
-        self.continuing: Optional[_Stream] = None
         self.blocked: dict[int, _Stream] = {}
+        self.preface = b""
+        self.counted = False
         self.closing = False
-        self.pending: list[bytes] = []
+        self.running = 0
+        self.last_request = 0.0
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.resets = _ResetBudget(self.limits.max_resets_per_second)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if not self.server.slots.acquire():
+            logging.warning("gRPC connection refused: --max_connections %d reached",
+                            self.limits.max_connections)
+            transport.write(frame(SETTINGS, 0, 0) + frame(  # type: ignore[attr-defined]
+                GOAWAY, 0, 0, struct.pack(">II", 0, NO_ERROR) + b"connection limit reached"))
+            transport.close()
+            return
+        self.counted = True
         self.server.connections.add(self)
-        settings = struct.pack(">HIHIHI", SETTINGS_MAX_CONCURRENT_STREAMS,
-                               self.server.max_concurrent_streams,
-                               SETTINGS_INITIAL_WINDOW_SIZE, RECEIVE_WINDOW,
-                               SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_SIZE)
-        self.transport.write(
-            frame(SETTINGS, 0, 0, settings)
-            + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", RECEIVE_WINDOW - DEFAULT_WINDOW)))
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and tls.selected_alpn_protocol() != "h2":
+            logging.warning("gRPC connection closed: TLS without ALPN h2")
+            transport.close()
+            return
+        self.transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: (self.server.max_message_bytes + 5
+                                                           + STREAM_WINDOW_SLACK),
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0})
+        self.h2.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(self.limits.connection_window_bytes
+                                              - DEFAULT_WINDOW)
+        self._send()
+        self.last_request = time.monotonic()
+        self.timer = asyncio.get_running_loop().call_later(self.limits.handshake_timeout_s,
+                                                           self._check_timeouts)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.counted:
+            self.server.slots.release()
+            self.counted = False
         self.server.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
         for stream in self.streams.values():
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
         self.blocked.clear()
 
+    def pause_writing(self) -> None:
+        """The client leaves more than `write_buffer_bytes` unread: stop taking its
+        requests (and its PINGs and SETTINGS, whose answers would queue too)."""
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
+        if len(self.preface) < len(PREFACE):
+            if not self._check_preface(data):
+                return
         try:
-            if not self.preface_seen:
-                if len(buffer) < len(PREFACE):
-                    if not PREFACE.startswith(bytes(buffer)):
-                        raise ProtocolError(PROTOCOL_ERROR, "not an HTTP/2 connection preface "
-                                            "(gRPC needs HTTP/2; REST is on the other port)")
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self._fail(f"{type(e).__name__}: {e}")
+            return
+        for event in events:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                self._data(event)
+            elif kind is h2.events.RequestReceived:
+                self._request(event)
+            elif kind is h2.events.StreamEnded:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    self._dispatch(stream)
+            elif kind is h2.events.WindowUpdated or kind is h2.events.RemoteSettingsChanged:
+                self._flush_blocked()
+            elif kind is h2.events.StreamReset:
+                self._reset(event.stream_id)
+                if not self.resets.spend():
+                    self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                             b"too many stream resets")
+                    self._fail(f"more than {self.limits.max_resets_per_second:g} stream "
+                               "resets a second (--max_resets_per_second)")
                     return
-                if buffer[:len(PREFACE)] != PREFACE:
-                    raise ProtocolError(PROTOCOL_ERROR, "not an HTTP/2 connection preface "
-                                        "(gRPC needs HTTP/2; REST is on the other port)")
-                del buffer[:len(PREFACE)]
-                self.preface_seen = True
-            position, size = 0, len(buffer)
-            while size - position >= 9:
-                high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(buffer, position)
-                length = high << 8 | low
-                if length > DEFAULT_FRAME_SIZE:
-                    raise ProtocolError(FRAME_SIZE_ERROR, f"a frame of {length} bytes exceeds "
-                                        f"SETTINGS_MAX_FRAME_SIZE {DEFAULT_FRAME_SIZE}")
-                end = position + 9 + length
-                if end > size:
-                    break
-                payload = bytes(buffer[position + 9:end])
-                position = end
-                self._frame(kind, flags, stream_id & 0x7FFFFFFF, payload)
-            del buffer[:position]
-        except ProtocolError as e:
-            self._go_away(e.code, str(e))
+            elif kind is h2.events.ConnectionTerminated:
+                self._send()
+                self.transport.close()
+                return
         self._send()
 
-    # -- frames ---------------------------------------------------------------------------
+    def _check_preface(self, data: bytes) -> bool:
+        """False (and the connection closed) unless the bytes so far begin the preface:
+        HTTP/1.1 on this port gets a GOAWAY saying where REST is."""
+        needed = len(PREFACE) - len(self.preface)
+        self.preface += data[:needed]
+        if PREFACE.startswith(self.preface):
+            return True
+        self.transport.write(frame(GOAWAY, 0, 0, struct.pack(">II", 0, PROTOCOL_ERROR) + _NOT_HTTP2))
+        self.transport.close()
+        logging.warning("gRPC connection closed: %s", _NOT_HTTP2.decode())
+        return False
 
-    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self.continuing is not None and (kind != CONTINUATION
-                                            or stream_id != self.continuing.id):
-            raise ProtocolError(PROTOCOL_ERROR, "a header block was interrupted by another "
-                                "frame")
-        if kind == DATA:
-            self._data(flags, stream_id, payload)
-        elif kind == HEADERS:
-            self._headers(flags, stream_id, payload)
-        elif kind == CONTINUATION:
-            if self.continuing is None:
-                raise ProtocolError(PROTOCOL_ERROR, "CONTINUATION without a header block")
-            self._header_fragment(self.continuing, flags, payload)
-        elif kind == SETTINGS:
-            self._settings(flags, stream_id, payload)
-        elif kind == WINDOW_UPDATE:
-            self._window_update(stream_id, payload)
-        elif kind == PING:
-            if stream_id or len(payload) != 8:
-                raise ProtocolError(PROTOCOL_ERROR, "PING must be 8 bytes on stream 0")
-            if not flags & ACK:
-                self.pending.append(frame(PING, ACK, 0, payload))
-        elif kind == RST_STREAM:
-            stream = self._forget(stream_id)
-            if stream is not None and stream.task is not None:
-                stream.task.cancel()
-        elif kind == GOAWAY:
-            self.closing = True
-            if not self.streams:
-                self.transport.close()
-        elif kind == PUSH_PROMISE:
-            raise ProtocolError(PROTOCOL_ERROR, "clients must not send PUSH_PROMISE")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 §5.5).
+    # -- events ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _unpad(flags: int, payload: bytes) -> bytes:
-        if not flags & PADDED:
-            return payload
-        if not payload or payload[0] >= len(payload):
-            raise ProtocolError(PROTOCOL_ERROR, "padding longer than the frame")
-        return payload[1:len(payload) - payload[0]]
-
-    def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if not stream_id or not stream_id % 2:
-            raise ProtocolError(PROTOCOL_ERROR, f"HEADERS on stream {stream_id} (clients use "
-                                "odd stream ids)")
-        payload = self._unpad(flags, payload)
-        if flags & PRIORITY_FLAG:
-            payload = payload[5:]
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            if stream_id <= self.last_stream:
-                raise ProtocolError(STREAM_CLOSED, f"HEADERS on closed stream {stream_id}")
-            self.last_stream = stream_id
-            stream = _Stream(stream_id, self.peer_window)
-            # A refused stream's header block is still decoded: it updates HPACK's table.
-            stream.refused = (self.closing
-                              or len(self.streams) >= self.server.max_concurrent_streams)
-            self.streams[stream_id] = stream
-        elif stream.path is None or not flags & END_STREAM:
-            raise ProtocolError(PROTOCOL_ERROR, f"a second header block on stream {stream_id} "
-                                "without END_STREAM")
-        stream.end_stream = bool(flags & END_STREAM)
-        self._header_fragment(stream, flags, payload)
-
-    def _header_fragment(self, stream: _Stream, flags: int, payload: bytes) -> None:
-        stream.block += payload
-        if len(stream.block) > MAX_HEADER_LIST_SIZE:
-            raise ProtocolError(COMPRESSION_ERROR, "request headers exceed "
-                                f"{MAX_HEADER_LIST_SIZE} bytes")
-        if not flags & END_HEADERS:
-            self.continuing = stream
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        self.last_request = time.monotonic()
+        stream_id = event.stream_id
+        if self.closing:
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
-        self.continuing = None
-        try:
-            headers = self.decoder.decode(bytes(stream.block), raw=True)
-        except hpack.HPACKError as e:
-            raise ProtocolError(COMPRESSION_ERROR, f"undecodable header block: {e}") from e
-        stream.block = bytearray()
-        if stream.refused:
-            self._forget(stream.id)
-            self.pending.append(frame(RST_STREAM, 0, stream.id,
-                                      struct.pack(">I", REFUSED_STREAM)))
-            return
-        if stream.path is None:
-            self._request_headers(stream, dict(headers))
-        if stream.end_stream and self.streams.get(stream.id) is stream:
-            self._dispatch(stream)
-
-    def _request_headers(self, stream: _Stream, headers: dict[bytes, bytes]) -> None:
+        headers = dict(event.headers)
+        stream = self.streams[stream_id] = _Stream(stream_id)
+        stream.complete = event.stream_ended is not None
         if headers.get(b":method") != b"POST":
             self._http_error(stream, b"405")
             return
@@ -269,85 +250,27 @@ class Connection(asyncio.Protocol):
             except ValueError as e:
                 self._answer(stream, Reply(grpc.StatusCode.INTERNAL, details=str(e)))
 
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if not stream_id:
-            raise ProtocolError(PROTOCOL_ERROR, "DATA on stream 0")
-        self.unacked += len(payload)
-        if self.unacked >= RECEIVE_WINDOW // 2:
-            self.pending.append(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self.unacked)))
-            self.unacked = 0
-        stream = self.streams.get(stream_id)
+    def _data(self, event: h2.events.DataReceived) -> None:
+        self.last_request = time.monotonic()
+        stream = self.streams.get(event.stream_id)
         if stream is None:
-            if stream_id > self.last_stream:
-                raise ProtocolError(PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
-            return  # a stream answered or reset already: its remaining body is dropped
-        if stream.path is None:
-            raise ProtocolError(PROTOCOL_ERROR, f"DATA before the headers on stream "
-                                f"{stream_id}")
-        if stream.answered:
+            # answered already (an error before its body ended): drop, give the window back
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             return
-        stream.body += self._unpad(flags, payload)
+        stream.complete = event.stream_ended is not None
+        stream.received += event.flow_controlled_length
+        stream.body += event.data
         if len(stream.body) > self.server.max_message_bytes + 5:
             self._answer(stream, Reply(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 details=f"the request exceeds {self.server.max_message_bytes} bytes "
                         "(--max_request_bytes)"))
-            return
-        if flags & END_STREAM:
-            stream.end_stream = True
-            self._dispatch(stream)
-            return
-        stream.unacked += len(payload)
-        if stream.unacked >= RECEIVE_WINDOW // 2:
-            self.pending.append(frame(WINDOW_UPDATE, 0, stream_id,
-                                      struct.pack(">I", stream.unacked)))
-            stream.unacked = 0
 
-    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id:
-            raise ProtocolError(PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & ACK:
-            if payload:
-                raise ProtocolError(FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
-            return
-        if len(payload) % 6:
-            raise ProtocolError(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6")
-        for offset in range(0, len(payload), 6):
-            key, value = struct.unpack_from(">HI", payload, offset)
-            if key == SETTINGS_INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise ProtocolError(FLOW_CONTROL_ERROR, f"initial window {value} too large")
-                delta, self.peer_window = value - self.peer_window, value
-                for stream in self.streams.values():
-                    stream.window += delta
-            elif key == SETTINGS_MAX_FRAME_SIZE:
-                if not DEFAULT_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT:
-                    raise ProtocolError(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value} out "
-                                        "of range")
-                self.peer_frame_size = value
-        self.pending.append(frame(SETTINGS, ACK, 0))
-        self._flush_blocked()
-
-    def _window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise ProtocolError(FRAME_SIZE_ERROR, "WINDOW_UPDATE must be 4 bytes")
-        increment = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
-        if not increment:
-            raise ProtocolError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-        if not stream_id:
-            self.send_window += increment
-            if self.send_window > MAX_WINDOW:
-                raise ProtocolError(FLOW_CONTROL_ERROR, "connection window above 2^31-1")
-            self._flush_blocked()
-            return
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            stream.window += increment
-            if stream.window > MAX_WINDOW:
-                raise ProtocolError(FLOW_CONTROL_ERROR, f"stream {stream_id} window above "
-                                    "2^31-1")
-            if stream.out is not None:
-                self._flush(stream)
+    def _reset(self, stream_id: int) -> None:
+        """The client reset the stream (or `h2` did for its error): cancel the call."""
+        stream = self._forget(stream_id)
+        if stream is not None and stream.task is not None:
+            stream.task.cancel()
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -364,30 +287,38 @@ class Connection(asyncio.Protocol):
             self._answer(stream, Reply(grpc.StatusCode.DEADLINE_EXCEEDED,
                                        details="deadline exceeded before start"))
         else:
-            stream.task = asyncio.get_running_loop().create_task(
-                self._call(stream, bytes(body[5:])))
+            message = bytes(body[5:])
+            stream.body = bytearray()
+            self.running += 1
+            stream.task = asyncio.get_running_loop().create_task(self._call(stream, message))
 
     async def _call(self, stream: _Stream, message: bytes) -> None:
         try:
-            reply = await self.server.handler(stream.path or "", message)
+            reply = await self.server.handler(stream.path, message)
+        except asyncio.CancelledError:
+            self.running -= 1
+            raise
         except Exception as e:  # pylint: disable=broad-except
             logging.exception("gRPC %s failed", stream.path)
             reply = Reply(grpc.StatusCode.UNKNOWN,
                           details=f"internal error: {type(e).__name__}: {e}")
-        stream.task = None
+        self.running -= 1
         if self.streams.get(stream.id) is stream and not self.transport.is_closing():
             self._answer(stream, reply)
             self._send()
 
     def _answer(self, stream: _Stream, reply: Reply) -> None:
         """Queues the response; a body larger than the windows waits for WINDOW_UPDATEs."""
-        stream.answered = True
-        if reply.code != grpc.StatusCode.OK:
-            self.pending.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.id,
-                                      status_block(reply.code, reply.details)))
-            self._finish(stream)
+        try:
+            if reply.code != grpc.StatusCode.OK:
+                self.h2.send_headers(stream.id, status_headers(reply.code, reply.details),
+                                     end_stream=True)
+                self._finish(stream)
+                return
+            self.h2.send_headers(stream.id, RESPONSE_HEADERS)
+        except h2.exceptions.StreamClosedError:
+            self._forget(stream.id)
             return
-        self.pending.append(frame(HEADERS, END_HEADERS, stream.id, RESPONSE_HEADERS))
         stream.out = memoryview(b"\x00" + struct.pack(">I", len(reply.message))
                                 + reply.message)
         self._flush(stream)
@@ -395,36 +326,42 @@ class Connection(asyncio.Protocol):
     def _flush(self, stream: _Stream) -> None:
         """Sends what the windows allow of the stream's response, then its trailers."""
         out = stream.out
-        while out:
-            size = min(len(out), stream.window, self.send_window, self.peer_frame_size)
-            if size <= 0:
-                stream.out = out
-                self.blocked[stream.id] = stream
-                return
-            self.pending.append(frame(DATA, 0, stream.id, bytes(out[:size])))
-            stream.window -= size
-            self.send_window -= size
-            out = out[size:]
-        stream.out = None
-        self.blocked.pop(stream.id, None)
-        self.pending.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.id, OK_TRAILERS))
+        try:
+            while out:
+                size = min(len(out), self.h2.local_flow_control_window(stream.id),
+                           self.h2.max_outbound_frame_size)
+                if size <= 0:
+                    stream.out = out
+                    self.blocked[stream.id] = stream
+                    return
+                self.h2.send_data(stream.id, out[:size])
+                out = out[size:]
+            self.h2.send_headers(stream.id, OK_TRAILERS, end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            self._forget(stream.id)
+            return
         self._finish(stream)
 
     def _flush_blocked(self) -> None:
         for stream in list(self.blocked.values()):
-            if self.send_window <= 0:
-                return
             self._flush(stream)
 
     def _finish(self, stream: _Stream) -> None:
         """Forgets an answered stream; one whose request was not finished is reset."""
-        if not stream.end_stream:
-            self.pending.append(frame(RST_STREAM, 0, stream.id, struct.pack(">I", NO_ERROR)))
+        if not stream.complete:
+            try:
+                self.h2.reset_stream(stream.id, h2.errors.ErrorCodes.NO_ERROR)
+            except h2.exceptions.StreamClosedError:
+                pass  # the client reset it first
         self._forget(stream.id)
 
     def _forget(self, stream_id: int) -> Optional[_Stream]:
+        """Drops the stream and gives its body's bytes back to the connection window."""
         self.blocked.pop(stream_id, None)
         stream = self.streams.pop(stream_id, None)
+        if stream is not None and stream.received:
+            self.h2.acknowledge_received_data(stream.received, stream_id)
+            stream.received = 0
         if self.closing and not self.streams and self.transport is not None:
             self._send()
             self.transport.close()
@@ -432,31 +369,53 @@ class Connection(asyncio.Protocol):
 
     def _http_error(self, stream: _Stream, status: bytes) -> None:
         """A plain HTTP answer (wrong method or content type): not a gRPC call at all."""
-        stream.answered = True
-        self.pending.append(frame(HEADERS, END_HEADERS | END_STREAM, stream.id,
-                                  literal(b":status", status)))
+        self.h2.send_headers(stream.id, [(b":status", status)], end_stream=True)
         self._finish(stream)
 
-    # -- output and shutdown --------------------------------------------------------------
+    # -- timeouts, output and shutdown ----------------------------------------------------
+
+    def _check_timeouts(self) -> None:
+        """Closes a connection that has not sent its preface within the handshake timeout,
+        or that has had no call running and sent no request for the idle timeout."""
+        self.timer = None
+        if self.transport.is_closing():
+            return
+        now = time.monotonic()
+        if len(self.preface) < len(PREFACE):
+            logging.warning("gRPC connection closed: no HTTP/2 preface within %gs "
+                            "(--handshake_timeout_seconds)", self.limits.handshake_timeout_s)
+            self.transport.close()
+            return
+        due = self.last_request + self.limits.idle_timeout_s
+        if self.running == 0 and now >= due:
+            self.h2.close_connection(h2.errors.ErrorCodes.NO_ERROR, b"idle")
+            self._send()
+            self.transport.close()
+            return
+        # With calls running, look again within a second of the last one ending.
+        self.timer = asyncio.get_running_loop().call_later(max(due - now, 1.0),
+                                                           self._check_timeouts)
 
     def _send(self) -> None:
-        if self.pending and self.transport is not None:
-            self.transport.write(b"".join(self.pending))
-            self.pending.clear()
+        data = self.h2.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
 
-    def _go_away(self, code: int, message: str) -> None:
+    def _fail(self, message: str) -> None:
+        """A connection error: `h2` has queued its GOAWAY; send it, close, cancel calls."""
         logging.warning("gRPC connection closed: %s", message)
-        self.pending.append(frame(GOAWAY, 0, 0, struct.pack(">II", self.last_stream, code)
-                                  + message.encode()[:256]))
         self._send()
         self.transport.close()
+        for stream in self.streams.values():
+            if stream.task is not None:
+                stream.task.cancel()
 
     def shut_down(self) -> None:
         """GOAWAY: no new calls; the connection closes when its calls are answered."""
         self.closing = True
-        self.pending.append(frame(GOAWAY, 0, 0, struct.pack(">II", self.last_stream,
-                                                            NO_ERROR)))
         self._send()
+        self.transport.write(frame(GOAWAY, 0, 0, struct.pack(
+            ">II", self.h2.highest_inbound_stream_id, NO_ERROR)))
         if not self.streams:
             self.transport.close()
 
@@ -465,7 +424,7 @@ class Server:
     """Listens for gRPC connections; start/stop on the event loop, like grpc.aio.Server."""
 
     def __init__(self, handler: Handler, address: tuple[str, int], max_message_bytes: int,
-                 max_concurrent_streams: int = 100,
+                 limits: Limits = Limits(), slots: Optional[ConnectionSlots] = None,
                  tls: Optional[ssl.SSLContext] = None) -> None:
         """Binds the listening socket now, so the port is known before `start`.
 
@@ -474,12 +433,15 @@ class Server:
           address: (host, port); port 0 picks a free one.
           max_message_bytes: The largest request message accepted (RESOURCE_EXHAUSTED
             above).
-          max_concurrent_streams: Calls in flight per connection (more are refused).
+          limits: The protections (serving/limits.py).
+          slots: The connection cap, shared with the REST port; None: this server's own.
           tls: A server context; ALPN "h2" is set on it (gRPC clients require it).
         """
+        limits.check(max_message_bytes)
         self.handler = handler
         self.max_message_bytes = max_message_bytes
-        self.max_concurrent_streams = max_concurrent_streams
+        self.limits = limits
+        self.slots = slots or ConnectionSlots(limits.max_connections)
         self.tls = tls
         if tls is not None:
             tls.set_alpn_protocols(["h2"])
@@ -491,8 +453,9 @@ class Server:
     async def start(self) -> None:
         """Starts accepting connections; call on the loop."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self), sock=self.socket,
-                                                ssl=self.tls)
+        self._server = await loop.create_server(
+            lambda: Connection(self), sock=self.socket, ssl=self.tls,
+            ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None)
 
     async def stop(self, grace: float) -> None:
         """Stops accepting, sends GOAWAY, waits up to `grace` s for calls in flight, then

@@ -7,8 +7,15 @@
     GET  /metrics                                    Prometheus text format
 Errors answer {"error": "<message>"} with 400 (invalid argument), 404 (not found) or 500.
 
-An asyncio HTTP/1.1 server (keep-alive, Content-Length bodies, `Expect: 100-continue`) on
-the gRPC server's event loop: a REST request is decoded, validated and encoded as
+An asyncio HTTP/1.1 server on the gRPC server's event loop, the protocol kept by `h11`
+(python-hyper's HTTP/1.1 state machine, RFC 9112: keep-alive and pipelining, Content-Length
+and chunked bodies, `Expect: 100-continue`; conflicting Content-Length values and other
+smuggling shapes answer 400). The server adds its protections (serving/limits.py): a
+request's head and body must arrive within --request_timeout_seconds (408), a connection
+waiting for a request closes after --idle_timeout_seconds, the connection cap is shared with
+the gRPC port (503), bodies are limited by --max_request_bytes (413), and a client that does
+not read its responses is not read from either. A REST request is decoded, validated and
+encoded as
 TensorProtos (signatures.validate) and then runs exactly as a gRPC request does, merged by
 the batcher when batching is on. The thread-per-connection server this replaced answered
 at 0.53x gRPC's throughput with batching on (16 threads contending for the GIL, and REST
@@ -23,10 +30,12 @@ import json
 import re
 import socket
 import ssl
-from typing import Any, NamedTuple, Optional
+import time
+from typing import Any, Optional
 
 from absl import logging
 import grpc
+import h11
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
@@ -35,6 +44,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving import grpc_service
 from serving import metrics as metrics_lib
+from serving.limits import ConnectionSlots, Limits
 from serving.model_manager import ModelManager
 from serving.signatures import RequestError
 
@@ -61,14 +71,6 @@ def plain(serialized: bytes, dtype: tf.DType) -> Any:
     if proto.tensor_content or not int(np.prod(shape)):
         return np.frombuffer(proto.tensor_content, dtype.as_numpy_dtype).reshape(shape).tolist()
     return tf.make_ndarray(proto).tolist()
-
-
-class HttpError(Exception):
-    """A request the HTTP layer refuses before routing; the connection is closed after."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_predict_body(body: dict[str, Any]) -> tuple[str, dict[str, np.ndarray], bool]:
@@ -100,50 +102,13 @@ def parse_predict_body(body: dict[str, Any]) -> tuple[str, dict[str, np.ndarray]
     return signature, {name: np.array([row[name] for row in instances]) for name in names}, True
 
 
-class _Head(NamedTuple):
-    method: str
-    path: str
-    keep_alive: bool
-    length: int
-    expect_continue: bool
-
-
-def _head(head: bytes) -> _Head:
-    """The parts of a request head the server acts on.
-
-    Raises:
-      HttpError: a malformed request line or header, or a chunked body.
-    """
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise HttpError(400, f"malformed request line: {lines[0][:200]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise HttpError(400, f"malformed header line: {line[:200]!r}")
-        headers[name.strip().lower()] = value.strip().lower()
-    if "chunked" in headers.get("transfer-encoding", ""):
-        raise HttpError(411, "chunked request bodies are not supported; send Content-Length")
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError as e:
-        raise HttpError(400, "Content-Length is not a number") from e
-    if length < 0:
-        raise HttpError(400, "Content-Length is negative")
-    connection = headers.get("connection", "")
-    keep_alive = connection != "close" and (parts[2] == "HTTP/1.1" or connection == "keep-alive")
-    return _Head(parts[0], parts[1], keep_alive, length,
-                 headers.get("expect") == "100-continue")
-
-
 class RestServer:
     """The REST front end: one coroutine per connection on the gRPC server's event loop."""
 
     def __init__(self, address: tuple[str, int], manager: ModelManager,
                  executor: concurrent.futures.Executor, max_batch: int, max_body_bytes: int,
-                 registry: metrics_lib.Registry) -> None:
+                 registry: metrics_lib.Registry, limits: Limits = Limits(),
+                 slots: Optional[ConnectionSlots] = None) -> None:
         """Binds the listening socket now (so the port is known before `start`).
 
         Args:
@@ -153,12 +118,16 @@ class RestServer:
           max_batch: The largest request batch accepted (--max_batch_size).
           max_body_bytes: The largest request body accepted (--max_request_bytes).
           registry: Request metrics.
+          limits: The protections (serving/limits.py).
+          slots: The connection cap, shared with the gRPC port; None: this server's own.
         """
         self.manager = manager
         self.executor = executor
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
         self.registry = registry
+        self.limits = limits
+        self.slots = slots or ConnectionSlots(limits.max_connections)
         self.socket = socket.create_server(address, backlog=LISTEN_BACKLOG)
         self.port: int = self.socket.getsockname()[1]
         self._server: Optional[asyncio.AbstractServer] = None
@@ -166,8 +135,9 @@ class RestServer:
 
     async def start(self, context: Optional[ssl.SSLContext] = None) -> None:
         """Serves on the bound socket (TLS when `context` is given); call on the loop."""
-        self._server = await asyncio.start_server(self._connection, sock=self.socket,
-                                                  ssl=context, limit=MAX_HEAD_BYTES)
+        self._server = await asyncio.start_server(
+            self._connection, sock=self.socket, ssl=context,
+            ssl_handshake_timeout=self.limits.handshake_timeout_s if context else None)
 
     async def stop(self) -> None:
         """Stops accepting and closes open connections; call on the loop."""
@@ -181,48 +151,103 @@ class RestServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                           ) -> None:
-        """Answers requests on one connection until the client or an error closes it."""
+        """Answers requests on one connection until the client, an error or a timeout
+        closes it."""
+        if not self.slots.acquire():
+            logging.warning("REST connection refused: --max_connections %d reached",
+                            self.limits.max_connections)
+            self._write(writer, h11.Connection(h11.SERVER), 503,
+                        {"error": "too many connections; retry later"}, close=True)
+            writer.close()
+            return
         self._connections.add(writer)
+        writer.transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
         try:
-            keep_alive = True
-            while keep_alive:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError:
-                    return  # the client closed the connection between requests
-                except asyncio.LimitOverrunError:
-                    self._write(writer, 431, {"error": "request head too large"}, close=True)
-                    return
-                try:
-                    request = _head(head)
-                    if request.length > self.max_body_bytes:
-                        raise HttpError(400, f"request body of {request.length} bytes exceeds "
-                                             f"the limit {self.max_body_bytes}")
-                except HttpError as e:
-                    self._write(writer, e.status, {"error": str(e)}, close=True)
-                    return
-                if request.length and request.expect_continue:
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = await reader.readexactly(request.length) if request.length else b""
-                status, payload, content_type = await self._respond(request.method,
-                                                                    request.path, body)
-                keep_alive = request.keep_alive
-                self._write(writer, status, payload, content_type, close=not keep_alive)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.TimeoutError):
             return
         finally:
+            self.slots.release()
             self._connections.discard(writer)
             writer.close()
 
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The request loop of one connection, on `h11`'s state machine."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        started: Optional[float] = None  # when the request being received began
+        request: Optional[h11.Request] = None
+        body = bytearray()
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                self._write(writer, conn, e.error_status_hint, {"error": str(e)}, close=True)
+                return
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:
+                    writer.write(conn.send(h11.InformationalResponse(
+                        status_code=100, headers=[], reason=b"Continue")))
+                waiting = started is None and not conn.trailing_data[0]
+                timeout = (self.limits.idle_timeout_s if waiting else
+                           self.limits.request_timeout_s - (time.monotonic() - (started or
+                                                                                time.monotonic())))
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), max(timeout, 0.0))
+                except asyncio.TimeoutError:
+                    if not waiting:
+                        self._write(writer, conn, 408, {"error": (
+                            f"the request did not arrive within "
+                            f"{self.limits.request_timeout_s:g}s (--request_timeout_seconds)")},
+                                    close=True)
+                    return
+                if data and started is None:
+                    started = time.monotonic()
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request, body = event, bytearray()
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and int(length) > self.max_body_bytes:
+                    self._too_large(writer, conn, int(length))
+                    return
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self.max_body_bytes:
+                    self._too_large(writer, conn, len(body))
+                    return
+            elif isinstance(event, h11.EndOfMessage):
+                status, payload, content_type = await self._respond(
+                    request.method.decode("latin-1"), request.target.decode("latin-1"),
+                    bytes(body))
+                self._write(writer, conn, status, payload, content_type)
+                await writer.drain()
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+                started = time.monotonic() if conn.trailing_data[0] else None
+            else:  # ConnectionClosed: the client closed between requests
+                return
+
+    def _too_large(self, writer: asyncio.StreamWriter, conn: h11.Connection,
+                   size: int) -> None:
+        self._write(writer, conn, 413, {"error": f"request body of {size} bytes exceeds "
+                                                 f"the limit {self.max_body_bytes} "
+                                                 "(--max_request_bytes)"}, close=True)
+
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, payload: Any,
-               content_type: str = "application/json", close: bool = False) -> None:
+    def _write(writer: asyncio.StreamWriter, conn: h11.Connection, status: int,
+               payload: Any, content_type: str = "application/json",
+               close: bool = False) -> None:
+        """Queues one whole response; `close` ends the connection after it."""
         data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-        head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
-                + ("Connection: close\r\n" if close else "") + "\r\n")
-        writer.write(head.encode() + data)
+        headers = [("content-type", content_type), ("content-length", str(len(data)))]
+        if close:
+            headers.append(("connection", "close"))
+        try:
+            writer.write(conn.send(h11.Response(status_code=status, headers=headers,
+                                                reason=http.HTTPStatus(status).phrase))
+                         + conn.send(h11.Data(data=data)) + conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            return  # no response is possible in this state (e.g. one was sent already)
 
     async def _respond(self, method: str, path: str, body: bytes) -> tuple[int, Any, str]:
         """(HTTP status, payload, content type) for one request."""

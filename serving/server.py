@@ -17,7 +17,11 @@ import grpc
 from serving import grpc_service, http2, rest
 from serving import metrics as metrics_lib
 from serving.flags import ServerOptions
+from serving.limits import ConnectionSlots
 from serving.model_manager import ModelManager
+
+# TLS 1.2 suites RFC 9113 §9.2 allows (ephemeral key exchange, AEAD); TLS 1.3's are all fine.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class ModelServer:
@@ -31,6 +35,9 @@ class ModelServer:
         from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
         scann_settings.import_scann_ops()  # registers the ScaNN ops before any model loads
         self.options = options
+        options.limits.check(options.max_request_bytes)
+        # One cap for both ports on the asyncio front end (grpc.aio counts its own).
+        self.slots = ConnectionSlots(options.limits.max_connections)
         self.registry = metrics_lib.Registry()
         self._executor = concurrent.futures.ThreadPoolExecutor(options.grpc_threads,
                                                                thread_name_prefix="predict")
@@ -43,15 +50,19 @@ class ModelServer:
         self.grpc, self.grpc_port = self._in_loop(self._build_grpc())
         self.rest = rest.RestServer((options.host, options.rest_api_port), self.manager,
                                     self._executor, options.max_batch_size,
-                                    options.max_request_bytes, self.registry)
+                                    options.max_request_bytes, self.registry,
+                                    options.limits, self.slots)
         self.rest_port = self.rest.port
         self._rest_tls = self._tls()
 
     def _tls(self) -> Optional[ssl.SSLContext]:
-        """A new server TLS context from --ssl_cert_file/--ssl_key_file, or None."""
+        """A new server TLS context from --ssl_cert_file/--ssl_key_file (TLS 1.2 or later,
+        RFC 9113's cipher suites), or None."""
         if not self.options.ssl_cert_file:
             return None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(TLS12_CIPHERS)
         context.load_cert_chain(self.options.ssl_cert_file, self.options.ssl_key_file)
         return context
 
@@ -68,11 +79,18 @@ class ModelServer:
         if options.grpc_frontend == "asyncio":
             server = http2.Server(grpc_service.Dispatcher(prediction, model, self.registry),
                                   (options.host, options.port), options.max_request_bytes,
-                                  tls=self._tls())
+                                  options.limits, self.slots, tls=self._tls())
             return server, server.port
-        message_options = [("grpc.max_receive_message_length", options.max_request_bytes),
-                           ("grpc.max_send_message_length", options.max_request_bytes)]
-        aio_server = grpc.aio.server(options=message_options)
+        limits = options.limits
+        # grpc core's own protections, set from the same flags where it has one.
+        channel_options = [
+            ("grpc.max_receive_message_length", options.max_request_bytes),
+            ("grpc.max_send_message_length", options.max_request_bytes),
+            ("grpc.max_allowed_incoming_connections", limits.max_connections),
+            ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout_s * 1000)),
+            ("grpc.max_connection_idle_ms", int(limits.idle_timeout_s * 1000)),
+            ("grpc.max_concurrent_streams", limits.max_concurrent_streams)]
+        aio_server = grpc.aio.server(options=channel_options)
         grpc_service.add_to_server(prediction, model, aio_server)
         address = f"{options.host}:{options.port}"
         if options.ssl_cert_file:
