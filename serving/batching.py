@@ -10,7 +10,9 @@ its own rows; a request with more rows than that runs alone. With the default ti
 nothing waits on purpose: requests that arrive while a merged call runs are merged into the
 next. A queue holding `max_enqueued_batches` full batches answers UNAVAILABLE at once
 instead of letting latency grow without bound. If a merged call fails, its requests are
-rerun one by one so each gets its own answer or error.
+rerun one by one so each gets its own answer or error. A caller cancelled while its request
+waits (the client reset the stream or went away) takes the request out of the queue, so
+abandoned calls cost no model time.
 
 The queues live on the gRPC server's asyncio event loop: a request is queued and its
 caller resumed without a thread switch, and merged calls run on `num_batch_threads`
@@ -62,7 +64,7 @@ def rows(signature: Signature, inputs: Inputs) -> int:
     return 1
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Task:
     inputs: Inputs
     rows: int
@@ -151,7 +153,22 @@ class Batcher:
         queue.tasks.append(task)
         queue.rows += request_rows
         self._schedule()
-        return await task.future
+        try:
+            return await task.future
+        except asyncio.CancelledError:
+            self._withdraw(key, task)
+            raise
+
+    def _withdraw(self, key: Hashable, task: _Task) -> None:
+        """Takes a cancelled caller's request out of its queue, if no call has taken it."""
+        queue = self._queues.get(key)
+        if queue is None or task not in queue.tasks:
+            return
+        queue.tasks.remove(task)
+        queue.rows -= task.rows
+        if not queue.tasks:
+            del self._queues[key]
+        self.registry.count("batch_cancelled", queue.model)
 
     def _schedule(self) -> None:
         """Drains once the loop has queued every request ready now (call_soon runs after

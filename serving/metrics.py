@@ -13,7 +13,7 @@ BUCKETS_MS = (0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 # Per-model histograms and counters the batcher reports (serving/batching.py).
 HISTOGRAMS = {"batch_rows": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
               "batch_queue_ms": (0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)}
-COUNTERS = ("batch_queue_full",)
+COUNTERS = ("batch_queue_full", "batch_cancelled")
 
 
 class _Outcome:

@@ -262,6 +262,38 @@ def test_full_queue_answers_unavailable_at_once():
     asyncio.run(main())
 
 
+def test_a_cancelled_caller_takes_its_request_out_of_the_queue():
+    params = BatchingParameters(max_batch_size=1, max_enqueued_batches=3, num_batch_threads=1)
+    release, ran = threading.Event(), []
+
+    def run_one(item):
+        ran.append(item)
+        release.wait(10)
+        return {"out": str(item).encode()}
+
+    async def main():
+        registry = metrics.Registry()
+        batcher = batching.Batcher(params, registry, asyncio.get_running_loop())
+        key = ("m", 1, "s", ())
+        calls = []
+        for i in range(3):  # 0 runs (and blocks); 1 and 2 wait in the queue
+            calls.append(asyncio.ensure_future(batcher.run(key, "m", i, 1, None, run_one)))
+            await asyncio.sleep(0.05)
+        calls[1].cancel()
+        await asyncio.sleep(0.05)
+        # Its slot is free again: a queue of 3 batches takes two more.
+        later = [asyncio.ensure_future(batcher.run(key, "m", i, 1, None, run_one))
+                 for i in (3, 4)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(calls[0], calls[2], *later) == [
+            {"out": str(i).encode()} for i in (0, 2, 3, 4)]
+        assert ran == [0, 2, 3, 4]  # the cancelled request never reached the model
+        assert 'twotower_batch_cancelled_total{model="m"} 1' in registry.render(dict)
+        batcher.stop()
+    asyncio.run(main())
+
+
 @pytest.fixture(name="batched_server", params=GRPC_FRONTENDS)
 def fixture_batched_server(request, tmp_path):
     base = str(tmp_path / "models" / "twotower")
