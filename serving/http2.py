@@ -53,6 +53,10 @@ _CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                     normalize_outbound_headers=False)
 _NOT_HTTP2 = (b"not an HTTP/2 connection preface (gRPC needs HTTP/2; REST is on the other "
               b"port)")
+# After its GOAWAY a connection reads and drops input this long before closing: closing a
+# socket with unread input makes the kernel send RST, and the client may never see the
+# GOAWAY saying why (nginx's lingering close does the same).
+LINGER_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Connection(asyncio.Protocol):
         self.preface = b""
         self.counted = False
         self.closing = False
+        self.draining = False
         self.running = 0
         self.last_request = 0.0
         self.timer: Optional[asyncio.TimerHandle] = None
@@ -179,6 +184,8 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self.draining:
+            return
         if len(self.preface) < len(PREFACE):
             if not self._check_preface(data):
                 return
@@ -209,7 +216,7 @@ class Connection(asyncio.Protocol):
                     return
             elif kind is h2.events.ConnectionTerminated:
                 self._send()
-                self.transport.close()
+                self._linger()
                 return
         self._send()
 
@@ -220,8 +227,8 @@ class Connection(asyncio.Protocol):
         self.preface += data[:needed]
         if PREFACE.startswith(self.preface):
             return True
-        self.transport.write(frame(GOAWAY, 0, 0, struct.pack(">II", 0, PROTOCOL_ERROR) + _NOT_HTTP2))
-        self.transport.close()
+        self._send(frame(GOAWAY, 0, 0, struct.pack(">II", 0, PROTOCOL_ERROR) + _NOT_HTTP2))
+        self._linger()
         logging.warning("gRPC connection closed: %s", _NOT_HTTP2.decode())
         return False
 
@@ -303,7 +310,7 @@ class Connection(asyncio.Protocol):
             reply = Reply(grpc.StatusCode.UNKNOWN,
                           details=f"internal error: {type(e).__name__}: {e}")
         self.running -= 1
-        if self.streams.get(stream.id) is stream and not self.transport.is_closing():
+        if self.streams.get(stream.id) is stream and self._open():
             self._answer(stream, reply)
             self._send()
 
@@ -378,7 +385,7 @@ class Connection(asyncio.Protocol):
         """Closes a connection that has not sent its preface within the handshake timeout,
         or that has had no call running and sent no request for the idle timeout."""
         self.timer = None
-        if self.transport.is_closing():
+        if not self._open():
             return
         now = time.monotonic()
         if len(self.preface) < len(PREFACE):
@@ -390,32 +397,48 @@ class Connection(asyncio.Protocol):
         if self.running == 0 and now >= due:
             self.h2.close_connection(h2.errors.ErrorCodes.NO_ERROR, b"idle")
             self._send()
-            self.transport.close()
+            self._linger()
             return
         # With calls running, look again within a second of the last one ending.
         self.timer = asyncio.get_running_loop().call_later(max(due - now, 1.0),
                                                            self._check_timeouts)
 
-    def _send(self) -> None:
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
+    def _open(self) -> bool:
+        """Whether the connection may still write (not closing, not lingering)."""
+        return (self.transport is not None and not self.draining
+                and not self.transport.is_closing())
+
+    def _send(self, extra: bytes = b"") -> None:
+        """Writes what `h2` has queued, then `extra` (frames written outside `h2`)."""
+        data = self.h2.data_to_send() + extra
+        if data and self._open():
             self.transport.write(data)
 
     def _fail(self, message: str) -> None:
         """A connection error: `h2` has queued its GOAWAY; send it, close, cancel calls."""
         logging.warning("gRPC connection closed: %s", message)
         self._send()
-        self.transport.close()
+        self._linger()
         for stream in self.streams.values():
             if stream.task is not None:
                 stream.task.cancel()
 
+    def _linger(self) -> None:
+        """Closes after a GOAWAY: no more writes, input dropped until the client closes or
+        LINGER_SECONDS pass."""
+        self.draining = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.transport.resume_reading()
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
     def shut_down(self) -> None:
         """GOAWAY: no new calls; the connection closes when its calls are answered."""
         self.closing = True
-        self._send()
-        self.transport.write(frame(GOAWAY, 0, 0, struct.pack(
-            ">II", self.h2.highest_inbound_stream_id, NO_ERROR)))
+        self._send(frame(GOAWAY, 0, 0, struct.pack(">II", self.h2.highest_inbound_stream_id,
+                                                   NO_ERROR)))
         if not self.streams:
             self.transport.close()
 

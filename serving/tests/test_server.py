@@ -255,37 +255,12 @@ def test_guard_answers_an_expired_call_without_running_it():
                                "deadline exceeded before start") and not ran
 
 
-def _self_signed(tmp_path):
-    import datetime  # pylint: disable=import-outside-toplevel
-    import ipaddress  # pylint: disable=import-outside-toplevel
-    from cryptography import x509  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
-
-
 @pytest.mark.parametrize("frontend", GRPC_FRONTENDS)
 def test_tls_on_both_ports(tmp_path, frontend):
     import ssl  # pylint: disable=import-outside-toplevel
     base = str(tmp_path / "models" / "twotower")
     fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file = fixtures.self_signed(tmp_path)
     server = server_lib.ModelServer(ServerOptions(
         models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
         ssl_key_file=key_file, grpc_frontend=frontend))
