@@ -54,8 +54,10 @@ _HTTP = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
          grpc.StatusCode.DEADLINE_EXCEEDED: 504}
 
 
-# Request heads longer than this are refused (431); bodies are limited by max_body_bytes.
+# Request heads longer than this, or with more header fields, are refused (431); bodies are
+# limited by max_body_bytes.
 MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADER_FIELDS = 100
 # socketserver's default listen backlog of 5 dropped the SYNs of clients connecting at once
 # (h2load at concurrency 16 stalled on it); TF Serving's is larger too.
 LISTEN_BACKLOG = 128
@@ -205,6 +207,12 @@ class RestServer:
                 conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 request, body = event, bytearray()
+                size = sum(len(name) + len(value) + 4 for name, value in event.headers)
+                if len(event.headers) > MAX_HEADER_FIELDS or size > MAX_HEAD_BYTES:
+                    self._write(writer, conn, 431, {"error": (
+                        f"request head of {len(event.headers)} fields, {size} bytes; at most "
+                        f"{MAX_HEADER_FIELDS} fields, {MAX_HEAD_BYTES} bytes")}, close=True)
+                    return
                 length = dict(event.headers).get(b"content-length")
                 if length is not None and int(length) > self.max_body_bytes:
                     self._too_large(writer, conn, int(length))
