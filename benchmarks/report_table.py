@@ -1,6 +1,8 @@
 """Markdown tables from benchmark reports, so the README quotes reports without retyping.
 
     python -m benchmarks.report_table reports/quality.json name tfrs_top_100 ...
+    python -m benchmarks.report_table reports/serving.json frontend client qps \
+        --where batch=1 batching=True
     python -m benchmarks.report_table reports/increments.json --pivot name span \
         --values 1 5 10 single_file --cell "{wall_s:,.1f} s / {peak_rss_mb:,} MB"
 """
@@ -65,6 +67,13 @@ def pivot(rows: Sequence[dict[str, Any]], row_key: str, column_key: str,
     return "\n".join(lines)
 
 
+def selected(rows: Sequence[dict[str, Any]], conditions: Sequence[str]
+             ) -> list[dict[str, Any]]:
+    """The rows whose every KEY=VALUE condition holds (the field printed with str())."""
+    wanted = [condition.partition("=")[::2] for condition in conditions]
+    return [row for row in rows if all(str(row.get(key)) == value for key, value in wanted)]
+
+
 def main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report_table")
     parser.add_argument("report", type=pathlib.Path)
@@ -75,8 +84,10 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--cell", default="{wall_s}", help="str.format template per cell")
     parser.add_argument("--names", nargs="+", default=(),
                         help="ROW_KEY values to show, each NAME or NAME=LABEL")
+    parser.add_argument("--where", nargs="+", default=(), metavar="KEY=VALUE",
+                        help="only rows whose KEY prints as VALUE, e.g. batch=1 batching=True")
     args = parser.parse_args(argv)
-    rows = json.loads(args.report.read_text())["rows"]
+    rows = selected(json.loads(args.report.read_text())["rows"], args.where)
     if args.pivot:
         if not args.values:
             parser.error("--pivot needs --values: the column values to show, e.g. --values 1 5 10")

@@ -28,3 +28,11 @@ def test_pivot_keeps_first_appearance_order_without_names():
     rows = [{"name": "b", "k": 2, "v": 1}, {"name": "a", "k": 2, "v": 3}]
     assert report_table.pivot(rows, "name", "k", ["2"], "{v}").splitlines()[2:] == [
         "| b | 1 |", "| a | 3 |"]
+
+
+def test_where_keeps_the_rows_whose_fields_print_as_asked():
+    rows = [{"batch": 1, "batching": True, "qps": 10.0}, {"batch": 32, "batching": True},
+            {"batch": 1, "batching": False}]
+    assert report_table.selected(rows, ["batch=1", "batching=True"]) == [rows[0]]
+    assert report_table.selected(rows, []) == rows
+    assert report_table.selected(rows, ["frontend=asyncio"]) == []
