@@ -7,19 +7,37 @@ DirectRunner's buffers between stages (the NegativePoolBuilder's driver peaked a
 left ~4 GB resident after clearing its session), so every later component ran on top of
 them. A spawned child returns all of it when it exits (orchestration.separate_processes).
 Its log records go to the parent's log file; its exception is raised in the parent.
+
+A child never outlives its run. It leads a process group of its own, so the processes it
+starts (the DirectRunner's Beam workers) can be stopped with it, and a thread in it watches
+the parent: when the parent dies, however (SIGTERM from a scheduler's timeout, SIGKILL, the
+OOM killer), the child kills its descendants and itself within PARENT_POLL_SECONDS. A parent
+interrupted while it waits (Ctrl-C; the child's own group does not receive the terminal's
+SIGINT) kills the child's group before it re-raises; a child that dies leaves no worker of its
+group behind either.
 """
 from __future__ import annotations
 
 import concurrent.futures
 from concurrent.futures import process as futures_process
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from typing import Any, Callable, Optional
 
 from absl import logging as absl_logging
+import psutil
 
 from pipeline import logs
 from pipeline.errors import TwoTowerError
+
+
+# How often a child checks that its parent is alive.
+PARENT_POLL_SECONDS = 0.5
 
 
 class ChildDiedError(TwoTowerError):
@@ -33,13 +51,40 @@ def _log_file() -> Optional[tuple[str, Optional[logging.Formatter]]]:
     return (files[-1].baseFilename, files[-1].formatter) if files else None
 
 
-def _log_to(target: Optional[tuple[str, Optional[logging.Formatter]]]) -> None:
-    """Child initializer: INFO records and warnings appended to the parent's log file."""
+def _exit_with_parent(parent: int) -> None:
+    """Child thread: once the parent has died, kills this process's descendants, then this
+    process."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _start_child(target: Optional[tuple[str, Optional[logging.Formatter]]],
+                 parent: int) -> None:
+    """Child initializer: a process group of its own, the parent watched, INFO records and
+    warnings appended to the parent's log file."""
+    os.setpgrp()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
     if target is None:
         return
     path, formatter = target
     logs.to_file(path, formatter)
     logging.captureWarnings(True)
+
+
+def _kill_groups(children: set[multiprocessing.process.BaseProcess]) -> None:
+    """Kills each child's process group (it leads one), or the child alone if it has not
+    made its group yet."""
+    for child in children:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            if child.is_alive():  # not reaped, so its pid is still its own
+                child.kill()
 
 
 def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
@@ -61,11 +106,16 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
     context = multiprocessing.get_context("spawn")
     absl_logging.info("Running %s in a child process", what)
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_log_to,
-                                                initargs=(_log_file(),)) as pool:
+    before = set(multiprocessing.active_children())
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context,
+                                                initializer=_start_child,
+                                                initargs=(_log_file(), os.getpid())) as pool:
+        future = pool.submit(function, *args)  # starts the child
+        children = set(multiprocessing.active_children()) - before
         try:
-            return pool.submit(function, *args).result()
+            return future.result()
         except futures_process.BrokenProcessPool as error:
+            _kill_groups(children)  # the workers it started, if it died before them
             raise ChildDiedError(
                 f"the child process running {what} ended abruptly: killed (out of memory is "
                 "the usual cause; the kernel log says, e.g. `dmesg | grep -i oom`), or it "
@@ -73,3 +123,7 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
                 "__name__ == \"__main__\":`, since the child imports the script again). Set "
                 "orchestration.separate_processes=false to run it in the pipeline's process "
                 "and see its own error") from error
+        except BaseException:
+            if not future.done():  # interrupted while waiting (Ctrl-C): stop the child too
+                _kill_groups(children)
+            raise

@@ -1,5 +1,7 @@
-"""Failing safe, end to end through the `twotower` command: an interrupted run resumes from
-the TFX cache, and a worse model is refused by the validator and never pushed."""
+"""Failing safe, end to end through the `twotower` command: a killed run leaves no process
+behind and the next run resumes from the TFX cache, and a worse model is refused by the
+validator and never pushed."""
+import contextlib
 import os
 import pathlib
 import signal
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from components.pusher import versions
@@ -39,22 +42,57 @@ def _complete_versions_only(base: pathlib.Path) -> list[int]:
     return versions.versions(str(base))
 
 
-def test_a_run_killed_during_training_resumes_from_cache(workdir, capsys):
+def _spawned_child(processes):
+    """Whether one of `processes` is a multiprocessing child (components/child_process.py)."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if any("spawn_main" in part for part in process.cmdline()):
+                return True
+    return False
+
+
+def _kill_during(stage, signum, cwd):
+    """Starts `twotower run`, sends `signum` to its process alone (not its group, as a
+    scheduler's timeout or `kill` does) while `stage` runs in a child process, and checks
+    that none of the run's processes outlives it by 10 s."""
     process = subprocess.Popen([BIN / "twotower", *ARGS], stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, cwd=workdir)
+                               start_new_session=True, cwd=cwd)
     seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if "Trainer ..." in line:
-            time.sleep(5)  # mid-training
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if f"{stage} ..." in line:
+                break
+        descendants = []
+        deadline = time.monotonic() + 60
+        while not _spawned_child(descendants) and time.monotonic() < deadline:
+            time.sleep(1)
+            descendants = psutil.Process(process.pid).children(recursive=True)
+        assert _spawned_child(descendants), "".join(seen)
+        process.send_signal(signum)
+        assert process.wait(timeout=60) == -signum, "".join(seen)
+        deadline = time.monotonic() + 10
+        alive = descendants
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, [p.cmdline()[:3] for p in alive]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            break
-    assert process.wait(timeout=60) == -signal.SIGKILL, "".join(seen)
+
+
+def test_killed_runs_leave_no_process_and_the_rerun_pushes_once(workdir, capsys):
+    """SIGTERM during the NegativePoolBuilder's Beam pipeline, then SIGKILL during training
+    (both in child processes): nothing of either run survives it, nothing is served, and the
+    next run resumes from the TFX cache and pushes exactly one version."""
+    _kill_during("NegativePoolBuilder", signal.SIGTERM, workdir)
+    _kill_during("Trainer", signal.SIGKILL, workdir)
     assert _complete_versions_only(workdir / "serving" / "twotower") == []
 
     assert cli.main(ARGS) == 0
     out, err = capsys.readouterr()
-    # The 11 components before the Trainer that finished in the killed run are re-used (the
+    # The 11 components before the Trainer that finished in the killed runs are re-used (the
     # resolver, a query, always runs).
     assert err.count(" cached") == 11, err
     assert "Trainer done in" in err and "validation: BLESSED" in out

@@ -1,11 +1,15 @@
-"""child_process.run: result, exceptions and log records come back from a spawned child."""
+"""child_process.run: result, exceptions and log records come back from a spawned child,
+and the child (with the processes it started) never outlives its parent."""
 import logging
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
+import psutil
 import pytest
 
 from components import child_process
@@ -82,3 +86,89 @@ def test_a_script_without_a_main_guard_is_told_so(tmp_path):
     assert result.returncode != 0
     assert 'could not start (a script that runs the pipeline must do so under `if __name__ ' \
            '== "__main__":`' in result.stderr
+
+
+def _gone(pid):
+    """The process has exited (a zombie waiting for a reaper counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _all_gone(pids, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(_gone(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _start_worker_and_wait(path, then_die=False):
+    """Child: starts a process (as the DirectRunner starts Beam workers), writes both pids
+    to `path`, then waits (or kills itself)."""
+    worker = subprocess.Popen(["sleep", "600"])  # pylint: disable=consider-using-with
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {worker.pid}")
+    os.rename(path + ".tmp", path)
+    if then_die:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
+
+
+def _pids(path, seconds=120.0):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.05)
+    with open(path) as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_the_child_and_its_workers_die_with_the_parent(tmp_path, signum):
+    """What a scheduler's timeout (SIGTERM) or `kill -9` of the run does: nothing of the
+    run is left (it used to train on as an orphan, then block on its dead parent's pipe)."""
+    script = tmp_path / "parent.py"
+    script.write_text("import sys\nfrom components import child_process\n"
+                      "from components.tests.test_child_process import _start_worker_and_wait\n"
+                      "if __name__ == '__main__':\n"
+                      "    child_process.run('waiting', _start_worker_and_wait, sys.argv[1])\n")
+    path = str(tmp_path / "pids")
+    parent = subprocess.Popen([sys.executable, str(script), path],  # pylint: disable=consider-using-with
+                              env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        child, worker = _pids(path)
+        assert psutil.Process(worker).ppid() == child and not _gone(child)
+        parent.send_signal(signum)
+        assert parent.wait(timeout=30) == -signum
+        assert _all_gone([child, worker]), [psutil.Process(p).status() for p in (child, worker)
+                                            if not _gone(p)]
+    finally:
+        parent.kill()
+
+
+def test_an_interrupted_parent_stops_the_child_before_it_re_raises(tmp_path):
+    """Ctrl-C in a terminal: SIGINT reaches the parent only (the child leads its own process
+    group); the parent kills the child's group instead of waiting for it."""
+    path = str(tmp_path / "pids")
+    pids = []
+
+    def interrupt():
+        pids.extend(_pids(path))
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        child_process.run("waiting", _start_worker_and_wait, path)
+    assert time.monotonic() - started < 120
+    assert len(pids) == 2 and _all_gone(pids)
+
+
+def test_a_child_that_dies_leaves_none_of_its_workers(tmp_path):
+    path = str(tmp_path / "pids")
+    with pytest.raises(child_process.ChildDiedError):
+        child_process.run("dying", _start_worker_and_wait, path, True)
+    child, worker = _pids(path)
+    assert _all_gone([child, worker])
