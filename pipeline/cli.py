@@ -137,7 +137,7 @@ def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     config = _load_config(args)
-    from pipeline import pipeline as pipeline_lib, progress  # pylint: disable=import-outside-toplevel
+    from pipeline import interrupted, pipeline as pipeline_lib, progress  # pylint: disable=import-outside-toplevel
     from pipeline.runners import local  # pylint: disable=import-outside-toplevel
 
     built = pipeline_lib.create_pipeline(config)
@@ -147,14 +147,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"running {len(built.components)} components; full log: {log_file}", file=sys.stderr)
     progress.configure(len(built.components), str(log_file), verbose=args.verbose)
     started = time.time()
-    try:
-        local.run(config)
-    except Exception as e:
-        error = find_user_error(e)
-        if error is None:
-            raise RuntimeError(f"the run failed: {type(e).__name__}: {e}. Full log: "
-                               f"{log_file}") from e
-        raise error from e
+    with interrupted.hold(config) as unfinished:
+        for left in unfinished:
+            print(f"a previous run was interrupted during {left.node}: removed its "
+                  f"{len(left.removed)} unfinished output folder(s); it runs again",
+                  file=sys.stderr)
+        try:
+            local.run(config)
+        except Exception as e:
+            error = find_user_error(e)
+            if error is None:
+                raise RuntimeError(f"the run failed: {type(e).__name__}: {e}. Full log: "
+                                   f"{log_file}") from e
+            raise error from e
     print(f"pipeline finished in {time.time() - started:.0f}s", file=sys.stderr)
     gates = [c.id for c in built.components if c.id.endswith("ValidationGate")]
     _print_run_summary(config, gates)

@@ -54,7 +54,7 @@ def _spawned_child(processes):
 def _kill_during(stage, signum, cwd):
     """Starts `twotower run`, sends `signum` to its process alone (not its group, as a
     scheduler's timeout or `kill` does) while `stage` runs in a child process, and checks
-    that none of the run's processes outlives it by 10 s."""
+    that none of the run's processes outlives it by 10 s; returns what the run printed."""
     process = subprocess.Popen([BIN / "twotower", *ARGS], stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=cwd)
     seen = []
@@ -77,6 +77,7 @@ def _kill_during(stage, signum, cwd):
             time.sleep(0.2)
             alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not alive, [p.cmdline()[:3] for p in alive]
+        return "".join(seen)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -87,7 +88,7 @@ def test_killed_runs_leave_no_process_and_the_rerun_pushes_once(workdir, capsys)
     (both in child processes): nothing of either run survives it, nothing is served, and the
     next run resumes from the TFX cache and pushes exactly one version."""
     _kill_during("NegativePoolBuilder", signal.SIGTERM, workdir)
-    _kill_during("Trainer", signal.SIGKILL, workdir)
+    second = _kill_during("Trainer", signal.SIGKILL, workdir)
     assert _complete_versions_only(workdir / "serving" / "twotower") == []
 
     assert cli.main(ARGS) == 0
@@ -98,6 +99,12 @@ def test_killed_runs_leave_no_process_and_the_rerun_pushes_once(workdir, capsys)
     assert "Trainer done in" in err and "validation: BLESSED" in out
     for name in ("twotower", "twotower-stock"):
         assert len(_complete_versions_only(workdir / "serving" / name)) == 1
+    # What each killed run left unfinished is named and removed by the next run: one pool and
+    # one Trainer model remain.
+    assert "a previous run was interrupted during NegativePoolBuilder: removed its" in second
+    assert "a previous run was interrupted during Trainer: removed its 2 " in err, err
+    for outputs in ("NegativePoolBuilder/negative_pool", "Trainer/model"):
+        assert len(list((workdir / "root" / outputs).iterdir())) == 1, outputs
 
 
 def test_a_worse_model_is_not_pushed_and_the_failed_threshold_is_named(workdir, capsys):
