@@ -375,6 +375,8 @@ class OrchestrationConfig:
         `@daily`; `none` for manual runs only).
       start_date: ISO date of the first scheduled run.
       retries: Task retries in Airflow.
+      task_timeout_minutes: Airflow's execution_timeout of each task (0: none); a task
+        past it fails, and its child process goes with it (docs/operations.md).
       image: Container image for Kubeflow Pipelines.
       separate_processes: Run the memory-heavy work (the NegativePoolBuilder's Beam
         pipeline, the Trainer's training) in child Python processes. Local and Airflow runs
@@ -394,6 +396,7 @@ class OrchestrationConfig:
     schedule: str = "0 3 * * *"
     start_date: str = "2026-01-01"
     retries: int = 1
+    task_timeout_minutes: float = 0.0
     image: str = "twotower:latest"
     separate_processes: bool = True
 
@@ -402,6 +405,8 @@ class OrchestrationConfig:
                "orchestration.pipeline_name", self.pipeline_name,
                "letters, digits, '_', '.' and '-' only (Airflow DAG ids and Kubeflow names)")
         _check(self.retries >= 0, "orchestration.retries", self.retries, "an integer >= 0")
+        _check(self.task_timeout_minutes >= 0, "orchestration.task_timeout_minutes",
+               self.task_timeout_minutes, "minutes >= 0 (0: no timeout)")
         _check(self.schedule in SCHEDULE_PRESETS or len(self.schedule.split()) == 5,
                "orchestration.schedule", self.schedule,
                f"a 5-field cron string such as '0 3 * * *' or one of {sorted(SCHEDULE_PRESETS)}")

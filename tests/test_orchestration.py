@@ -1,5 +1,6 @@
 """Airflow DAG structure, Kubeflow v2 spec compilation, URI paths, orchestration config."""
 import dataclasses
+import datetime
 import json
 import pathlib
 
@@ -56,6 +57,14 @@ def test_airflow_dag_has_every_node_in_order_with_schedule_and_retries(tmp_path)
 
 def test_schedule_none_means_manual_runs_only():
     assert airflow_dag.dag_settings(_config("orchestration.schedule=none"))["schedule"] is None
+
+
+def test_task_timeout_is_every_tasks_execution_timeout():
+    assert "execution_timeout" not in airflow_dag.dag_settings(_config())["default_args"]
+    settings = airflow_dag.dag_settings(_config("orchestration.task_timeout_minutes=1.5"))
+    assert settings["default_args"]["execution_timeout"] == datetime.timedelta(seconds=90)
+    with pytest.raises(ConfigError, match="orchestration.task_timeout_minutes"):
+        _config("orchestration.task_timeout_minutes=-1")
 
 
 def test_compiled_dag_file_reads_its_config_with_absolute_paths(tmp_path, monkeypatch):

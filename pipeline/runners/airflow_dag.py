@@ -26,14 +26,18 @@ RETRY_DELAY = datetime.timedelta(minutes=5)
 
 def dag_settings(config: PipelineConfig) -> dict[str, Any]:
     """Keyword arguments of airflow.models.DAG from orchestration.* (schedule, start date,
-    retries); one run at a time and no catch-up of missed schedules."""
+    retries, task timeout); one run at a time and no catch-up of missed schedules."""
     orchestration = config.orchestration
     start = datetime.datetime.fromisoformat(orchestration.start_date).replace(
         tzinfo=datetime.timezone.utc)
+    default_args: dict[str, Any] = {"owner": "twotower", "retries": orchestration.retries,
+                                    "retry_delay": RETRY_DELAY}
+    if orchestration.task_timeout_minutes:
+        default_args["execution_timeout"] = datetime.timedelta(
+            minutes=orchestration.task_timeout_minutes)
     return {"schedule": None if orchestration.schedule == "none" else orchestration.schedule,
             "start_date": start, "catchup": False, "max_active_runs": 1,
-            "default_args": {"owner": "twotower", "retries": orchestration.retries,
-                             "retry_delay": RETRY_DELAY},
+            "default_args": default_args,
             "tags": ["twotower"],
             "description": f"twotower retrieval pipeline {orchestration.pipeline_name}"}
 
