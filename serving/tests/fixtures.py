@@ -85,3 +85,18 @@ def self_signed(tmp_path) -> tuple[str, str]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return str(cert_file), str(key_file)
+
+
+def tls_server(tmp_path, frontend: str, **options):
+    """A started model server over one tiny version with TLS on both ports (stop it after
+    use); (server, certificate file)."""
+    from serving import server as server_lib  # pylint: disable=import-outside-toplevel
+    from serving.flags import ServerOptions  # pylint: disable=import-outside-toplevel
+    base = str(tmp_path / "models" / "twotower")
+    write_version(base, 1, seed=1, root=str(tmp_path))
+    cert_file, key_file = self_signed(tmp_path)
+    server = server_lib.ModelServer(ServerOptions(
+        models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
+        ssl_key_file=key_file, grpc_frontend=frontend, **options))
+    server.start()
+    return server, cert_file

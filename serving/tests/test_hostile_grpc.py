@@ -334,13 +334,7 @@ def test_connections_beyond_the_cap_are_refused(hostile):
 
 @pytest.mark.parametrize("frontend", GRPC_FRONTENDS)
 def test_tls_needs_alpn_h2_and_an_aead_cipher(tmp_path, frontend):
-    base = str(tmp_path / "models" / "twotower")
-    fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
-    cert_file, key_file = fixtures.self_signed(tmp_path)
-    server = server_lib.ModelServer(ServerOptions(
-        models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
-        ssl_key_file=key_file, grpc_frontend=frontend, limits=LIMITS))
-    server.start()
+    server, cert_file = fixtures.tls_server(tmp_path, frontend, limits=LIMITS)
     try:
         # TLS 1.2 with a CBC suite RFC 9113 §9.2.2 forbids: the handshake fails.
         cbc = ssl.create_default_context(cafile=cert_file)

@@ -21,8 +21,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from serving import grpc_service
 from serving import http2_wire as wire
 from serving import metrics as metrics_lib
-from serving import server as server_lib
-from serving.flags import GRPC_FRONTENDS, ServerOptions
+from serving.flags import GRPC_FRONTENDS
 from serving.tests import fixtures, raw_h2
 
 pytestmark = pytest.mark.e2e
@@ -258,13 +257,7 @@ def test_guard_answers_an_expired_call_without_running_it():
 @pytest.mark.parametrize("frontend", GRPC_FRONTENDS)
 def test_tls_on_both_ports(tmp_path, frontend):
     import ssl  # pylint: disable=import-outside-toplevel
-    base = str(tmp_path / "models" / "twotower")
-    fixtures.write_version(base, 1, seed=1, root=str(tmp_path))
-    cert_file, key_file = fixtures.self_signed(tmp_path)
-    server = server_lib.ModelServer(ServerOptions(
-        models={"twotower": base}, port=0, rest_api_port=0, ssl_cert_file=cert_file,
-        ssl_key_file=key_file, grpc_frontend=frontend))
-    server.start()
+    server, cert_file = fixtures.tls_server(tmp_path, frontend)
     try:
         with open(cert_file, "rb") as f:
             credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
