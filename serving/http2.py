@@ -24,6 +24,7 @@ Streaming calls and server push are not implemented: TF Serving's API has neithe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import ssl
@@ -356,10 +357,8 @@ class Connection(asyncio.Protocol):
     def _finish(self, stream: _Stream) -> None:
         """Forgets an answered stream; one whose request was not finished is reset."""
         if not stream.complete:
-            try:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):  # the client reset it
                 self.h2.reset_stream(stream.id, h2.errors.ErrorCodes.NO_ERROR)
-            except h2.exceptions.StreamClosedError:
-                pass  # the client reset it first
         self._forget(stream.id)
 
     def _forget(self, stream_id: int) -> Optional[_Stream]:

@@ -15,11 +15,10 @@ request's head and body must arrive within --request_timeout_seconds (408), a co
 waiting for a request closes after --idle_timeout_seconds, the connection cap is shared with
 the gRPC port (503), bodies are limited by --max_request_bytes (413), and a client that does
 not read its responses is not read from either. A REST request is decoded, validated and
-encoded as
-TensorProtos (signatures.validate) and then runs exactly as a gRPC request does, merged by
-the batcher when batching is on. The thread-per-connection server this replaced answered
-at 0.53x gRPC's throughput with batching on (16 threads contending for the GIL, and REST
-requests could not be merged).
+encoded as TensorProtos (signatures.validate) and then runs exactly as a gRPC request does,
+merged by the batcher when batching is on. The thread-per-connection server this replaced
+answered at 0.53x gRPC's throughput with batching on (16 threads contending for the GIL, and
+REST requests could not be merged).
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ import json
 import re
 import socket
 import ssl
-import time
 from typing import Any, Optional
 
 from absl import logging
@@ -174,66 +172,89 @@ class RestServer:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The request loop of one connection, on `h11`'s state machine."""
+        """The request loop of one connection, on `h11`'s state machine.
+
+        One timer per phase closes the connection when it fires: --idle_timeout_seconds while
+        the server waits for a request or for the client to read its answer,
+        --request_timeout_seconds (answered 408) from a request's first byte to its end. Reads
+        carry no timeout of their own (asyncio.wait_for costs a task per read).
+        """
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        started: Optional[float] = None  # when the request being received began
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.limits.idle_timeout_s, writer.close)
+        receiving = False
         request: Optional[h11.Request] = None
         body = bytearray()
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as e:
-                self._write(writer, conn, e.error_status_hint, {"error": str(e)}, close=True)
-                return
-            if event is h11.NEED_DATA:
-                if conn.they_are_waiting_for_100_continue:
-                    writer.write(conn.send(h11.InformationalResponse(
-                        status_code=100, headers=[], reason=b"Continue")))
-                waiting = started is None and not conn.trailing_data[0]
-                timeout = (self.limits.idle_timeout_s if waiting else
-                           self.limits.request_timeout_s - (time.monotonic() - (started or
-                                                                                time.monotonic())))
+        try:
+            while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), max(timeout, 0.0))
-                except asyncio.TimeoutError:
-                    if not waiting:
-                        self._write(writer, conn, 408, {"error": (
-                            f"the request did not arrive within "
-                            f"{self.limits.request_timeout_s:g}s (--request_timeout_seconds)")},
-                                    close=True)
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as e:
+                    self._write(writer, conn, e.error_status_hint, {"error": str(e)},
+                                close=True)
                     return
-                if data and started is None:
-                    started = time.monotonic()
-                conn.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request, body = event, bytearray()
-                size = sum(len(name) + len(value) + 4 for name, value in event.headers)
-                if len(event.headers) > MAX_HEADER_FIELDS or size > MAX_HEAD_BYTES:
-                    self._write(writer, conn, 431, {"error": (
-                        f"request head of {len(event.headers)} fields, {size} bytes; at most "
-                        f"{MAX_HEADER_FIELDS} fields, {MAX_HEAD_BYTES} bytes")}, close=True)
+                if event is h11.NEED_DATA:
+                    if conn.they_are_waiting_for_100_continue:
+                        writer.write(conn.send(h11.InformationalResponse(
+                            status_code=100, headers=[], reason=b"Continue")))
+                    data = await reader.read(65536)
+                    if data and not receiving:
+                        receiving = True
+                        timer.cancel()
+                        timer = loop.call_later(self.limits.request_timeout_s,
+                                                self._timed_out, writer, conn)
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    request, body = event, bytearray()
+                    if not self._head_fits(writer, conn, event):
+                        return
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > self.max_body_bytes:
+                        self._too_large(writer, conn, len(body))
+                        return
+                elif isinstance(event, h11.EndOfMessage):
+                    timer.cancel()
+                    status, payload, content_type = await self._respond(
+                        request.method.decode("latin-1"), request.target.decode("latin-1"),
+                        bytes(body))
+                    self._write(writer, conn, status, payload, content_type)
+                    if conn.our_state is h11.MUST_CLOSE:
+                        await writer.drain()
+                        return
+                    conn.start_next_cycle()
+                    receiving = bool(conn.trailing_data[0])
+                    timer = (loop.call_later(self.limits.request_timeout_s, self._timed_out,
+                                             writer, conn) if receiving else
+                             loop.call_later(self.limits.idle_timeout_s, writer.close))
+                    await writer.drain()
+                else:  # ConnectionClosed: the client (or a timer) closed the connection
                     return
-                length = dict(event.headers).get(b"content-length")
-                if length is not None and int(length) > self.max_body_bytes:
-                    self._too_large(writer, conn, int(length))
-                    return
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > self.max_body_bytes:
-                    self._too_large(writer, conn, len(body))
-                    return
-            elif isinstance(event, h11.EndOfMessage):
-                status, payload, content_type = await self._respond(
-                    request.method.decode("latin-1"), request.target.decode("latin-1"),
-                    bytes(body))
-                self._write(writer, conn, status, payload, content_type)
-                await writer.drain()
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-                started = time.monotonic() if conn.trailing_data[0] else None
-            else:  # ConnectionClosed: the client closed between requests
-                return
+        finally:
+            timer.cancel()
+
+    def _head_fits(self, writer: asyncio.StreamWriter, conn: h11.Connection,
+                   request: h11.Request) -> bool:
+        """False (and the refusal written) for a head over the limits or a declared body
+        over --max_request_bytes."""
+        size = sum(len(name) + len(value) + 4 for name, value in request.headers)
+        if len(request.headers) > MAX_HEADER_FIELDS or size > MAX_HEAD_BYTES:
+            self._write(writer, conn, 431, {"error": (
+                f"request head of {len(request.headers)} fields, {size} bytes; at most "
+                f"{MAX_HEADER_FIELDS} fields, {MAX_HEAD_BYTES} bytes")}, close=True)
+            return False
+        length = dict(request.headers).get(b"content-length")
+        if length is not None and int(length) > self.max_body_bytes:
+            self._too_large(writer, conn, int(length))
+            return False
+        return True
+
+    def _timed_out(self, writer: asyncio.StreamWriter, conn: h11.Connection) -> None:
+        """The request timer fired: 408, then the connection is closed."""
+        self._write(writer, conn, 408, {"error": (
+            f"the request did not arrive within {self.limits.request_timeout_s:g}s "
+            "(--request_timeout_seconds)")}, close=True)
+        writer.close()
 
     def _too_large(self, writer: asyncio.StreamWriter, conn: h11.Connection,
                    size: int) -> None:
@@ -246,6 +267,8 @@ class RestServer:
                payload: Any, content_type: str = "application/json",
                close: bool = False) -> None:
         """Queues one whole response; `close` ends the connection after it."""
+        if writer.is_closing():
+            return
         data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         headers = [("content-type", content_type), ("content-length", str(len(data)))]
         if close:
