@@ -6,7 +6,8 @@ For each protocol (benchmarks/protocols.py) the interactions are split once, wri
 ExampleGen-style tf.Example folders, the NegativePoolBuilder runs on the train split, and
 every row (benchmarks/quality_rows.py) trains with the same split and epochs, then is
 scored against the whole catalogue with exact search. `mostpop` ranks items by training
-count. The default model is also scored with other popularity prior weights
+count; the strongest simple baselines (P-TopFreq on repeat purchases, EASE^R on small
+catalogues; benchmarks/quality_references.py) are scored beside it. The default model is also scored with other popularity prior weights
 (`--prior-weights`, components/trainer/prior.py) as rows `default+prior_<β>`.
 Writes reports/quality.json (DESIGN §8) and reports/quality.png; with `--split validation`
 every row is scored on the protocols' validation splits instead (carved from train,
@@ -27,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
-                        quality_claims, quality_history, quality_plot, quality_report,
-                        quality_rows)
+                        quality_claims, quality_history, quality_plot, quality_references,
+                        quality_report, quality_rows)
 from benchmarks.quality_history import DEFAULT_HISTORY, HISTORY_FEATURE
 from pipeline.errors import TwoTowerError
 
@@ -275,6 +276,12 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                     "name": quality_rows.MOSTPOP, "overrides": []})
                 if not any(key.startswith(protocol) for key in mostpop):
                     mostpop.update(score_mostpop(prepared, result))
+                    for reference, keys in quality_references.score(
+                            prepared, result, DATASETS[dataset].repeat_purchases,
+                            protocol_metrics, recbole_metrics, _log).items():
+                        table.setdefault(reference, {"name": reference,
+                                                     "overrides": []}).update(keys)
+                        _log(f"{protocol} {reference}: {quality_report.brief(table[reference])}")
                 if protocol == "history" and quality_rows.ITEMKNN_HISTORY not in table:
                     table[quality_rows.ITEMKNN_HISTORY] = {
                         "name": quality_rows.ITEMKNN_HISTORY, "overrides": [],

@@ -54,7 +54,11 @@ CLAIM_ROWS: dict[str, tuple[str, ...]] = {
 }
 MOSTPOP = "mostpop"
 ITEMKNN_HISTORY = "itemknn_history"  # the history protocol's co-occurrence reference
-ROW_NAMES = ("baseline", MOSTPOP, ITEMKNN_HISTORY) + tuple(
+# The strongest simple baselines (benchmarks/quality_references.py).
+PTOPFREQ, PTOPFREQ_ASOF, PTOPFREQ_DECAY, EASE = ("ptopfreq", "ptopfreq_asof",
+                                                 "ptopfreq_decay", "ease")
+REFERENCE_ROWS = (PTOPFREQ, PTOPFREQ_ASOF, PTOPFREQ_DECAY, EASE)
+ROW_NAMES = ("baseline", MOSTPOP, *REFERENCE_ROWS, ITEMKNN_HISTORY) + tuple(
     name for name in TRAINED_ROWS if name != "baseline") + tuple(CLAIM_ROWS)
 # Rows run by default per dataset: every ablation on MovieLens; on other datasets the
 # default model beside the same model without features (ids only) and MostPop.

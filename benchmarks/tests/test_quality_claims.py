@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import quality, quality_claims, quality_rows
+from benchmarks import baselines, quality, quality_claims, quality_rows
 from components.negative_pool import artifact_io
 from pipeline import config as config_lib
 from pipeline import contract as contract_lib
@@ -41,7 +41,9 @@ def test_claim_rows_report_rule_temperature_tail_share_and_geometry(tmp_path, da
     quality.run({"default": (), **rows}, ["temporal"], data_dir, [], tmp_path, out,
                 part="validation")
     report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
-    assert set(report) == {"default", "no_pool", quality_rows.TAU_RULE, quality_rows.MOSTPOP}
+    assert set(report) == {"default", "no_pool", quality_rows.TAU_RULE, quality_rows.MOSTPOP,
+                           quality_rows.EASE}
+    assert report[quality_rows.EASE]["temporal_ease_l2"] in baselines.EASE_L2_WEIGHTS
     assert 0.05 <= report[quality_rows.TAU_RULE]["rule_temperature_temporal"] <= 0.2
     for name in ("default", "no_pool", quality_rows.TAU_RULE, quality_rows.MOSTPOP):
         assert 0.0 <= report[name]["temporal_tail_share_at_100"] <= 1.0
@@ -56,7 +58,7 @@ def test_other_history_lengths_and_poolings_add_default_rows(tmp_path, data_dir)
                 histories=[(20, "mean"), (5, "recency")], part="validation")
     report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     assert {"default", "default+history_5_recency", quality_rows.MOSTPOP,
-            quality_rows.ITEMKNN_HISTORY} == set(report)
-    for name in ("default", "default+history_5_recency"):
+            quality_rows.ITEMKNN_HISTORY, quality_rows.EASE} == set(report)
+    for name in ("default", "default+history_5_recency", quality_rows.EASE):
         assert 0.0 <= report[name]["history_recall_at_10"] <= report[name][
             "history_recall_at_100"] <= 1.0
