@@ -30,7 +30,7 @@ import pandas as pd
 from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
                         quality_claims, quality_history, quality_plot, quality_references,
                         quality_report, quality_rows)
-from benchmarks.quality_history import DEFAULT_HISTORY, HISTORY_FEATURE
+from benchmarks.quality_history import DEFAULT_HISTORY
 from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
@@ -47,6 +47,12 @@ class Dataset:
     command: str
     protocols: tuple[str, ...]
     repeat_purchases: bool = False  # history protocol: rank every item, exclude nothing
+    config: Optional[str] = None  # the dataset's own settings (configs/), under every row
+
+    def base_config(self) -> Optional[str]:
+        """The config file every row's overrides apply to (None: the defaults)."""
+        from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+        return str(config_lib.SCHEMAS_ROOT.parent / self.config) if self.config else None
 
 
 DATASETS = {
@@ -57,7 +63,8 @@ DATASETS = {
     # served) are reported beside the filtered ones.
     "completejourney": Dataset("data/completejourney", "completejourney",
                                "twotower data completejourney --sample 500",
-                               ("temporal", "history"), repeat_purchases=True),
+                               ("temporal", "history"), repeat_purchases=True,
+                               config="configs/completejourney.yaml"),
 }
 DEFAULT_PRIOR_WEIGHTS = (0.0, 0.25, 0.5)
 def load_tables(data_dir: pathlib.Path, contract: Any, command: str
@@ -112,14 +119,16 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             history: tuple[int, str] = DEFAULT_HISTORY,
             repeat_purchases: bool = False, part: str = "eval") -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol
-    (history: the history feature's length and pooling, history protocol only)."""
+    (history: the history feature's length and pooling, history protocol only; on the
+    others a history feature the contract declares is built as ingestion builds it)."""
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
         contract = quality_history.with_history(contract, *history)
+    if contract.history is not None:
         interactions = history_eval.add_histories(
             interactions, contract.user_id, contract.item_id, contract.event_time,
-            HISTORY_FEATURE, history[0])
+            contract.history.name, contract.history.length)
     split = protocols.split(protocol, interactions, contract.user_id, contract.event_time,
                             part=part)
     if protocol == "history":
@@ -182,12 +191,17 @@ def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors
             "recbole_ndcg_at_10": scores["ndcg_at_10"], "recbole_users": scores["users"]}
 
 
-def score(prepared: Prepared, result: Any, prior_weight: float) -> dict[str, float]:
-    """A trained model's report keys for one protocol at one popularity prior weight."""
+def score(prepared: Prepared, result: Any, prior_weight: float,
+          history: tuple[str, float, Optional[float]] = ("rank", 0.0, None)) -> dict[str, float]:
+    """A trained model's report keys for one protocol at one popularity prior weight (and,
+    on the history protocol, with the served model's history policy, repeat weight and
+    half-life: index.history_policy, repeat_weight, repeat_half_life)."""
     if prepared.name == "history":
         items = result.index_vectors(prior_weight)
-        return quality_history.history_scores(prepared, result.catalog_ids, lambda rows: np.asarray(
-            result.query_vectors(query_batch(rows, result.contract), prior_weight)) @ items.T)
+        return quality_history.history_scores(prepared, result.catalog_ids, quality_history.with_repeat(
+            lambda rows: np.asarray(result.query_vectors(query_batch(rows, result.contract),
+                                                         prior_weight)) @ items.T,
+            result.catalog_ids, result.contract.history.name, *history))
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
                                lambda batch: result.query_vectors(batch, prior_weight),
@@ -223,7 +237,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         prior_weights: Sequence[float], workdir: Optional[pathlib.Path],
         out: Optional[pathlib.Path], dataset: str = "movielens",
         histories: Sequence[tuple[int, str]] = (DEFAULT_HISTORY,),
-        part: str = "eval") -> pathlib.Path:
+        part: str = "eval",
+        repeats: Sequence[tuple[str, float, Optional[float]]] = ()) -> pathlib.Path:
     """Trains and scores every row under every protocol; writes the report and the chart.
 
     MovieLens rows replace the report's MovieLens rows (a run of some protocols keeps the
@@ -231,7 +246,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     rows in the existing report, beside MovieLens's. `part` "validation" scores on the
     validation splits and writes reports/quality_validation.json. The history protocol
     runs every row with histories[0] (length, pooling) and the default row with each
-    other history as `default+history_<length>_<pooling>`.
+    other history as `default+history_<length>_<pooling>`, and with each of `repeats`
+    (history policy, repeat weight, half-life) as quality_history.repeat_row_name.
     """
     if part == "validation":
         out = out or common.REPORTS_DIR / "quality_validation.json"
@@ -240,6 +256,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
     contract = contract_lib.load(str(config_lib.SCHEMAS_ROOT / DATASETS[dataset].schema_dir))
     interactions, items = load_tables(data_dir, contract, DATASETS[dataset].command)
+    base = DATASETS[dataset].base_config()
     commit = common.git_commit()
     table: dict[str, dict[str, Any]] = {}
     started = time.time()
@@ -247,23 +264,25 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         for protocol in protocol_names:
             epochs = f"training.epochs={EPOCHS[protocol]}"
             prepared = prepare(protocol, interactions, items, pathlib.Path(tmp),
-                               config_lib.load(None, (epochs,)), contract, histories[0],
+                               config_lib.load(base, (epochs,)), contract, histories[0],
                                DATASETS[dataset].repeat_purchases, part)
             _log(f"{protocol}: train {len(prepared.split.train):,}, {part} "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():
-                config = config_lib.load(None, (*overrides, epochs))
+                config = config_lib.load(base, (*overrides, epochs))
                 row = table.setdefault(name, {"name": name, "overrides": list(overrides)})
                 if name == quality_rows.TAU_RULE:
                     tau = quality_claims.rule_temperature(prepared, config)
                     row[f"rule_temperature_{protocol}"] = tau
-                    config = config_lib.load(None, (f"model.temperature={tau}", epochs))
+                    config = config_lib.load(base, (f"model.temperature={tau}", epochs))
                 result = training.train_and_evaluate(prepared.train_pattern,
                                                      prepared.eval_pattern,
                                                      prepared.catalog_pattern,
                                                      quality_claims.pool_for(prepared, config),
                                                      config)
-                row.update(score(prepared, result, config.model.popularity_prior))
+                served = (config.index.history_policy, config.index.repeat_weight,
+                          config.index.repeat_half_life)
+                row.update(score(prepared, result, config.model.popularity_prior, served))
                 row[f"examples_per_sec_{protocol}"] = round(result.metrics["examples_per_sec"])
                 _log(f"{protocol} {name}: {quality_report.brief(row)}")
                 if name == "default":
@@ -271,7 +290,15 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                         extra = table.setdefault(f"default+prior_{weight:g}", {
                             "name": f"default+prior_{weight:g}",
                             "overrides": [f"model.popularity_prior={weight:g}"]})
-                        extra.update(score(prepared, result, weight))
+                        extra.update(score(prepared, result, weight, served))
+                    if protocol == "history":
+                        for settings in repeats:
+                            extra_name = quality_history.repeat_row_name(*settings)
+                            table[extra_name] = {
+                                "name": extra_name, "overrides": repeat_overrides(settings),
+                                **score(prepared, result, config.model.popularity_prior,
+                                        settings)}
+                            _log(f"history {extra_name}: {quality_report.brief(table[extra_name])}")
                 mostpop = table.setdefault(quality_rows.MOSTPOP, {
                     "name": quality_rows.MOSTPOP, "overrides": []})
                 if not any(key.startswith(protocol) for key in mostpop):
@@ -289,9 +316,9 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
             if protocol == "history":
                 for history in histories[1:]:
                     other = prepare(protocol, interactions, items, pathlib.Path(tmp),
-                                    config_lib.load(None, (epochs,)), contract, history,
+                                    config_lib.load(base, (epochs,)), contract, history,
                                     DATASETS[dataset].repeat_purchases, part)
-                    config = config_lib.load(None, (epochs,))
+                    config = config_lib.load(base, (epochs,))
                     result = training.train_and_evaluate(
                         other.train_pattern, other.eval_pattern, other.catalog_pattern,
                         other.pool_uri, config)
@@ -309,7 +336,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
               "epochs": {p: EPOCHS[p] for p in protocol_names},
               "rows": {name: list(overrides) for name, overrides in rows.items()},
               "prior_weights": list(prior_weights),
-              "defaults": config_lib.load(None).to_dict()}
+              "defaults": config_lib.load(base).to_dict()}
     if dataset != "movielens":
         return quality_report.merge_dataset_rows(dataset, ordered, config, time.time() - started, out, commit)
     others = quality_report.read_report(out)
@@ -329,6 +356,21 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
+
+
+def repeat_overrides(settings: tuple[str, float, Optional[float]]) -> list[str]:
+    """The config overrides of a (history policy, repeat weight, half-life) row."""
+    policy, weight, half_life = settings
+    return [f"index.history_policy={policy}", f"index.repeat_weight={weight:g}",
+            f"index.repeat_half_life={'null' if half_life is None else f'{half_life:g}'}"]
+
+
+def repeat_settings(weights: Sequence[float], half_lives: Sequence[float]
+                    ) -> list[tuple[str, float, Optional[float]]]:
+    """The history protocol's extra rows: `exclude`, then `rank` at every weight x
+    half-life (0: plain counts)."""
+    return [("exclude", 0.0, None)] + [
+        ("rank", weight, half_life or None) for weight in weights for half_life in half_lives]
 
 
 def _log(message: str) -> None:
@@ -356,12 +398,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior-weights", type=float, nargs="*",
                         default=list(DEFAULT_PRIOR_WEIGHTS),
                         help="popularity prior weights to score the default model with")
-    parser.add_argument("--history-length", type=int, nargs="+", default=[DEFAULT_HISTORY[0]],
-                        help="items in the history feature of the history protocol; more "
-                             "values add rows default+history_<length>_<pooling>")
+    parser.add_argument("--history-length", type=int, nargs="+",
+                        help="items in the history feature of the history protocol (default: "
+                             "the contract's history feature, else "
+                             f"{DEFAULT_HISTORY[0]}); more values add rows "
+                             "default+history_<length>_<pooling>")
     parser.add_argument("--history-pooling", nargs="+", choices=("mean", "recency"),
-                        default=[DEFAULT_HISTORY[1]],
                         help="its pooling (the first length and pooling run every row)")
+    parser.add_argument("--repeat-weights", type=float, nargs="*", default=[],
+                        help="history protocol: also score the default model with these "
+                             "index.repeat_weight values (rows default+repeat_<w>_<half-life>) "
+                             "and with index.history_policy=exclude")
+    parser.add_argument("--repeat-half-lives", type=float, nargs="+", default=[0.0],
+                        help="index.repeat_half_life values for --repeat-weights, in history "
+                             "steps (0: plain counts)")
     parser.add_argument("--split", choices=protocols.SPLITS, default="eval",
                         help="validation: score on splits carved from train and write "
                              "reports/quality_validation.json (choose defaults there)")
@@ -380,10 +430,15 @@ def main_from_args(args: argparse.Namespace) -> None:
         rows.update(quality_rows.parse_variant(text) for text in args.variant)
     except ValueError as e:
         raise TwoTowerError(str(e)) from e
+    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
+    declared = contract_lib.load(str(config_lib.SCHEMAS_ROOT / dataset.schema_dir)).history
+    length, pooling = ((declared.length, declared.pooling) if declared else DEFAULT_HISTORY)
     path = run(rows, args.protocols or list(dataset.protocols),
                args.data or pathlib.Path(dataset.data_dir), args.prior_weights, args.workdir,
-               args.out, args.dataset, quality_history.settings(args.history_length,
-                                                                args.history_pooling),
-               args.split)
+               args.out, args.dataset, quality_history.settings(args.history_length or [length],
+                                                                args.history_pooling or [pooling]),
+               args.split, repeat_settings(args.repeat_weights, args.repeat_half_lives)
+               if args.repeat_weights else [])
     chart = f" and {path.with_suffix('.png')}" if args.dataset == "movielens" else ""
     print(f"wrote {path}{chart}")

@@ -4,8 +4,9 @@ validation (issue 15: N and pooling are chosen there)."""
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from benchmarks import history_eval
@@ -28,10 +29,12 @@ def row_name(history: tuple[int, str]) -> str:
 
 
 def with_history(contract: Any, length: int, pooling: str = DEFAULT_HISTORY[1]) -> Any:
-    """The contract plus a history feature of `length` items pooled by `pooling`."""
+    """The contract with one history feature, HISTORY_FEATURE, of `length` items pooled by
+    `pooling` (in place of the one it declares, if any)."""
     from pipeline.contract import QUERY, HISTORY, Contract  # pylint: disable=import-outside-toplevel
-    return Contract(contract.features + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY,
-                                                     length=length, pooling=pooling),))
+    kept = tuple(feature for feature in contract.features if not feature.is_history)
+    return Contract(kept + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY, length=length,
+                                        pooling=pooling),))
 
 
 def history_scores(prepared: Any, catalog_ids: Sequence[str],
@@ -42,6 +45,44 @@ def history_scores(prepared: Any, catalog_ids: Sequence[str],
     return history_eval.evaluate(score_rows, prepared.split.train, prepared.split.eval,
                                  catalog_ids, contract.user_id, contract.item_id,
                                  contract.event_time, excluded)
+
+
+def history_indices(histories: pd.Series, catalog_ids: Sequence[str]) -> np.ndarray:
+    """[b, L] catalogue indices of some rows' history lists (-1: padding or unknown)."""
+    index = pd.Index(list(catalog_ids))
+    width = max([len(items) for items in histories] + [1])
+    out = np.full((len(histories), width), -1, np.int64)
+    for row, items in enumerate(histories):
+        out[row, :len(items)] = index.get_indexer([str(value) for value in items])
+    return out
+
+
+def with_repeat(score_rows: Callable[[pd.DataFrame], np.ndarray], catalog_ids: Sequence[str],
+                feature: str, policy: str, weight: float, half_life: Optional[float]
+                ) -> Callable[[pd.DataFrame], np.ndarray]:
+    """A scorer of eval rows as the served model ranks with exact search: the items of each
+    row's history (column `feature`) get the repeat term (policy rank) or are removed
+    (exclude), components/index_builder/repeat.py."""
+    from components.index_builder import repeat  # pylint: disable=import-outside-toplevel
+
+    def score(rows: pd.DataFrame) -> np.ndarray:
+        scores = np.asarray(score_rows(rows), np.float64)
+        history = history_indices(rows[feature], catalog_ids)
+        if policy == repeat.EXCLUDE:
+            row, column = np.nonzero(history >= 0)
+            scores[row, history[row, column]] = -np.inf
+            return scores
+        if weight:
+            scores += repeat.dense_terms(history, len(catalog_ids), weight, half_life)
+        return scores
+    return score
+
+
+def repeat_row_name(policy: str, weight: float, half_life: Optional[float]) -> str:
+    """The report row of the default model scored with other history settings."""
+    if policy == "exclude":
+        return "default+exclude"
+    return f"default+repeat_{weight:g}_{'count' if half_life is None else f'{half_life:g}'}"
 
 
 def score_itemknn(prepared: Any, catalog_ids: Sequence[str]) -> dict[str, float]:

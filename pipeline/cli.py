@@ -229,8 +229,13 @@ def cmd_query(args: argparse.Namespace) -> None:
         from pipeline import contract  # pylint: disable=import-outside-toplevel
         titles = client.read_titles(args.items, contract.load(_load_config(args).data.schema_dir))
     print(f"model {args.model_name} version {result.version}: top {min(args.k, len(result.item_ids))}")
+    had = set(args.history)
     for rank, (item, score) in enumerate(zip(result.item_ids[:args.k], result.scores), 1):
-        print(f"{rank:>3}. {item:<10} {score:8.4f}  {titles.get(item, '')}")
+        again = "again " if item in had else ""
+        print(f"{rank:>3}. {item:<10} {score:8.4f}  {again}{titles.get(item, '')}".rstrip())
+    if had:
+        print(f"again: in the request's history ({sum(item in had for item in result.item_ids[:args.k])} "
+              f"of {min(args.k, len(result.item_ids))})")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -314,9 +314,24 @@ class ValidationConfig:
             _check(0.0 <= value <= 1.0, f"validation.{name}", value, "a number in [0, 1]")
 
 
+HISTORY_POLICIES = ("rank", "exclude")  # components/index_builder/repeat.py
+MAX_REPEAT_WEIGHT = 100.0  # far above any score difference: the history first
+
+
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
-    """ScaNN index settings; null fields are derived from the catalogue size."""
+    """The served retrieval: ScaNN index settings (null fields are derived from the
+    catalogue size) and what the request's history does (components/index_builder/repeat.py).
+
+    Attributes:
+      history_policy: `rank`: the history's items compete with the index's, scored by the
+        model plus the repeat term (buy again); `exclude`: they are never returned (watch
+        something new). Used when the contract declares a history feature.
+      repeat_weight: w of the repeat term w · log(1 + decayed count), in retrieval-score
+        units (cosine + the prior's term); 0: the model's score alone.
+      repeat_half_life: A past item's weight halves every this many history steps; null:
+        every occurrence counts 1.
+    """
 
     k: int = 100
     max_k: int = 1000
@@ -325,10 +340,20 @@ class IndexConfig:
     num_leaves_to_search: Optional[int] = None
     anisotropic_quantization_threshold: float = 0.2
     reorder: Optional[int] = None
+    history_policy: str = "rank"
+    repeat_weight: float = 0.0
+    repeat_half_life: Optional[float] = None
 
     def validate(self) -> None:
         _check(1 <= self.k <= self.max_k, "index.k", self.k,
                f"an integer from 1 to index.max_k ({self.max_k})")
+        _check(self.history_policy in HISTORY_POLICIES, "index.history_policy",
+               self.history_policy, f"one of {list(HISTORY_POLICIES)}")
+        _check(0.0 <= self.repeat_weight <= MAX_REPEAT_WEIGHT, "index.repeat_weight",
+               self.repeat_weight, f"a number in [0, {MAX_REPEAT_WEIGHT:g}]")
+        _check(self.repeat_half_life is None or 0.0 < self.repeat_half_life <= 10_000,
+               "index.repeat_half_life", self.repeat_half_life,
+               "null (plain counts) or a number of history steps in (0, 10000]")
 
 
 @dataclasses.dataclass(frozen=True)

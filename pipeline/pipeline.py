@@ -193,7 +193,9 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
         brute_force_below=index.brute_force_below, num_leaves=index.num_leaves,
         num_leaves_to_search=index.num_leaves_to_search,
         anisotropic_quantization_threshold=index.anisotropic_quantization_threshold,
-        reorder=index.reorder, target_recall=config.validation.min_scann_recall,
+        reorder=index.reorder, history_policy=index.history_policy,
+        repeat_weight=index.repeat_weight, repeat_half_life=index.repeat_half_life,
+        target_recall=config.validation.min_scann_recall,
     ).with_id("IndexBuilder")
     validation = config.validation
     validator = ModelValidator(
@@ -217,6 +219,22 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
 def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
     """TF Serving's model base path of one variant: <serving.base_path>/<model_name><suffix>."""
     return os.path.join(absolute(config.serving.base_path), config.serving.model_name + suffix)
+
+
+def check_history_settings(config: PipelineConfig, contract: contract_lib.Contract) -> None:
+    """The served model's history settings need a history feature in the contract.
+
+    Raises:
+      ConfigError: a repeat weight or the exclude policy without a history feature.
+    """
+    index = config.index
+    if contract.history is None and (index.repeat_weight or index.history_policy == "exclude"):
+        raise ConfigError(
+            f"index.repeat_weight={index.repeat_weight:g}, index.history_policy="
+            f"{index.history_policy} act on the request's history, but the contract in "
+            f"{config.data.schema_dir} declares no feature of kind history: declare one "
+            "(`twotower schema init --history N`) or set index.repeat_weight=0 and "
+            "index.history_policy=rank")
 
 
 def check_spans(config: PipelineConfig, contract: contract_lib.Contract,
@@ -278,6 +296,7 @@ def create_pipeline(config: PipelineConfig,
     """
     schema_dir = config.data.schema_dir
     contract = contract or contract_lib.load(schema_dir)
+    check_history_settings(config, contract)
     spanned = check_spans(config, contract, cross_run_resolvers)
     interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions,

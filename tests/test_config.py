@@ -51,6 +51,10 @@ def test_set_overrides_parse_yaml_values_and_win_over_file(tmp_path):
                                                  "expected true or false"),
     ({"loss": {"loss": "softmx"}}, "loss.loss: got 'softmx'"),
     ({"index": {"k": 5000}}, "index.k"),
+    ({"index": {"history_policy": "hide"}}, "index.history_policy: got 'hide'; expected one of "
+                                            "['rank', 'exclude']"),
+    ({"index": {"repeat_weight": -1}}, "index.repeat_weight: got -1"),
+    ({"index": {"repeat_half_life": 0}}, "index.repeat_half_life: got 0"),
     ({"serving": {"grpc_port": 70000}}, "serving.grpc_port"),
 ])
 def test_invalid_fields_are_named(values, message):

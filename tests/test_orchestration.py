@@ -177,3 +177,10 @@ def test_beam_args_for_a_component_that_is_not_a_beam_one_name_those_that_are(tm
     with pytest.raises(ConfigError, match="'Trainer' is not a Beam-based component.*"
                                           "NegativePoolBuilder"):
         pipeline_lib.create_pipeline(config)
+
+
+@pytest.mark.parametrize("override", ["index.repeat_weight=0.5", "index.history_policy=exclude"])
+def test_history_settings_without_a_history_feature_name_the_fix(tmp_path, override):
+    config = _config(f"orchestration.pipeline_root={tmp_path / 'root'}", override)
+    with pytest.raises(ConfigError, match="declares no feature of kind history: declare one"):
+        pipeline_lib.create_pipeline(config)

@@ -52,13 +52,22 @@ def test_claim_rows_report_rule_temperature_tail_share_and_geometry(tmp_path, da
         assert 0.0 <= report[name]["temporal_alignment"] <= 4.0
 
 
-def test_other_history_lengths_and_poolings_add_default_rows(tmp_path, data_dir):
+def test_other_history_lengths_poolings_and_repeat_settings_add_default_rows(tmp_path,
+                                                                            data_dir):
     out = tmp_path / "histories.json"
     quality.run({"default": ()}, ["history"], data_dir, [], tmp_path, out,
-                histories=[(20, "mean"), (5, "recency")], part="validation")
+                histories=[(20, "mean"), (5, "recency")], part="validation",
+                repeats=quality.repeat_settings([0.5], [0.0, 4.0]))
     report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    repeats = {"default+exclude", "default+repeat_0.5_count", "default+repeat_0.5_4"}
     assert {"default", "default+history_5_recency", quality_rows.MOSTPOP,
-            quality_rows.ITEMKNN_HISTORY, quality_rows.EASE} == set(report)
-    for name in ("default", "default+history_5_recency", quality_rows.EASE):
+            quality_rows.ITEMKNN_HISTORY, quality_rows.EASE} | repeats == set(report)
+    for name in ("default", "default+history_5_recency", quality_rows.EASE, *repeats):
         assert 0.0 <= report[name]["history_recall_at_10"] <= report[name][
             "history_recall_at_100"] <= 1.0
+    # The protocol removes the items a user had before, except the true one; the served
+    # exclude policy removes that too, so it loses every repeat (synthetic users repeat).
+    assert report["default+exclude"]["history_recall_at_10"] < report["default"][
+        "history_recall_at_10"]
+    assert report["default+repeat_0.5_4"]["overrides"] == [
+        "index.history_policy=rank", "index.repeat_weight=0.5", "index.repeat_half_life=4"]

@@ -10,7 +10,8 @@ Outputs:
   scann_model: Model; Format-Serving/ is one SavedModel wrapping the query tower and a ScaNN
     index of every catalogue embedding (signatures serving_default: raw query features ->
     item_ids [B, K], scores [B, K]; serving_top_k with a k input up to max_k;
-    query_embedding), with TF Serving warm-up requests in
+    query_embedding; with a history feature the history's items are merged in under the
+    history policy, repeat.py), with TF Serving warm-up requests in
     assets.extra/; index_report.json beside it (ScaNN recall against exact search on eval
     queries, latency).
   stock_model: Model; the same signatures with exact top-K in built-in ops only (loads on a
@@ -44,6 +45,9 @@ class IndexBuilderSpec(types.ComponentSpec):
         keys.NUM_LEAVES_TO_SEARCH_KEY: ExecutionParameter(type=int, optional=True),
         keys.ANISOTROPIC_THRESHOLD_KEY: ExecutionParameter(type=float),
         keys.REORDER_KEY: ExecutionParameter(type=int, optional=True),
+        keys.HISTORY_POLICY_KEY: ExecutionParameter(type=str),
+        keys.REPEAT_WEIGHT_KEY: ExecutionParameter(type=float),
+        keys.REPEAT_HALF_LIFE_KEY: ExecutionParameter(type=float, optional=True),
         keys.SERVING_MODEL_NAME_KEY: ExecutionParameter(type=str),
         keys.REPORT_QUERIES_KEY: ExecutionParameter(type=int),
         keys.TARGET_RECALL_KEY: ExecutionParameter(type=float),
@@ -72,6 +76,9 @@ class IndexBuilder(base_component.BaseComponent):
                  anisotropic_quantization_threshold: float =
                  DEFAULTS.anisotropic_quantization_threshold,
                  reorder: Optional[int] = DEFAULTS.reorder,
+                 history_policy: str = DEFAULTS.history_policy,
+                 repeat_weight: float = DEFAULTS.repeat_weight,
+                 repeat_half_life: Optional[float] = DEFAULTS.repeat_half_life,
                  report_queries: int = DEFAULT_REPORT_QUERIES,
                  target_recall: float = ValidationConfig().min_scann_recall) -> None:
         """Builds the component; bad parameters raise ValueError now.
@@ -87,6 +94,11 @@ class IndexBuilder(base_component.BaseComponent):
           num_leaves_to_search: Partitions searched per query (None: about 1/20).
           anisotropic_quantization_threshold: ScaNN's anisotropic quantization threshold.
           reorder: Candidates re-scored exactly (None: max(4k, 100)).
+          history_policy: What the request's history items do, `rank` or `exclude`
+            (repeat.py; only with a history feature in the contract).
+          repeat_weight: w of the repeat term (0: the model's score alone).
+          repeat_half_life: History steps over which a past item's weight halves (None:
+            plain counts).
           report_queries: Eval queries used for index_report.json.
           target_recall: Leaves searched and reordering depth are doubled from the derived
             values until ScaNN's recall@K against exact search on those queries reaches
@@ -95,7 +107,8 @@ class IndexBuilder(base_component.BaseComponent):
         IndexConfig(k=k, max_k=max_k, brute_force_below=brute_force_below, num_leaves=num_leaves,
                     num_leaves_to_search=num_leaves_to_search,
                     anisotropic_quantization_threshold=anisotropic_quantization_threshold,
-                    reorder=reorder).validate()
+                    reorder=reorder, history_policy=history_policy, repeat_weight=repeat_weight,
+                    repeat_half_life=repeat_half_life).validate()
         if report_queries < 1:
             raise ValueError(f"report_queries must be >= 1, got {report_queries}")
         if not 0.0 <= target_recall <= 1.0:
@@ -104,7 +117,9 @@ class IndexBuilder(base_component.BaseComponent):
             model=model, examples=examples, k=k, max_k=max_k, brute_force_below=brute_force_below,
             num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
             anisotropic_quantization_threshold=anisotropic_quantization_threshold,
-            reorder=reorder, serving_model_name=serving_model_name,
+            reorder=reorder, history_policy=history_policy, repeat_weight=float(repeat_weight),
+            repeat_half_life=None if repeat_half_life is None else float(repeat_half_life),
+            serving_model_name=serving_model_name,
             report_queries=report_queries, target_recall=target_recall,
             scann_model=types.Channel(type=standard_artifacts.Model),
             stock_model=types.Channel(type=standard_artifacts.Model))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -36,9 +36,21 @@ def index_config(exec_properties: Mapping[str, Any]) -> IndexConfig:
         num_leaves=exec_properties.get(keys.NUM_LEAVES_KEY),
         num_leaves_to_search=exec_properties.get(keys.NUM_LEAVES_TO_SEARCH_KEY),
         anisotropic_quantization_threshold=exec_properties[keys.ANISOTROPIC_THRESHOLD_KEY],
-        reorder=exec_properties.get(keys.REORDER_KEY))
+        reorder=exec_properties.get(keys.REORDER_KEY),
+        history_policy=exec_properties.get(keys.HISTORY_POLICY_KEY, IndexConfig.history_policy),
+        repeat_weight=exec_properties.get(keys.REPEAT_WEIGHT_KEY, IndexConfig.repeat_weight),
+        repeat_half_life=exec_properties.get(keys.REPEAT_HALF_LIFE_KEY))
     config.validate()
     return config
+
+
+def history_settings(contract: Contract, config: IndexConfig
+                     ) -> Optional[retrieval_model.Repeat]:
+    """The served model's history settings: None when the contract declares no history."""
+    if contract.history is None:
+        return None
+    return retrieval_model.Repeat(contract.history.name, config.history_policy,
+                                  config.repeat_weight, config.repeat_half_life)
 
 
 def eval_queries(examples: types.Artifact, rows: int, contract: Contract,
@@ -83,14 +95,19 @@ class Executor(base_executor.BaseExecutor):
         logging.info("Indexing %d items (dim %d) with %s", len(ids), embeddings.shape[1],
                      settings)
         query_tower = os.path.join(trained, trainer_export.QUERY_TOWER_DIR)
+        contract = artifact_io.read_contract(trained)
+        history = history_settings(contract, config)
+        if history is not None:
+            logging.info("The request's history %r: %s", history.feature, history)
         scann = retrieval_model.RetrievalModel(
             query_tower, ids, retrieval_model.ScannSearch(embeddings, settings), settings.k,
-            config.max_k)
+            config.max_k, embeddings, history)
         exact = retrieval_model.RetrievalModel(
-            query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k, config.max_k)
+            query_tower, ids, retrieval_model.ExactSearch(embeddings), settings.k, config.max_k,
+            embeddings, history)
         queries = eval_queries(artifact_utils.get_single_instance(input_dict[keys.EXAMPLES_KEY]),
-                               exec_properties[keys.REPORT_QUERIES_KEY],
-                               artifact_io.read_contract(trained), list(scann.query_specs))
+                               exec_properties[keys.REPORT_QUERIES_KEY], contract,
+                               list(scann.query_specs))
         settings, tuning = report_lib.tune_search(scann, exact, queries, settings,
                                                   exec_properties[keys.TARGET_RECALL_KEY])
         index_report = {**report_lib.index_report(scann, exact, queries, settings),

@@ -11,15 +11,18 @@ scalar input: call serving_top_k with the columnar "inputs" format or gRPC.
 With `ScannSearch` it searches a ScaNN index (the ScaNN TF ops must be registered where it
 is loaded: `import scann`); with `ExactSearch` it uses only built-in ops (matmul + top_k),
 so it loads on a stock `tensorflow/serving`.
+With `Repeat` settings (a contract with a history feature), both variants merge the
+request's history items with the search's results under the history policy (repeat.py).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from components.index_builder import scann_settings
+from components.index_builder import repeat, scann_settings
 from components.trainer import export as trainer_export
 
 ITEM_IDS_OUTPUT = "item_ids"
@@ -36,6 +39,23 @@ def query_input_specs(query_tower: tf.Module) -> dict[str, tf.TensorSpec]:
     _, inputs = query_tower.signatures[SERVING_SIGNATURE].structured_input_signature
     return {name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
             for name, spec in sorted(inputs.items())}
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    """What the request's history does (repeat.py; index.history_policy and repeat_*).
+
+    Attributes:
+      feature: The contract's history feature: a [B, L] string input.
+      policy: repeat.RANK or repeat.EXCLUDE.
+      weight: The repeat term's w.
+      half_life: Its half-life in history steps, or None (plain counts).
+    """
+
+    feature: str
+    policy: str = repeat.RANK
+    weight: float = 0.0
+    half_life: Optional[float] = None
 
 
 class ScannSearch(tf.Module):
@@ -90,13 +110,38 @@ class RetrievalModel(tf.Module):
     """
 
     def __init__(self, query_tower_dir: str, item_ids: Sequence[str],
-                 search: ScannSearch | ExactSearch, k: int, max_k: int) -> None:
+                 search: ScannSearch | ExactSearch, k: int, max_k: int,
+                 embeddings: Optional[np.ndarray] = None,
+                 history: Optional[Repeat] = None) -> None:
+        """Wraps the tower and the search.
+
+        Args:
+          query_tower_dir: The Trainer's query tower SavedModel.
+          item_ids: [N] catalogue ids in the search's row order.
+          search: The top-K search over the catalogue's vectors.
+          k, max_k: serving_default's K and serving_top_k's largest k.
+          embeddings: [N, D'] the indexed vectors; needed with a `history` under `rank`
+            (the model's score of each history item).
+          history: What the request's history does; None: the search alone.
+        """
         super().__init__()
         self.max_k = min(max_k, len(item_ids))
         self.query_tower = tf.saved_model.load(query_tower_dir)
         self.item_ids = tf.Variable(np.array(item_ids, dtype=object), trainable=False,
                                     dtype=tf.string, name="item_ids")
         self.search = search
+        self.history = history
+        if history is not None:
+            self.item_index = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(item_ids), tf.string), tf.range(len(item_ids), dtype=tf.int64)),
+                default_value=-1)
+            if history.policy == repeat.RANK:
+                if embeddings is None:
+                    raise ValueError("a history ranked with the search's items needs the "
+                                     "catalogue's embeddings")
+                self.embeddings = (search.embeddings if isinstance(search, ExactSearch) else
+                                   tf.Variable(embeddings.astype(np.float32), trainable=False,
+                                               name="history_embeddings"))
         self.k = min(k, len(item_ids))
         self.query_specs = query_input_specs(self.query_tower)
         self.query_embedding = tf.function(self._query_embedding,
@@ -113,9 +158,29 @@ class RetrievalModel(tf.Module):
         """Raw query features -> {"embedding": [B, D]}."""
         return {EMBEDDING_OUTPUT: self._embed(features)}
 
+    def _search(self, features: Mapping[str, tf.Tensor], k: int | tf.Tensor
+                ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The top k ([B, k] catalogue indices, [B, k] scores) for raw query features: the
+        search's, merged with the history's items when the model has a history."""
+        queries = self._embed(features)
+        if self.history is None:
+            return self.search(queries, k)
+        history = self.item_index.lookup(features[self.history.feature])  # [B, L]
+        searched = k
+        if self.history.policy == repeat.EXCLUDE:
+            searched = tf.minimum(k + tf.shape(history)[1], self.item_ids.shape[0])
+        indices, scores = self.search(queries, searched)
+        if self.history.policy == repeat.RANK:
+            vectors = tf.gather(self.embeddings, tf.maximum(history, 0))  # [B, L, D']
+            history_scores = tf.reduce_sum(queries[:, tf.newaxis, :] * vectors, axis=2)
+        else:
+            history_scores = tf.zeros(tf.shape(history), tf.float32)
+        return repeat.merge(tf.cast(indices, tf.int64), scores, history, history_scores, k,
+                            self.history.policy, self.history.weight, self.history.half_life)
+
     def _retrieve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Raw query features -> {"item_ids": [B, K], "scores": [B, K]}."""
-        indices, scores = self.search(self._embed(features), self.k)
+        indices, scores = self._search(features, self.k)
         return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
 
     def _retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
@@ -125,7 +190,7 @@ class RetrievalModel(tf.Module):
         checks = [tf.debugging.assert_greater_equal(k, 1, message=message),
                   tf.debugging.assert_less_equal(k, self.max_k, message=message)]
         with tf.control_dependencies(checks):
-            indices, scores = self.search(self._embed(features), tf.identity(k))
+            indices, scores = self._search(features, tf.identity(k))
         return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
 
     def save(self, path: str) -> None:
