@@ -49,7 +49,8 @@ def history_settings(contract: Contract, config: IndexConfig
     """The served model's history settings: None when the contract declares no history."""
     if contract.history is None:
         return None
-    return retrieval_model.Repeat(contract.history.name, config.history_policy,
+    return retrieval_model.Repeat(contract.history.name, contract.history.length,
+                                  config.history_policy,
                                   config.repeat_weight, config.repeat_half_life)
 
 

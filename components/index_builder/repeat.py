@@ -13,7 +13,8 @@ added to the model's score of j (the same dot product the index ranks by). The h
 policy (index.history_policy) decides what the history's items do:
   rank:    they compete with the ANN's items, scored model + r_j (w = 0: model alone).
   exclude: they are never returned (a film already watched); the ANN is asked for k + L.
-Ids unknown to the model (not in the catalogue) are ignored.
+Ids unknown to the model (not in the catalogue) are ignored, and only the last `length`
+valid items count (the contract's length, as the tower reads them).
 """
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ import tensorflow as tf
 RANK, EXCLUDE = "rank", "exclude"
 POLICIES = (RANK, EXCLUDE)
 REMOVED = -1e30  # the score of a slot with no candidate left (exclude on a tiny catalogue)
+
+
+def keep_latest(indices: tf.Tensor, length: int) -> tf.Tensor:
+    """[B, L] history indices with all but the last `length` valid ones set to -1 (a
+    request may send a longer history than the contract's `length`; the tower reads the
+    same last `length`)."""
+    valid = indices >= 0
+    later = tf.cumsum(tf.cast(valid, tf.int32), axis=1, exclusive=True, reverse=True)
+    return tf.where(valid & (later < length), indices, -1)
 
 
 def _group_sums(indices: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

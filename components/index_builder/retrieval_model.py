@@ -47,12 +47,14 @@ class Repeat:
 
     Attributes:
       feature: The contract's history feature: a [B, L] string input.
+      length: Its declared length: the last `length` items of a request count.
       policy: repeat.RANK or repeat.EXCLUDE.
       weight: The repeat term's w.
       half_life: Its half-life in history steps, or None (plain counts).
     """
 
     feature: str
+    length: int
     policy: str = repeat.RANK
     weight: float = 0.0
     half_life: Optional[float] = None
@@ -165,7 +167,8 @@ class RetrievalModel(tf.Module):
         queries = self._embed(features)
         if self.history is None:
             return self.search(queries, k)
-        history = self.item_index.lookup(features[self.history.feature])  # [B, L]
+        history = repeat.keep_latest(self.item_index.lookup(features[self.history.feature]),
+                                     self.history.length)  # [B, L]
         searched = k
         if self.history.policy == repeat.EXCLUDE:
             searched = tf.minimum(k + tf.shape(history)[1], self.item_ids.shape[0])

@@ -105,3 +105,8 @@ def test_terms_and_merge_match_a_direct_computation_on_random_rows(half_life):
         best = sorted(candidates.items(), key=lambda pair: -pair[1])[:8]
         np.testing.assert_allclose(scores.numpy()[row], [score for _, score in best], rtol=1e-5)
         assert sorted(indices.numpy()[row].tolist()) == sorted(item for item, _ in best)
+
+
+def test_keep_latest_keeps_the_last_valid_items_whatever_the_padding():
+    kept = repeat.keep_latest(tf.constant([[1, -1, 2, 3, -1, 4, -1]], tf.int64), 3)
+    np.testing.assert_array_equal(kept.numpy(), [[-1, -1, 2, 3, -1, 4, -1]])

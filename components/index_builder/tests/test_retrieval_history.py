@@ -35,7 +35,7 @@ def _model(tower_dir, policy, weight, scann=False):
         40, scann_settings.IndexConfig(k=5, max_k=20, brute_force_below=1)))
         if scann else retrieval_model.ExactSearch(EMBEDDINGS))
     return retrieval_model.RetrievalModel(tower_dir, IDS, search, 5, 20, EMBEDDINGS,
-                                          retrieval_model.Repeat("recent", policy, weight))
+                                          retrieval_model.Repeat("recent", 6, policy, weight))
 
 
 def _request(history):
@@ -63,8 +63,9 @@ def test_rank_without_weight_and_exclude_and_top_k(tower_dir):
     model = _model(tower_dir, repeat.EXCLUDE, 0.0)
     out = model.retrieve(_request([top[0], top[2], top[0]]))
     assert out["item_ids"].numpy()[0].astype(str).tolist() == [top[1]] + top[3:7]
+    # Only the last 6 of a longer history count (the contract's length).
     many = model.retrieve_top_k(_request(top[:10]), tf.constant(20))
-    assert many["item_ids"].numpy()[0].astype(str).tolist() == top[10:30]
+    assert many["item_ids"].numpy()[0].astype(str).tolist() == top[:4] + top[10:26]
 
 
 def test_scann_variant_merges_the_same_way_after_a_save_and_load(tower_dir, tmp_path):
@@ -88,4 +89,4 @@ def test_the_builder_takes_the_history_feature_from_the_contract_and_settings_fr
     with_history = Contract(plain.features + (FeatureSpec("recent", QUERY, HISTORY, length=50),))
     assert executor.history_settings(with_history, IndexConfig(
         repeat_weight=1.5, repeat_half_life=20.0)) == retrieval_model.Repeat(
-            "recent", repeat.RANK, 1.5, 20.0)
+            "recent", 50, repeat.RANK, 1.5, 20.0)
