@@ -32,10 +32,13 @@ def add_histories(frame: pd.DataFrame, user: str, item: str, time: str, name: st
     it (a list of str, most recent last), as ingestion computes it."""
     values: list[list[str]] = [[] for _ in range(len(frame))]
     times, items = frame[time].to_numpy(), frame[item].astype(str).to_numpy()
+    # One str per distinct item: 300k rows x 500-item histories are 150M references, which
+    # as separate strings took the 24 GB machine's memory.
+    names: dict[bytes, str] = {}
     for rows in frame.groupby(user, sort=False).indices.values():
         events = [(int(times[row]), items[row].encode()) for row in rows]
         for row, found in zip(rows, history_lib.histories(events, length)):
-            values[row] = [value.decode() for value in found]
+            values[row] = [names.setdefault(value, value.decode()) for value in found]
     return frame.assign(**{name: values})
 
 

