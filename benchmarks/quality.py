@@ -30,7 +30,8 @@ import pandas as pd
 from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
                         quality_claims, quality_history, quality_plot, quality_references,
                         quality_report, quality_rows)
-from benchmarks.quality_history import DEFAULT_HISTORY
+from benchmarks.quality_history import DEFAULT_HISTORY, repeat_settings
+from benchmarks.quality_scoring import protocol_metrics, query_batch, recbole_metrics
 from pipeline.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
@@ -76,25 +77,6 @@ def load_tables(data_dir: pathlib.Path, contract: Any, command: str
         raise TwoTowerError(f"{missing[0]} not found: run `{command} --out {data_dir}` first")
     return tuple(example_files.typed_frame(pd.read_csv(path, dtype=str, keep_default_na=False),
                                            contract) for path in paths)
-
-
-def query_batch(frame: pd.DataFrame, contract: Any) -> dict[str, Any]:
-    """Raw query features {name: [U]} of some rows, missing values as the parser's."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components.trainer import features  # pylint: disable=import-outside-toplevel
-    batch = {}
-    for name in contract.query_names:
-        feature = contract.by_name(name)
-        column = frame[name]
-        if feature.is_history:
-            width = max(1, max(len(items) for items in column))
-            batch[name] = tf.constant([list(items) + [""] * (width - len(items))
-                                       for items in column], tf.string)
-            continue
-        values = column.where(column.notna(), features.missing_value(feature))
-        batch[name] = tf.constant(values.to_numpy().astype(
-            object if feature.dtype == "string" else feature.dtype), features.tf_dtype(feature))
-    return batch
 
 
 @dataclasses.dataclass
@@ -145,50 +127,6 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
                     pool_uri, contract, had, not repeat_purchases, root)
-
-
-def protocol_metrics(prepared: Prepared, scores: dict[str, float]) -> dict[str, float]:
-    """The report keys (DESIGN §8) of one protocol from metrics.evaluate's output."""
-    if prepared.name == "tfrs":
-        return {f"tfrs_top_{k}": scores[f"tfrs_recall_at_{k}"] for k in (10, 50, 100)}
-    if prepared.name == "temporal":
-        out = {f"temporal_recall_at_{k}": scores[f"filtered_recall_at_{k}"] for k in (10, 50, 100)}
-        out["temporal_ndcg_at_10"] = scores["filtered_ndcg_at_10"]
-        out.update({f"temporal_unfiltered_recall_at_{k}": scores[f"tfrs_recall_at_{k}"]
-                    for k in (10, 100)})
-        out["temporal_unfiltered_ndcg_at_10"] = scores["tfrs_ndcg_at_10"]
-        out["temporal_coverage_at_100"] = scores["coverage_at_100"]
-        out["temporal_popularity_at_100"] = scores["popularity_at_100"]
-        out["temporal_tail_share_at_100"] = scores["tail_share_at_100"]
-        return out
-    return {}
-
-
-def recbole_metrics(prepared: Prepared, catalog_ids: Sequence[str], item_vectors: np.ndarray,
-                    query_vectors: Any, contract: Any) -> dict[str, float]:
-    """Per-user recall@10 / NDCG@10 on RecBole's test part, train and valid items masked.
-
-    Args:
-      prepared: The recbole protocol's data.
-      catalog_ids: [N] ids in the row order of item_vectors.
-      item_vectors: [N, D] index vectors.
-      query_vectors: Raw query features {name: [U]} -> [U, D].
-      contract: Names the columns.
-    """
-    from components.trainer import metrics  # pylint: disable=import-outside-toplevel
-    user, item = contract.user_id, contract.item_id
-    position = {item: index for index, item in enumerate(catalog_ids)}
-    test = prepared.split.eval.groupby(user)[item].apply(list)
-    history = pd.concat([prepared.split.train, prepared.split.valid]).groupby(user)[item]
-    masked = {user: [position[i] for i in items if i in position] for user, items in history}
-    users = test.index.tolist()
-    first = prepared.split.eval.drop_duplicates(user).set_index(user, drop=False).loc[users]
-    batch = query_batch(first, contract)
-    relevant = [[position[i] for i in items if i in position] for items in test.tolist()]
-    scores = metrics.per_user_metrics(np.asarray(query_vectors(batch)), item_vectors, relevant,
-                                      [masked.get(user, []) for user in users])
-    return {"recbole_recall_at_10": scores["recall_at_10"],
-            "recbole_ndcg_at_10": scores["ndcg_at_10"], "recbole_users": scores["users"]}
 
 
 def score(prepared: Prepared, result: Any, prior_weight: float,
@@ -295,7 +233,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                         for settings in repeats:
                             extra_name = quality_history.repeat_row_name(*settings)
                             table[extra_name] = {
-                                "name": extra_name, "overrides": repeat_overrides(settings),
+                                "name": extra_name,
+                                "overrides": quality_history.repeat_overrides(settings),
                                 **score(prepared, result, config.model.popularity_prior,
                                         settings)}
                             _log(f"history {extra_name}: {quality_report.brief(table[extra_name])}")
@@ -305,7 +244,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                     mostpop.update(score_mostpop(prepared, result))
                     for reference, keys in quality_references.score(
                             prepared, result, DATASETS[dataset].repeat_purchases,
-                            protocol_metrics, recbole_metrics, _log).items():
+                            _log).items():
                         table.setdefault(reference, {"name": reference,
                                                      "overrides": []}).update(keys)
                         _log(f"{protocol} {reference}: {quality_report.brief(table[reference])}")
@@ -356,21 +295,6 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
         row for row in others["rows"] if row.get("dataset")], notes, out, commit)
     quality_plot.bar_chart(ordered, path.with_suffix(".png"))
     return path
-
-
-def repeat_overrides(settings: tuple[str, float, Optional[float]]) -> list[str]:
-    """The config overrides of a (history policy, repeat weight, half-life) row."""
-    policy, weight, half_life = settings
-    return [f"index.history_policy={policy}", f"index.repeat_weight={weight:g}",
-            f"index.repeat_half_life={'null' if half_life is None else f'{half_life:g}'}"]
-
-
-def repeat_settings(weights: Sequence[float], half_lives: Sequence[float]
-                    ) -> list[tuple[str, float, Optional[float]]]:
-    """The history protocol's extra rows: `exclude`, then `rank` at every weight x
-    half-life (0: plain counts)."""
-    return [("exclude", 0.0, None)] + [
-        ("rank", weight, half_life or None) for weight in weights for half_life in half_lives]
 
 
 def _log(message: str) -> None:

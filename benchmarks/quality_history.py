@@ -93,3 +93,18 @@ def score_itemknn(prepared: Any, catalog_ids: Sequence[str]) -> dict[str, float]
     had = pd.Series(prepared.had, index=prepared.split.eval.index)
     return history_scores(prepared, catalog_ids,
                           history_eval.itemknn_scorer(similarity, catalog_ids, had))
+
+
+def repeat_overrides(settings: tuple[str, float, Optional[float]]) -> list[str]:
+    """The config overrides of a (history policy, repeat weight, half-life) row."""
+    policy, weight, half_life = settings
+    return [f"index.history_policy={policy}", f"index.repeat_weight={weight:g}",
+            f"index.repeat_half_life={'null' if half_life is None else f'{half_life:g}'}"]
+
+
+def repeat_settings(weights: Sequence[float], half_lives: Sequence[float]
+                    ) -> list[tuple[str, float, Optional[float]]]:
+    """The history protocol's extra rows: `exclude`, then `rank` at every weight x
+    half-life (0: plain counts)."""
+    return [("exclude", 0.0, None)] + [
+        ("rank", weight, half_life or None) for weight in weights for half_life in half_lives]

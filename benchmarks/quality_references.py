@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import baselines, history_eval, protocols, quality_history
+from benchmarks.quality_scoring import protocol_metrics, recbole_metrics
 from benchmarks.quality_rows import EASE, PTOPFREQ, PTOPFREQ_ASOF, PTOPFREQ_DECAY
 
 
@@ -29,9 +30,8 @@ def train_counts(train: pd.DataFrame, catalog_ids: Any, item: str) -> np.ndarray
     return np.bincount(columns[columns >= 0], minlength=len(catalog_ids)).astype(np.float64)
 
 
-def _user_scores_metrics(prepared: Any, result: Any, scores: baselines.UserScores,
-                         protocol_metrics: Callable[..., dict[str, float]],
-                         recbole_metrics: Callable[..., dict[str, float]]) -> dict[str, float]:
+def _user_scores_metrics(prepared: Any, result: Any, scores: baselines.UserScores
+                         ) -> dict[str, float]:
     """Report keys of per-user scores under the temporal, tfrs or recbole protocol."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
@@ -103,8 +103,6 @@ def _half_life(prepared: Any, catalog_ids: Any) -> tuple[float, dict[str, float]
 
 
 def score(prepared: Any, result: Any, repeat_purchases: bool,
-          protocol_metrics: Callable[..., dict[str, float]],
-          recbole_metrics: Callable[..., dict[str, float]],
           log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """{row name: report keys} of the reference rows that apply to this protocol and data.
 
@@ -112,8 +110,6 @@ def score(prepared: Any, result: Any, repeat_purchases: bool,
       prepared: The protocol's data (benchmarks/quality.py Prepared).
       result: A trained row's result (its catalogue, training counts, seen items, contract).
       repeat_purchases: Rank every item (no P-TopFreq without it, it is then MostPop).
-      protocol_metrics, recbole_metrics: benchmarks/quality.py's scorers, passed in to keep
-        one definition of the report keys.
       log: Progress lines.
     """
     contract = result.contract
@@ -122,8 +118,7 @@ def score(prepared: Any, result: Any, repeat_purchases: bool,
     rows: dict[str, dict[str, Any]] = {}
     if repeat_purchases and name == "temporal":
         rows[PTOPFREQ] = _user_scores_metrics(prepared, result, baselines.ptopfreq(
-            split.train, catalog_ids, user, item, result.train_counts), protocol_metrics,
-            recbole_metrics)
+            split.train, catalog_ids, user, item, result.train_counts))
     if repeat_purchases and name == "history":
         rows[PTOPFREQ_ASOF] = quality_history.history_scores(
             prepared, catalog_ids, baselines.asof_scorer(split.train, split.eval, catalog_ids,
@@ -147,7 +142,6 @@ def score(prepared: Any, result: Any, repeat_purchases: bool,
         found = quality_history.history_scores(prepared, catalog_ids, baselines.ease_history_scorer(
             model, catalog_ids, pd.Series(prepared.had, index=split.eval.index)))
     else:
-        found = _user_scores_metrics(prepared, result, scores, protocol_metrics,
-                                     recbole_metrics)
+        found = _user_scores_metrics(prepared, result, scores)
     rows[EASE] = {**found, f"{name}_ease_l2": l2, f"{name}_ease_l2_validation": trials}
     return rows

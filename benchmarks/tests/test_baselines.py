@@ -162,7 +162,7 @@ def test_reference_rows_of_the_history_protocol_on_repeat_purchases():
     counts = quality_references.train_counts(split.train, items, "item")
     result = SimpleNamespace(catalog_ids=items, train_counts=counts, contract=contract)
     logged = []
-    found = quality_references.score(prepared, result, True, None, None, logged.append)
+    found = quality_references.score(prepared, result, True, logged.append)
     assert set(found) == {quality_rows.PTOPFREQ_ASOF, quality_rows.PTOPFREQ_DECAY,
                           quality_rows.EASE}
     assert found[quality_rows.PTOPFREQ_ASOF]["history_recall_at_10"] == pytest.approx(1.0)

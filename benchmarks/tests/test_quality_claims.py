@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import baselines, quality, quality_claims, quality_rows
+from benchmarks import baselines, quality, quality_claims, quality_history, quality_rows
 from components.negative_pool import artifact_io
 from pipeline import config as config_lib
 from pipeline import contract as contract_lib
@@ -57,7 +57,7 @@ def test_other_history_lengths_poolings_and_repeat_settings_add_default_rows(tmp
     out = tmp_path / "histories.json"
     quality.run({"default": ()}, ["history"], data_dir, [], tmp_path, out,
                 histories=[(20, "mean"), (5, "recency")], part="validation",
-                repeats=quality.repeat_settings([0.5], [0.0, 4.0]))
+                repeats=quality_history.repeat_settings([0.5], [0.0, 4.0]))
     report = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     repeats = {"default+exclude", "default+repeat_0.5_count", "default+repeat_0.5_4"}
     assert {"default", "default+history_5_recency", quality_rows.MOSTPOP,
