@@ -7,9 +7,10 @@ ExampleGen-style tf.Example folders, the NegativePoolBuilder runs on the train s
 every row (benchmarks/quality_rows.py) trains with the same split and epochs, then is
 scored against the whole catalogue with exact search. `mostpop` ranks items by training
 count; the strongest simple baselines (P-TopFreq on repeat purchases, EASE^R on small
-catalogues; benchmarks/quality_references.py) are scored beside it. The default model is also scored with other popularity prior weights
-(`--prior-weights`, components/trainer/prior.py) as rows `default+prior_<β>`.
-Writes reports/quality.json (DESIGN §8) and reports/quality.png; with `--split validation`
+catalogues; benchmarks/quality_references.py) are scored beside it. The default model
+is also scored with other popularity prior weights (`--prior-weights`,
+components/trainer/prior.py) as rows `default+prior_<β>`.
+Writes reports/quality.json and reports/quality.png; with `--split validation`
 every row is scored on the protocols' validation splits instead (carved from train,
 benchmarks/protocols.py), written to reports/quality_validation.json: the defaults are
 chosen there, and eval is touched once per reported row.

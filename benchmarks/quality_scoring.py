@@ -29,7 +29,7 @@ def query_batch(frame: pd.DataFrame, contract: Any) -> dict[str, Any]:
 
 
 def protocol_metrics(prepared: Any, scores: dict[str, float]) -> dict[str, float]:
-    """The report keys (DESIGN §8) of one protocol from metrics.evaluate's output."""
+    """The report keys of one protocol from metrics.evaluate's output."""
     if prepared.name == "tfrs":
         return {f"tfrs_top_{k}": scores[f"tfrs_recall_at_{k}"] for k in (10, 50, 100)}
     if prepared.name == "temporal":
