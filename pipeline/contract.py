@@ -13,7 +13,8 @@ features.yaml:
     features:
       user_id:   {role: user_id}                  # query tower's id (kind id)
       item_id:   {role: item_id}                  # candidate tower's id (kind id)
-      timestamp: {role: event_time}               # integer seconds; the time split's key
+      timestamp: {role: event_time, format: iso8601}  # the time split's key (format:
+                                                      # pipeline/event_times.py)
       rating:    {role: ignored}
       age:       {role: query, kind: numeric, buckets: 8}
       device:    {role: query, kind: categorical} # a per-event context column
@@ -35,6 +36,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from pipeline import event_times
 from pipeline.errors import ConfigError
 
 FEATURES_FILE = "features.yaml"
@@ -79,6 +81,9 @@ class FeatureSpec:
       normalize: numeric: also feed the z-scored value (mean and std from the data).
       prefix: categorical: keep only the first N characters (e.g. a zip code's region).
       length: history: the user's last `length` items before the event.
+      format: event_time only: how the files write the time (`seconds`, `milliseconds`,
+        `iso8601` or a strptime pattern; pipeline/event_times.py); ingestion reads it as
+        integer seconds.
       pooling: history: `mean` of the items' embeddings, or `recency` (weights halving every
         `length` / 4 steps back). The defaults, 10 items and recency, were the best of 10,
         20 and 50 items by mean and recency pooling on the history protocol's validation
@@ -100,6 +105,7 @@ class FeatureSpec:
     prefix: Optional[int] = None
     length: int = 10
     pooling: str = "recency"
+    format: str = event_times.SECONDS
 
     @property
     def has_vocabulary(self) -> bool:
@@ -221,6 +227,12 @@ def parse_feature(name: str, values: Any, source: str) -> FeatureSpec:
         _fail(source, name, "buckets and normalize apply only to kind numeric")
     if ("length" in settings or "pooling" in settings) and kind != HISTORY:
         _fail(source, name, "length and pooling apply only to kind history")
+    if "format" in settings:
+        if role != EVENT_TIME:
+            _fail(source, name, "format applies only to role event_time")
+        bad_format = event_times.check_format(settings["format"])
+        if bad_format:
+            _fail(source, name, bad_format)
     if kind == HISTORY and role != QUERY:
         _fail(source, name, "kind history is a query feature (the user's earlier items); set "
                             "role: query")

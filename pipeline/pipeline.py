@@ -27,6 +27,7 @@ from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
 from pipeline import beam_args
 from pipeline import contract as contract_lib
+from pipeline import event_times
 from pipeline.config import PipelineConfig
 from pipeline.paths import absolute, is_uri
 from pipeline.errors import ConfigError, IngestionError
@@ -104,7 +105,10 @@ def ingestion_nodes(name: str, data_path: str, schema_file: str, config: Pipelin
     example_gen = SchemaExampleGen(
         input_base=base, pattern=pattern, schema=schema.outputs[keys.SCHEMA_KEY],
         input_format=data.input_format, split_method=split_method,
-        time_feature=time_feature or "", cutoff_quantile=data.cutoff_quantile,
+        time_feature=time_feature or "",
+        time_format=(contract.by_name(time_feature).format if contract and time_feature
+                     else event_times.SECONDS),
+        cutoff_quantile=data.cutoff_quantile,
         cutoff_timestamp=data.cutoff_timestamp, eval_percent=data.eval_percent,
         span=span, span_wait_minutes=config.spans.wait_minutes,
         **history_parameters(contract),

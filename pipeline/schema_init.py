@@ -5,9 +5,14 @@ say so when editing: a sorted log's first rows may not show every value), then d
   * item id: a column of the items table unique per row that the interactions also have
     (name hints such as item/product/sku break ties);
   * user id: an interactions column, not in the items table, that repeats across rows,
-    preferring names such as user/customer/household;
-  * event time: an integer column of Unix seconds (name hints time/ts/date), the one with
-    the most distinct values;
+    preferring names such as user/customer/household; a column with fewer than
+    MIN_USER_IDS values is taken only when named like a user (a `device` column is not a
+    user), otherwise the error names the rejected columns and --user-id;
+  * event time: a column named like a time (time/ts/date) holding Unix seconds or
+    milliseconds, or dates and times in text under any name (ISO-8601, common date forms;
+    pipeline/event_times.py), the one with the most distinct values; its format goes into
+    features.yaml. A time-like column no format reads is an error, never a silent random
+    split (`--time-format` or `--no-time` settle it);
   * interactions columns that the items table also has: candidate features, declared once
     from the items table (the trainer reads them from the catalogue);
   * other interactions columns: constant per user -> a query feature (user attribute);
@@ -39,6 +44,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline import contract as contract_lib
+from pipeline import event_times
 from pipeline import schema_files
 from pipeline.errors import ConfigError
 
@@ -47,10 +53,11 @@ SEPARATORS = ("|", ";", ",")
 ITEM_HINTS = ("item", "product", "sku", "movie", "article", "asin", "track", "song", "video")
 USER_HINTS = ("user", "customer", "household", "member", "visitor", "client", "shopper",
               "account", "buyer", "person", "cust")
-TIME_HINTS = ("time", "ts", "date", "timestamp", "epoch", "created", "at")
-EPOCH_RANGE = (1e8, 4.1e9)  # 1973 .. 2100 in seconds
+TIME_HINTS = ("time", "ts", "date", "timestamp", "epoch", "created", "at", "datetime")
+EPOCH_RANGE = event_times.SECONDS_RANGE
 ID_HINTS = ("id", "key", "code")
 MAX_CATEGORICAL_INTS = 12
+MIN_USER_IDS = 50  # fewer distinct values: a device or store column, unless named like a user
 MIN_TEXT_DISTINCT_SHARE = 0.2  # fewer distinct multi-word values are category names
 MAX_CONTEXT_VALUES, MAX_CONTEXT_SHARE = 1000, 0.5  # beyond either: a per-event id
 
@@ -65,6 +72,7 @@ class Decision:
     kind: str
     reason: str
     settings: tuple[tuple[str, object], ...] = ()
+    unread: tuple[str, ...] = ()  # event time only: sample values its format does not read
 
 
 def read_sample(path: str, rows: int) -> pd.DataFrame:
@@ -90,12 +98,22 @@ def read_sample(path: str, rows: int) -> pd.DataFrame:
         if file.endswith(".parquet"):
             frame = _parquet_head(file, left)
         elif file.endswith((".csv", ".csv.gz", ".txt")):
-            frame = pd.read_csv(file, nrows=left, dtype=str, keep_default_na=False)
+            try:
+                frame = pd.read_csv(file, nrows=left, dtype=str, keep_default_na=False)
+            except pd.errors.EmptyDataError as e:
+                raise ConfigError(f"{file} is empty; a CSV table needs a header line and "
+                                  "rows") from e
+            except (pd.errors.ParserError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{file} is not a readable CSV ({str(e).splitlines()[0]}); "
+                                  "check the delimiter (commas), quoting and encoding "
+                                  "(UTF-8)") from e
         else:
             raise ConfigError(f"{file}: schema init reads .csv or .parquet files")
         parts.append(frame)
         left -= len(frame)
     frame = pd.concat(parts, ignore_index=True)
+    if frame.empty:
+        raise ConfigError(f"{path} has no rows; schema init needs a sample of the data")
     return frame.apply(lambda column: column.map(_text)).astype(object)
 
 
@@ -199,7 +217,7 @@ def find_user_id(interactions: pd.DataFrame, items: pd.DataFrame, item_id: str,
         if chosen not in interactions:
             raise ConfigError(f"--user-id {chosen}: the interactions have no such column")
         return chosen
-    candidates = []
+    candidates, rejected = [], []
     for column in interactions.columns:
         values = interactions[column]
         if column == item_id or column in items or (values == "").any():
@@ -208,51 +226,124 @@ def find_user_id(interactions: pd.DataFrame, items: pd.DataFrame, item_id: str,
         if 1 < distinct < len(values) and not schema_files.parses(values, float) or (
                 schema_files.parses(values, int) and 1 < distinct < len(values)
                 and not values.map(int).between(*EPOCH_RANGE).all()):
-            candidates.append((not _hinted(column, USER_HINTS), -distinct, column))
+            if _hinted(column, USER_HINTS) or distinct >= MIN_USER_IDS:
+                candidates.append((not _hinted(column, USER_HINTS), -distinct, column))
+            else:
+                rejected.append(f"{column} ({distinct} values)")
     if not candidates:
+        why = (f"; rejected {', '.join(rejected)}: fewer than {MIN_USER_IDS} distinct values "
+               "and not named like a user (user, customer, ...)" if rejected else "")
         raise ConfigError("no interactions column looks like a user id (repeating, never "
-                          "empty, not an item column); name it with --user-id COLUMN")
+                          f"empty, not an item column){why}; name it with --user-id COLUMN")
     return sorted(candidates)[0][2]
 
 
-def find_event_time(interactions: pd.DataFrame, exclude: Sequence[str],
-                    chosen: Optional[str]) -> Optional[str]:
-    """The event time column, or None (the run then needs data.split: hash).
+@dataclasses.dataclass(frozen=True)
+class EventTime:
+    """The event time column schema init found: its format, why, and sample values the format
+    does not read (ingestion stops at such rows)."""
+
+    column: str
+    form: str
+    why: str
+    unread: tuple[str, ...] = ()
+
+
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE_LIKE = re.compile(
+    rf"\s*(\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{1,4}}|\d{{1,2}}[ -]{_MONTH}[ -,]*\d{{2,4}}|"
+    rf"{_MONTH} \d{{1,2}}(st|nd|rd|th)?,? \d{{4}})([ T,].*)?", re.IGNORECASE)
+
+
+def _time_like(values: pd.Series) -> bool:
+    """Whether most of the first 100 text values look like dates (2024-06-01, 01/06/2024,
+    1 Jun 2024, June 1st, 2024, each with an optional time)."""
+    present = values[values != ""].head(100)
+    return not present.empty and present.map(
+        lambda v: bool(_DATE_LIKE.fullmatch(v))).mean() >= 0.9
+
+
+def _has_digits(values: pd.Series) -> bool:
+    present = values[values != ""].head(100)
+    return not present.empty and present.str.contains(r"\d").mean() >= 0.9
+
+
+def find_event_time(interactions: pd.DataFrame, exclude: Sequence[str], chosen: Optional[str],
+                    form: Optional[str] = None) -> Optional[EventTime]:
+    """The event time column and its format (pipeline/event_times.py), or None (the run then
+    needs data.split: hash).
+
+    Candidates: columns named like a time, and text columns holding dates under any name;
+    the one with the most distinct values that a format reads wins.
 
     Raises:
-      ConfigError: if the chosen column is not integer seconds.
+      ConfigError: if the chosen column (--time) or format (--time-format) does not read the
+        values, or a column looks like a time but no known format reads it (a silent random
+        split would evaluate on the past), naming the flags that settle it.
     """
+    if form is not None:
+        problem = event_times.check_format(form)
+        if problem:
+            raise ConfigError(f"--time-format: {problem}")
+    if chosen and chosen not in interactions:
+        raise ConfigError(f"--time {chosen}: the interactions have no such column (it has "
+                          f"{list(interactions.columns)})")
     candidates = [chosen] if chosen else sorted(
-        (c for c in interactions.columns if c not in exclude and _hinted(c, TIME_HINTS)),
+        (c for c in interactions.columns if c not in exclude
+         and (_hinted(c, TIME_HINTS) or _time_like(interactions[c]))),
         key=lambda c: -interactions[c].nunique())  # an event time varies most
+    unreadable = []
     for column in candidates:
-        values = interactions[column]
-        if column not in interactions:
-            raise ConfigError(f"--time {column}: the interactions have no such column")
-        if schema_files.parses(values[values != ""], int) and values[values != ""].map(int).between(
-                *EPOCH_RANGE).all():
-            return column
+        values = [v for v in interactions[column] if v != ""]
+        hinted = bool(chosen) or _hinted(column, TIME_HINTS)
+        if form is not None and (chosen or len(candidates) == 1):
+            unread = sorted(set(event_times.parses(sorted(set(values)), form)))
+            if len(unread) > 0.1 * max(len(set(values)), 1):
+                raise ConfigError(f"--time-format {form!r} does not read column '{column}': "
+                                  f"e.g. {unread[0]!r}; check the pattern (strptime codes)")
+            return EventTime(column, form, f"{event_times.describe(form)} (--time-format)",
+                             tuple(unread))
+        found, why, unread = event_times.detect(values, integers_allowed=hinted)
+        if found:
+            return EventTime(column, found, why, tuple(unread))
         if chosen:
-            raise ConfigError(f"--time {column}: values such as {values.iloc[0]!r} are not "
-                              "integer Unix seconds; convert the column (e.g. pandas: "
-                              "pd.to_datetime(col).astype('int64') // 10**9)")
+            raise ConfigError(f"--time {column}: values such as {values[0] if values else ''!r} "
+                              "are in no known time format; pass --time-format (e.g. "
+                              "'%d/%m/%Y %H:%M') or convert the column to Unix seconds")
+        if _time_like(interactions[column]) or (
+                hinted and _has_digits(interactions[column])
+                and not schema_files.parses(pd.Series(values[:1000], dtype=object), float)):
+            unreadable.append(column)
+    if unreadable:
+        sample = interactions[unreadable[0]].iloc[0]
+        raise ConfigError(f"column '{unreadable[0]}' looks like the event time but no known "
+                          f"format reads values such as {sample!r}; pass --time "
+                          f"{unreadable[0]} --time-format PATTERN (strptime, e.g. "
+                          "'%d %B %Y'), or --no-time for a random split")
     return None
 
 
 def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.DataFrame],
            item_id: Optional[str] = None, user_id: Optional[str] = None,
-           time: Optional[str] = None) -> list[Decision]:
-    """Every column's role and kind (module docstring)."""
+           time: Optional[str] = None, time_format: Optional[str] = None,
+           no_time: bool = False) -> list[Decision]:
+    """Every column's role and kind (module docstring).
+
+    Args:
+      no_time: Declare no event time even if a column looks like one (a random split).
+    """
     item = find_item_id(interactions, items, item_id)
     user = find_user_id(interactions, items, item, user_id)
-    event = find_event_time(interactions, (item, user), time)
+    found = None if no_time else find_event_time(interactions, (item, user), time, time_format)
+    event = found.column if found else None
     decisions = [Decision(user, "interactions", contract_lib.USER_ID, contract_lib.ID,
                           "repeats across events, not an item column" if not user_id else "--user-id"),
                  Decision(item, "items", contract_lib.ITEM_ID, contract_lib.ID,
                           "unique per item row, in both tables" if not item_id else "--item-id")]
-    if event:
-        decisions.append(Decision(event, "interactions", contract_lib.EVENT_TIME,
-                                  contract_lib.TIMESTAMP, "integer Unix seconds"))
+    if found:
+        decisions.append(Decision(found.column, "interactions", contract_lib.EVENT_TIME,
+                                  contract_lib.TIMESTAMP, found.why,
+                                  (("format", found.form),), found.unread))
     for column in interactions.columns:
         if column in (item, user, event) or column in items:
             continue
@@ -300,14 +391,35 @@ def history_decision(columns: Sequence[str], length: int) -> Decision:
                     (("length", length),))
 
 
+def split_notes(decisions: Sequence[Decision], no_time: bool = False) -> list[str]:
+    """Lines saying which split the written config uses and why, and warnings about event
+    times the declared format does not read."""
+    event = next((d for d in decisions if d.role == contract_lib.EVENT_TIME), None)
+    if event is None:
+        why = "--no-time" if no_time else "no column holds event times"
+        return [f"warning: split: hash ({why}): a random split trains on events that come "
+                "after the ones it evaluates, so offline recall reads higher than the served "
+                "model will get; name a time column with --time COLUMN if the log has one"]
+    notes = [f"split: time: train on the events before the 0.8 quantile of '{event.column}' "
+             f"({event.reason}), evaluate on the later ones"]
+    if event.unread:
+        notes.append(f"warning: {len(event.unread)} distinct sampled value(s) of "
+                     f"'{event.column}' are not in its format, e.g. {event.unread[0]!r}; "
+                     "ingestion stops at such rows: fix or drop them")
+    return notes
+
+
 def init(interactions: str, items: str, users: Optional[str], out_dir: str, name: str,
          sample_rows: int = DEFAULT_SAMPLE_ROWS, item_id: Optional[str] = None,
          user_id: Optional[str] = None, time: Optional[str] = None,
-         history: int = 0) -> list[Decision]:
+         history: int = 0, time_format: Optional[str] = None,
+         no_time: bool = False) -> list[Decision]:
     """Writes the contract folder and config (module docstring); returns the decisions.
 
     Args:
       history: When > 0, also declare a history feature of this length (ingestion builds it).
+      time_format: The event time's format, when detection is wrong (pipeline/event_times.py).
+      no_time: Declare no event time (a random split) even if a column looks like one.
 
     Raises:
       ConfigError: when a file cannot be read, no id column is found (naming the flag), or a
@@ -318,8 +430,10 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
     frames = {"interactions": read_sample(interactions, sample_rows),
               "items": read_sample(items, sample_rows)}
     users_frame = read_sample(users, sample_rows) if users else None
+    if no_time and (time or time_format or history):
+        raise ConfigError("--no-time contradicts --time, --time-format and --history; drop one")
     decisions = decide(frames["interactions"], frames["items"], users_frame, item_id, user_id,
-                       time)
+                       time, time_format, no_time)
     if history:
         if not any(d.role == contract_lib.EVENT_TIME for d in decisions):
             raise ConfigError("--history needs an event time column: name it with --time")

@@ -62,6 +62,13 @@ STOPS = {
     "millisecond_timestamp": (
         lambda path, f: _set(f, 5, "timestamp", "1700000000000").to_csv(path, index=False),
         "feature 'timestamp': Out-of-range values. Unexpectedly large value"),
+    "unreadable_timestamp": (
+        lambda path, f: _set(f, 5, "timestamp", "not-a-time").to_csv(path, index=False),
+        "interactions.csv:7: column 'timestamp' (the event time): value 'not-a-time' is not "
+        "integer Unix seconds; fix or drop the row"),
+    "no_timestamp_column": (
+        lambda path, f: f.drop(columns=["timestamp"]).to_csv(path, index=False),
+        "interactions.csv: no column 'timestamp' (the contract's event time) in the header"),
     "unknown_gender": (
         lambda path, f: _set(f, 7, "gender", "unknown").to_csv(path, index=False),
         "feature 'gender'"),

@@ -5,6 +5,7 @@ Journey (real grocery purchases, fetched from PyPI)."""
 import csv
 import re
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -26,6 +27,7 @@ def _schema_init(data, out, name, capsys, *extra):
                      "--out", str(out), "--name", name, *extra]) == 0
     printed = capsys.readouterr().out
     assert f"twotower run --config {out / name}.yaml" in printed
+    assert "split: time: train on the events before the 0.8 quantile" in printed
     return contract_lib.load(str(out)), out / f"{name}.yaml"
 
 
@@ -63,12 +65,19 @@ def test_retail_every_kind_from_schema_init_to_query(tmp_path, capsys):
     data = tmp_path / "data"
     synthetic.generate(synthetic.SyntheticSpec(users=300, items=200, interactions=5000, seed=3,
                                                feature_set="retail"), data, progress=False)
+    # Event times as logs often write them: ISO-8601 text with a zone, not Unix seconds.
+    log = pd.read_csv(data / "interactions.csv", dtype=str, keep_default_na=False)
+    log["event_ts"] = pd.to_datetime(log["event_ts"].astype(int), unit="s", utc=True).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S+00:00")
+    log.to_csv(data / "interactions.csv", index=False)
     contract, config = _schema_init(data, tmp_path / "contract", "retail", capsys,
                                     "--history", "10")
     assert {feature.kind for feature in contract.features if feature.kind} == EVERY_KIND
     assert (contract.history.name, contract.history.length) == ("history", 10)
     assert (contract.user_id, contract.item_id, contract.event_time) == (
         "shopper", "sku", "event_ts")
+    assert contract.by_name("event_ts").format == "iso8601"
+    assert yaml.safe_load(config.read_text())["data"]["split"] == "time"
     assert contract.by_name("quantity").role == "ignored"
     assert contract.by_name("channel").role == "query"
     out = _run(config, tmp_path, capsys, "training.epochs=3")

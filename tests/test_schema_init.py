@@ -63,9 +63,12 @@ def test_overrides_and_their_errors():
     assert next(d for d in decisions if d.role == "user_id").column == "device"
     with pytest.raises(ConfigError, match="--item-id nope: the interactions table has no such"):
         schema_init.decide(interactions, items, None, item_id="nope")
-    with pytest.raises(ConfigError, match="--time plan: values such as 'free' are not integer "
-                                          "Unix seconds"):
+    with pytest.raises(ConfigError, match="--time plan: values such as 'free' are in no known "
+                                          "time format; pass --time-format"):
         schema_init.decide(interactions, items, None, time="plan")
+    with pytest.raises(ConfigError, match="--time-format '%d/%m/%Y' does not read column "
+                                          "'event_time'"):
+        schema_init.decide(interactions, items, None, time="event_time", time_format="%d/%m/%Y")
     no_key = items.assign(article=["x", "y", "z"])
     with pytest.raises(ConfigError, match="name the item id with --item-id COLUMN"):
         schema_init.decide(interactions, no_key.rename(columns={"article": "other"}), None)
@@ -73,6 +76,7 @@ def test_overrides_and_their_errors():
 
 def test_init_writes_a_loadable_contract_and_config(tmp_path):
     interactions, items = _tables()
+    interactions["event_time"] = [f"2020-09-13T12:26:4{i}Z" for i in range(6)]
     interactions.to_csv(tmp_path / "log.csv", index=False)
     items.to_csv(tmp_path / "items.csv", index=False)
     out = tmp_path / "contract"
@@ -84,6 +88,7 @@ def test_init_writes_a_loadable_contract_and_config(tmp_path):
     config = config_lib.load(str(out / "news.yaml"))
     assert config.data.schema_dir == str(out) and config.data.split == "time"
     assert config.orchestration.pipeline_name == "news"
+    assert found.by_name("event_time").format == "iso8601"
     # Only the ids and the event time are required in every row; no enumerated domains.
     text = (out / "interactions.pbtxt").read_text()
     assert text.count("min_fraction: 1.0") == 3 and "string_domain" not in text
@@ -112,3 +117,63 @@ def test_a_parquet_sample_reads_only_the_first_rows(tmp_path):
     sample = schema_init.read_sample(str(tmp_path / "big.parquet"), 70_000)
     assert len(sample) == 70_000 and sample["a"].iloc[-1] == "69999"
     assert sample["b"].iloc[0] == "1.5"  # values as strings, like CSV samples
+
+
+def _event_time(decisions):
+    found = next(d for d in decisions if d.role == "event_time")
+    return found.column, dict(found.settings)["format"]
+
+
+@pytest.mark.parametrize("column, values, form", [
+    ("event_time", [str(1_600_000_000 + i) for i in range(6)], "seconds"),
+    ("timestamp", [f"2024-06-0{i + 1}T10:00:00Z" for i in range(6)], "iso8601"),
+    ("ts", [str(1_600_000_000_000 + i) for i in range(6)], "milliseconds"),
+    ("purchased", [f"1{i}/06/2024 10:0{i}" for i in range(6)], "%d/%m/%Y %H:%M"),  # any name
+])
+def test_event_times_in_the_forms_logs_carry_them(column, values, form):
+    interactions, items = _tables()
+    interactions = interactions.drop(columns=["event_time"]).assign(**{column: values})
+    decisions = schema_init.decide(interactions, items, None)
+    assert _event_time(decisions) == (column, form)
+    assert schema_init.split_notes(decisions)[0].startswith(f"split: time: train on the events "
+                                                            f"before the 0.8 quantile of '{column}'")
+
+
+def test_a_time_like_column_no_format_reads_is_an_error_not_a_random_split():
+    interactions, items = _tables()
+    interactions = interactions.assign(event_time=[f"{i + 1}st of June 2024" for i in range(6)])
+    with pytest.raises(ConfigError, match="column 'event_time' looks like the event time but no "
+                                          "known format reads values such as '1st of June "
+                                          "2024'; pass --time event_time --time-format"):
+        schema_init.decide(interactions, items, None)
+    decisions = schema_init.decide(interactions, items, None, no_time=True)
+    assert not any(d.role == "event_time" for d in decisions)
+    assert schema_init.split_notes(decisions, no_time=True)[0].startswith(
+        "warning: split: hash (--no-time): a random split trains on events that come after")
+    decisions = schema_init.decide(interactions.drop(columns=["event_time"]), items, None)
+    assert "no column holds event times" in schema_init.split_notes(decisions)[0]
+
+
+def test_sampled_time_values_the_format_does_not_read_are_reported():
+    interactions, items = _tables()
+    times = [f"2024-06-{day:02d}" for day in range(1, 30)] + ["not-a-time"]
+    interactions = pd.DataFrame({"visitor": [f"v{i % 5}" for i in range(30)],
+                                 "article": ["a1", "a2", "a3"] * 10, "when": times},
+                                dtype=object)
+    decisions = schema_init.decide(interactions, items, None)
+    assert _event_time(decisions) == ("when", "iso8601")
+    assert schema_init.split_notes(decisions)[1] == (
+        "warning: 1 distinct sampled value(s) of 'when' are not in its format, e.g. "
+        "'not-a-time'; ingestion stops at such rows: fix or drop them")
+
+
+def test_no_user_column_is_refused_naming_the_rejected_columns():
+    interactions, items = _tables()
+    interactions = interactions.drop(columns=["visitor", "plan"])
+    with pytest.raises(ConfigError, match=r"rejected device \(2 values\): fewer than 50 distinct "
+                                          r"values and not named like a user .*--user-id COLUMN"):
+        schema_init.decide(interactions, items, None)
+    many = pd.DataFrame({"session": [f"s{i // 2}" for i in range(120)],
+                         "article": ["a1", "a2", "a3"] * 40}, dtype=object)
+    assert next(d.column for d in schema_init.decide(many, items, None)
+                if d.role == "user_id") == "session"  # 60 values: users without the name

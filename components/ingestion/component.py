@@ -34,6 +34,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components import keys
 from components.ingestion import driver, executor, spans
+from pipeline import event_times
 from pipeline.config import DataConfig
 
 INPUT_FORMATS = ("csv", "parquet", "tfrecord")
@@ -56,6 +57,7 @@ class SchemaExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         keys.INPUT_FORMAT_KEY: ExecutionParameter(type=str),
         keys.SPLIT_METHOD_KEY: ExecutionParameter(type=str),
         keys.TIME_FEATURE_KEY: ExecutionParameter(type=str),
+        keys.TIME_FORMAT_KEY: ExecutionParameter(type=str),
         keys.CUTOFF_QUANTILE_KEY: ExecutionParameter(type=float),
         keys.CUTOFF_TIMESTAMP_KEY: ExecutionParameter(type=int),
         keys.EVAL_PERCENT_KEY: ExecutionParameter(type=int),
@@ -81,6 +83,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
                  input_format: str = DEFAULTS.input_format,
                  split_method: str = DEFAULTS.split,
                  time_feature: str = "",
+                 time_format: str = event_times.SECONDS,
                  cutoff_quantile: float = DEFAULTS.cutoff_quantile,
                  cutoff_timestamp: Optional[int] = DEFAULTS.cutoff_timestamp,
                  eval_percent: int = DEFAULTS.eval_percent, history_feature: str = "",
@@ -97,8 +100,10 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
           schema: Channel of the curated Schema used to type the columns.
           input_format: "csv", "parquet" or "tfrecord" (tf.Example records).
           split_method: "time", "hash", or "none" (one split named "catalog").
-          time_feature: Integer event-time feature, for the time split (the contract's
-            event_time column).
+          time_feature: The event-time column, for the time split and the history (the
+            contract's event_time column).
+          time_format: How the files write it (pipeline/event_times.py); rows are read as
+            integer seconds. TFRecord input must hold integer seconds already.
           cutoff_quantile: Quantile of event times used as the cutoff, in (0, 1).
           cutoff_timestamp: Explicit cutoff; overrides the quantile.
           eval_percent: Share of rows in eval for the hash split, 1-99.
@@ -128,6 +133,9 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             raise ValueError(f"eval_percent must be in [1, 99], got {eval_percent}")
         if split_method == keys.SPLIT_TIME and not time_feature:
             raise ValueError("split_method='time' needs a time_feature")
+        bad_format = event_times.check_format(time_format)
+        if bad_format:
+            raise ValueError(f"time_format: {bad_format}")
         if isinstance(span, str) and span != spans.AIRFLOW_LOGICAL_DATE:
             spans.span_number(span, pattern)
         if span_wait_minutes < 0:
@@ -159,7 +167,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
             schema=schema,
             input_format=input_format,
             split_method=split_method,
-            time_feature=time_feature,
+            time_feature=time_feature, time_format=time_format,
             cutoff_quantile=cutoff_quantile,
             cutoff_timestamp=NO_CUTOFF if cutoff_timestamp is None else cutoff_timestamp,
             eval_percent=eval_percent, history_feature=history_feature,

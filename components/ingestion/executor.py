@@ -23,6 +23,7 @@ from tfx.utils import io_utils, proto_utils
 from components import keys
 from components.ingestion import (drift, history, report, rows, shuffle, spans, splits,
                                   window)
+from pipeline import event_times
 from pipeline.errors import DataValidationError, IngestionError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
@@ -58,6 +59,7 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         self._examples: list[types.Artifact] = []
         self._buckets = 1
         self._written: list[str] = []
+        self._time: Optional[rows.EventTime] = None
 
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]],
@@ -68,6 +70,10 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         self._examples = output_dict[keys.EXAMPLES_KEY]
         self._scratch = os.path.join(artifact_utils.get_single_uri(self._examples), SCRATCH)
         self._written = []
+        time_feature = exec_properties.get(keys.TIME_FEATURE_KEY)
+        self._time = rows.EventTime(
+            time_feature, exec_properties.get(keys.TIME_FORMAT_KEY) or event_times.SECONDS
+        ) if time_feature else None
         _ingest_requested_span(output_dict, exec_properties)
         source = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
                               exec_properties.get(keys.SPAN_PATTERN_KEY) or "")
@@ -89,9 +95,9 @@ class ExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def _read_rows(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
                    prefix: str = "") -> beam.PCollection:
-        """Raw rows of CSV or Parquet input."""
+        """Raw rows of CSV or Parquet input, the event time (if any) as integer seconds."""
         reader = rows.ReadCsvRows if input_format == "csv" else rows.ReadParquetRows
-        return pipeline | f"{prefix}ReadRows" >> reader(pattern)  # pylint: disable=no-value-for-parameter
+        return pipeline | f"{prefix}ReadRows" >> reader(pattern, self._time)  # pylint: disable=no-value-for-parameter
 
     def _read(self, pipeline: beam.Pipeline, pattern: str, input_format: str,
               kinds: Optional[dict[str, int]]) -> beam.PCollection:

@@ -12,10 +12,14 @@ until they are known):
      column. Columns not in the schema keep their widest kind (ExampleValidator reports
      them as new columns).
 Empty values are omitted from the Example (the feature is missing in that row).
+The event time column is read as integer seconds in its declared format (pipeline/
+event_times.py) as rows are read, before pass 1; a row whose time is missing or not in the
+format stops the run with the file, line, column, value and the fix.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from typing import Any, Iterable, Mapping, Optional
 
@@ -23,6 +27,7 @@ import apache_beam as beam
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from pipeline import event_times
 from pipeline.errors import IngestionError
 
 INT, FLOAT, BYTES = 0, 1, 2
@@ -100,19 +105,80 @@ def row_to_example(row: Row, kinds: Mapping[str, int]) -> tf.train.Example:
     return example
 
 
-def parse_csv_line(line: str, header: list[str], source: str) -> dict[str, str]:
-    """Parses one CSV record into a column -> text mapping.
+@dataclasses.dataclass(frozen=True)
+class EventTime:
+    """The event time column and its declared format (pipeline/event_times.py)."""
+
+    column: str
+    form: str = event_times.SECONDS
+
+
+def line_number(path: str, line: str) -> Optional[int]:
+    """The 1-based number of the first line of `path` equal to `line` (an error's row: a
+    whole-file scan, only on the error path)."""
+    with tf.io.gfile.GFile(path) as f:
+        for number, text in enumerate(f, 1):
+            if text.rstrip("\r\n") == line:
+                return number
+    return None
+
+
+def where(source: str, line: Optional[str]) -> str:
+    """`file:line` of a CSV record (the record itself when it cannot be found), or the
+    source alone."""
+    if line is None:
+        return source
+    number = line_number(source, line)
+    return f"{source}:{number}" if number else f"{source}, row {line[:200]!r}"
+
+
+def with_event_seconds(row: dict[str, Any], time: EventTime, source: str,
+                       line: Optional[str] = None) -> dict[str, Any]:
+    """The row with its event time as integer seconds.
 
     Raises:
-      IngestionError: if the record's field count differs from the header's.
+      IngestionError: naming the file and line (`line`: the raw CSV record), the column, the
+        value and the fix, when the time is missing or not in the declared format.
     """
+    value = row.get(time.column)
+    if value is None or value == "" or value == b"":
+        problem = "no such column" if time.column not in row else "an empty value"
+        raise IngestionError(
+            f"{where(source, line)}: column '{time.column}' (the event time): {problem}; "
+            "every event needs its time: fill or drop the row")
+    try:
+        seconds = event_times.to_seconds(value, time.form)
+    except ValueError as e:
+        raise IngestionError(
+            f"{where(source, line)}: column '{time.column}' (the event time): value "
+            f"{str(value)[:100]!r} is {e}; fix or drop the row, or declare the column's format "
+            f"in features.yaml (format: {'|'.join(event_times.NAMED_FORMATS)} or a strptime "
+            "pattern)") from None
+    return {**row, time.column: seconds}
+
+
+def parse_csv_line(record: tuple[str, str], header: list[str],
+                   time: Optional[EventTime] = None) -> dict[str, Any]:
+    """Parses one CSV record into a column -> text mapping (the event time as seconds).
+
+    Args:
+      record: (file name, line) as ReadFromTextWithFilename yields them.
+      header: The files' column names.
+      time: The event time column, read with with_event_seconds.
+
+    Raises:
+      IngestionError: if the record's field count differs from the header's, or its event
+        time is missing or unreadable; naming the file and line.
+    """
+    source, line = record
     fields = next(csv.reader(io.StringIO(line)))
     if len(fields) != len(header):
         raise IngestionError(
-            f"{source}: a row has {len(fields)} fields but the header has {len(header)} "
-            f"({','.join(header)}); row: {line[:200]!r}. Quote fields that contain commas "
-            "and keep one record per line.")
-    return dict(zip(header, fields))
+            f"{where(source, line)}: a row has {len(fields)} fields but the header has "
+            f"{len(header)} ({','.join(header)}). Quote fields that contain commas and keep "
+            "one record per line.")
+    row = dict(zip(header, fields))
+    return with_event_seconds(row, time, source, line) if time else row
 
 
 def read_csv_header(pattern: str) -> tuple[list[str], list[str]]:
@@ -142,21 +208,36 @@ def read_csv_header(pattern: str) -> tuple[list[str], list[str]]:
 
 
 @beam.ptransform_fn
-def ReadCsvRows(pipeline: beam.Pipeline, pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
-    """Reads CSV files with a common header into dict rows of text values."""
+def ReadCsvRows(pipeline: beam.Pipeline, pattern: str,  # pylint: disable=invalid-name
+                time: Optional[EventTime] = None) -> beam.PCollection:
+    """Reads CSV files with a common header into dict rows of text values (the event time,
+    if given, as integer seconds).
+
+    Raises:
+      IngestionError: as read_csv_header, or when the header lacks the event time column.
+    """
     files, header = read_csv_header(pattern)
+    if time and time.column not in header:
+        raise IngestionError(f"{files[0]}: no column '{time.column}' (the contract's event "
+                             f"time) in the header {header}; add it, or rename it in "
+                             "features.yaml and the schemas")
     return (pipeline
-            | "ReadLines" >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-            | "DropBlank" >> beam.Filter(lambda line: bool(line.strip()))
-            | "ParseCsv" >> beam.Map(parse_csv_line, header, files[0]))
+            | "ReadLines" >> beam.io.ReadFromTextWithFilename(pattern, skip_header_lines=1)
+            | "DropBlank" >> beam.Filter(lambda record: bool(record[1].strip()))
+            | "ParseCsv" >> beam.Map(parse_csv_line, header, time))
 
 
 @beam.ptransform_fn
-def ReadParquetRows(pipeline: beam.Pipeline, pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
-    """Reads Parquet files into dict rows of Python values."""
+def ReadParquetRows(pipeline: beam.Pipeline, pattern: str,  # pylint: disable=invalid-name
+                    time: Optional[EventTime] = None) -> beam.PCollection:
+    """Reads Parquet files into dict rows of Python values (the event time, if given, as
+    integer seconds)."""
     if not tf.io.gfile.glob(pattern):
         raise IngestionError(f"no input files match {pattern}; check the data paths in the config")
-    return pipeline | "ReadParquet" >> beam.io.ReadFromParquet(pattern)
+    found = pipeline | "ReadParquet" >> beam.io.ReadFromParquet(pattern)
+    if time is None:
+        return found
+    return found | "EventSeconds" >> beam.Map(with_event_seconds, time, pattern)
 
 
 def _widest(kinds: Iterable[int]) -> int:

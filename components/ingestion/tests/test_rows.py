@@ -51,11 +51,42 @@ def test_row_to_example_skips_missing_values():
                                 "title": ("bytes_list", [b"Toy Story, The"])}
 
 
-def test_parse_csv_line_handles_quotes_and_rejects_wrong_field_count():
+def test_parse_csv_line_handles_quotes_and_rejects_wrong_field_count(tmp_path):
     header = ["a", "b", "c"]
-    assert rows.parse_csv_line('1,"x, y",z', header, "f.csv") == {"a": "1", "b": "x, y", "c": "z"}
-    with pytest.raises(IngestionError, match="f.csv: a row has 2 fields but the header has 3"):
-        rows.parse_csv_line("1,2", header, "f.csv")
+    path = tmp_path / "f.csv"
+    path.write_text('a,b,c\n1,"x, y",z\n1,2\n')
+    assert rows.parse_csv_line((str(path), '1,"x, y",z'), header) == {"a": "1", "b": "x, y",
+                                                                      "c": "z"}
+    with pytest.raises(IngestionError, match=f"{path}:3: a row has 2 fields but the header "
+                                             "has 3"):
+        rows.parse_csv_line((str(path), "1,2"), header)
+
+
+def test_event_times_are_read_as_seconds_and_bad_ones_named_with_file_line_and_value(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,ts\nu1,2024-06-01T00:00:00Z\nu2,not-a-time\nu3,\n")
+    iso = rows.EventTime("ts", "iso8601")
+    assert rows.parse_csv_line((str(path), "u1,2024-06-01T00:00:00Z"), ["user", "ts"], iso) == {
+        "user": "u1", "ts": 1_717_200_000}
+    with pytest.raises(IngestionError) as bad:
+        rows.parse_csv_line((str(path), "u2,not-a-time"), ["user", "ts"], iso)
+    assert str(bad.value).startswith(
+        f"{path}:3: column 'ts' (the event time): value 'not-a-time' is not ISO-8601 "
+        "dates/times (no zone: UTC); fix or drop the row, or declare the column's format in "
+        "features.yaml (format: seconds|milliseconds|iso8601 or a strptime pattern)")
+    with pytest.raises(IngestionError, match=f"{path}:4: column 'ts' \\(the event time\\): an "
+                                             "empty value; every event needs its time"):
+        rows.parse_csv_line((str(path), "u3,"), ["user", "ts"], iso)
+    with pytest.raises(IngestionError, match="log.parquet: column 'ts' .*no such column"):
+        rows.with_event_seconds({"user": "u1"}, iso, "log.parquet")
+
+
+def test_a_csv_without_the_event_time_column_is_named_at_once(tmp_path):
+    (tmp_path / "in.csv").write_text("user_id,title\n1,A\n")
+    with pytest.raises(IngestionError, match=r"in.csv: no column 'ts' \(the contract's event "
+                                             r"time\) in the header \['user_id', 'title'\]"):
+        with TestPipeline() as p:
+            _ = p | rows.ReadCsvRows(str(tmp_path / "in.csv"), rows.EventTime("ts"))  # pylint: disable=no-value-for-parameter
 
 
 def test_read_csv_header_errors(tmp_path):
