@@ -21,7 +21,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 
-from pipeline import config_parsing
+from pipeline import config_bounds, config_parsing
 from pipeline.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,10 +58,6 @@ class DataConfig:
     def validate(self) -> None:
         _check(0.0 < self.cutoff_quantile < 1.0, "data.cutoff_quantile",
                self.cutoff_quantile, "a number strictly between 0 and 1")
-        _check(1 <= self.eval_percent <= 99, "data.eval_percent", self.eval_percent,
-               "an integer from 1 to 99")
-        _check(self.cutoff_timestamp is None or self.cutoff_timestamp >= 0,
-               "data.cutoff_timestamp", self.cutoff_timestamp, "null or seconds >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +93,6 @@ class SpansConfig:
         _check(self.span == "latest" or bool(re.fullmatch(r"\d+|\d{4}-\d{2}-\d{2}|\{\{ ds \}\}",
                                                            self.span)),
                "spans.span", self.span, "latest, a span number or a date YYYY-MM-DD")
-        _check(self.window_spans >= 1, "spans.window_spans", self.window_spans,
-               "an integer >= 1")
-        _check(self.wait_minutes >= 0, "spans.wait_minutes", self.wait_minutes,
-               "an integer >= 0")
         for feature, threshold in self.drift_thresholds.items():
             _check(0.0 < threshold <= 1.0, f"spans.drift_thresholds.{feature}", threshold,
                    "a distance in (0, 1]")
@@ -132,20 +124,11 @@ class PoolConfig:
     seed: int = 42
 
     def validate(self) -> None:
-        _check(0.0 <= self.alpha <= 2.0, "pool.alpha", self.alpha, "a number in [0, 2]")
         _check(self.alpha == 0.0 or self.sampler == "popularity", "pool.alpha", self.alpha,
                "0 unless pool.sampler is popularity")
-        _check(self.unseen_weight > 0.0, "pool.unseen_weight", self.unseen_weight,
-               "a number > 0")
         _check(self.pool_size is None or self.pool_size <= self.max_pool_size,
                "pool.pool_size", self.pool_size, f"at most pool.max_pool_size "
                f"({self.max_pool_size})")
-        _check(self.pool_size is None or self.pool_size >= 1, "pool.pool_size",
-               self.pool_size, "null (whole catalogue) or an integer >= 1")
-        _check(self.max_pool_size >= 1, "pool.max_pool_size", self.max_pool_size,
-               "an integer >= 1")
-        _check(self.smoothing >= 0.0, "pool.smoothing", self.smoothing, "a number >= 0")
-        _check(self.min_count >= 1, "pool.min_count", self.min_count, "an integer >= 1")
 
 
 # model.id_dropout when left null and the contract declares a history feature.
@@ -193,17 +176,7 @@ class ModelConfig:
     id_dropout: Optional[float] = None
 
     def validate(self) -> None:
-        for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim"):
-            _check(getattr(self, name) >= 1, f"model.{name}", getattr(self, name),
-                   "an integer >= 1")
-        _check(all(width >= 1 for width in self.hidden_layers), "model.hidden_layers",
-               self.hidden_layers, "a list of integers >= 1")
-        _check(0.01 <= self.temperature <= 1.0, "model.temperature", self.temperature,
-               "a number in [0.01, 1] (0.05-0.2 is the useful range)")
-        _check(0.0 <= self.popularity_prior <= 2.0, "model.popularity_prior",
-               self.popularity_prior, "a number in [0, 2] (1 adds back what logQ removed)")
-        _check(self.id_dropout is None or 0.0 <= self.id_dropout < 1.0, "model.id_dropout",
-               self.id_dropout, "null (automatic) or a number in [0, 1)")
+        """Ranges only (config_bounds.py)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,11 +203,7 @@ class LossConfig:
     reduction: Literal["mean", "sum"] = "mean"
 
     def validate(self) -> None:
-        _check(0.0 <= self.pool_ratio <= 4.0, "loss.pool_ratio", self.pool_ratio,
-               "a number in [0, 4]")
-        _check(self.num_hard_negatives is None or self.num_hard_negatives >= 1,
-               "loss.num_hard_negatives", self.num_hard_negatives, "null or an integer >= 1")
-        _check(self.margin > 0.0, "loss.margin", self.margin, "a number > 0")
+        """Ranges only (config_bounds.py)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,16 +235,7 @@ class TrainingConfig:
     incremental_epochs: Optional[int] = None
 
     def validate(self) -> None:
-        _check(self.incremental_epochs is None or self.incremental_epochs >= 1,
-               "training.incremental_epochs", self.incremental_epochs,
-               "null or an integer >= 1")
-        _check(self.batch_size >= 2, "training.batch_size", self.batch_size,
-               "an integer >= 2 (in-batch negatives need at least two rows)")
-        _check(self.epochs >= 1, "training.epochs", self.epochs, "an integer >= 1")
-        _check(self.train_steps is None or self.train_steps >= 1, "training.train_steps",
-               self.train_steps, "null or an integer >= 1")
-        _check(self.learning_rate > 0.0, "training.learning_rate", self.learning_rate,
-               "a number > 0")
+        """Ranges only (config_bounds.py)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,19 +263,11 @@ class ValidationConfig:
     max_eval_interactions: Optional[int] = None
 
     def validate(self) -> None:
-        _check(self.max_eval_interactions is None or self.max_eval_interactions >= 1,
-               "validation.max_eval_interactions", self.max_eval_interactions,
-               "null (all) or an integer >= 1")
-        _check(self.k >= 1, "validation.k", self.k, "an integer >= 1")
         _check(self.protocol in ("filtered", "tfrs"), "validation.protocol", self.protocol,
                "one of ['filtered', 'tfrs']")
-        for name in ("min_recall", "max_relative_regression", "min_scann_recall"):
-            value = getattr(self, name)
-            _check(0.0 <= value <= 1.0, f"validation.{name}", value, "a number in [0, 1]")
 
 
 HISTORY_POLICIES = ("rank", "exclude")  # components/index_builder/repeat.py
-MAX_REPEAT_WEIGHT = 100.0  # far above any score difference: the history first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,15 +297,13 @@ class IndexConfig:
     repeat_half_life: Optional[float] = None
 
     def validate(self) -> None:
+        _check(None in (self.num_leaves, self.num_leaves_to_search)
+               or self.num_leaves_to_search <= self.num_leaves, "index.num_leaves_to_search",
+               self.num_leaves_to_search, f"at most index.num_leaves ({self.num_leaves})")
         _check(1 <= self.k <= self.max_k, "index.k", self.k,
                f"an integer from 1 to index.max_k ({self.max_k})")
         _check(self.history_policy in HISTORY_POLICIES, "index.history_policy",
                self.history_policy, f"one of {list(HISTORY_POLICIES)}")
-        _check(0.0 <= self.repeat_weight <= MAX_REPEAT_WEIGHT, "index.repeat_weight",
-               self.repeat_weight, f"a number in [0, {MAX_REPEAT_WEIGHT:g}]")
-        _check(self.repeat_half_life is None or 0.0 < self.repeat_half_life <= 10_000,
-               "index.repeat_half_life", self.repeat_half_life,
-               "null (plain counts) or a number of history steps in (0, 10000]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,11 +319,7 @@ class ServingConfig:
     max_batch_size: int = 1024
 
     def validate(self) -> None:
-        for name in ("grpc_port", "rest_port"):
-            value = getattr(self, name)
-            _check(0 <= value <= 65535, f"serving.{name}", value, "a port from 0 to 65535")
-        _check(self.poll_seconds > 0, "serving.poll_seconds", self.poll_seconds,
-               "a number > 0")
+        """Ranges only (config_bounds.py)."""
 
 
 SCHEDULE_PRESETS = frozenset({"none", "@once", "@hourly", "@daily", "@weekly", "@monthly",
@@ -429,9 +375,6 @@ class OrchestrationConfig:
         _check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.pipeline_name)),
                "orchestration.pipeline_name", self.pipeline_name,
                "letters, digits, '_', '.' and '-' only (Airflow DAG ids and Kubeflow names)")
-        _check(self.retries >= 0, "orchestration.retries", self.retries, "an integer >= 0")
-        _check(self.task_timeout_minutes >= 0, "orchestration.task_timeout_minutes",
-               self.task_timeout_minutes, "minutes >= 0 (0: no timeout)")
         _check(self.schedule in SCHEDULE_PRESETS or len(self.schedule.split()) == 5,
                "orchestration.schedule", self.schedule,
                f"a 5-field cron string such as '0 3 * * *' or one of {sorted(SCHEDULE_PRESETS)}")
@@ -461,6 +404,7 @@ class PipelineConfig:
     orchestration: OrchestrationConfig = dataclasses.field(default_factory=OrchestrationConfig)
 
     def validate(self) -> None:
+        config_bounds.check(self)
         for field in dataclasses.fields(self):
             getattr(self, field.name).validate()
 

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline import cli
 from pipeline import config as config_lib
+from pipeline import config_bounds
 from pipeline.config import ConfigError
 
 
@@ -56,6 +57,17 @@ def test_set_overrides_parse_yaml_values_and_win_over_file(tmp_path):
     ({"index": {"repeat_weight": -1}}, "index.repeat_weight: got -1"),
     ({"index": {"repeat_half_life": 0}}, "index.repeat_half_life: got 0"),
     ({"serving": {"grpc_port": 70000}}, "serving.grpc_port"),
+    # The careless values: each names its range.
+    ({"training": {"epochs": 1_000_000_000}}, "training.epochs: got 1000000000; expected a "
+                                              "number from 1 to 10,000"),
+    ({"model": {"embedding_dim": 100_000_000}}, "model.embedding_dim: got 100000000; expected "
+                                                "a number from 1 to 4,096"),
+    ({"serving": {"max_batch_size": -1}}, "serving.max_batch_size: got -1; expected a number "
+                                          "from 1 to 1,048,576"),
+    ({"index": {"num_leaves_to_search": -3}}, "index.num_leaves_to_search: got -3"),
+    ({"index": {"num_leaves": 100, "num_leaves_to_search": 200}},
+     "index.num_leaves_to_search: got 200; expected at most index.num_leaves (100)"),
+    ({"model": {"hidden_layers": [128, 0]}}, "model.hidden_layers: got (128, 0)"),
 ])
 def test_invalid_fields_are_named(values, message):
     with pytest.raises(ConfigError) as error:
@@ -122,3 +134,9 @@ def test_a_bad_field_stops_the_run_before_any_work(tmp_path, capsys):
     assert "error: loss.loss: got 'softmx'; expected one of ['softmax', 'bce', 'bpr', 'hinge']" \
         in capsys.readouterr().err
     assert not root.exists()
+
+
+def test_every_numeric_field_has_a_range():
+    names = [name for name, _ in config_bounds.numeric_fields(config_lib.PipelineConfig())]
+    assert sorted(names) == sorted(config_bounds.BOUNDS)
+    assert "training.epochs" in names and "model.hidden_layers" in names
