@@ -39,6 +39,7 @@ from pipeline import cli_data, paths  # pylint: disable=wrong-import-position
 from pipeline.errors import TwoTowerError  # pylint: disable=wrong-import-position
 
 EXIT_USER_ERROR = 2
+DEFAULT_QUERY_K = 10
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -199,8 +200,10 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     print(f"reading up to {args.sample_rows:,} rows of each table", file=sys.stderr)
     decisions = schema_init.init(args.interactions, args.items, args.users, args.out, name,
                                  args.sample_rows, args.item_id, args.user_id, args.time,
-                                 args.history)
+                                 args.history, args.time_format, args.no_time)
     print(schema_init.table(decisions))
+    for note in schema_init.split_notes(decisions, args.no_time):
+        print(note, file=sys.stderr if note.startswith("warning") else sys.stdout)
     print(f"\nwrote {args.out}/features.yaml, interactions.pbtxt, items.pbtxt and {name}.yaml; "
           f"edit them, then: twotower run --config {os.path.join(args.out, name + '.yaml')}")
 
@@ -221,6 +224,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_query(args: argparse.Namespace) -> None:
     from serving import client  # pylint: disable=import-outside-toplevel
 
+    if not args.user_features and not args.history:
+        print("warning: no --user-features and no --history: every feature goes as missing, "
+              "so this is the answer for an unknown user", file=sys.stderr)
+
     result = client.query(args.host, args.port, args.model_name,
                           client.parse_features(args.user_features), timeout=args.timeout,
                           wait_seconds=args.wait, history=args.history)
@@ -228,14 +235,26 @@ def cmd_query(args: argparse.Namespace) -> None:
     if args.items:
         from pipeline import contract  # pylint: disable=import-outside-toplevel
         titles = client.read_titles(args.items, contract.load(_load_config(args).data.schema_dir))
-    print(f"model {args.model_name} version {result.version}: top {min(args.k, len(result.item_ids))}")
+    if args.k is not None and args.k > len(result.item_ids):
+        raise TwoTowerError(f"--k {args.k}: model {args.model_name} returns {len(result.item_ids)} "
+                            "items per query (its index.k); ask for at most that many")
+    k = args.k or min(DEFAULT_QUERY_K, len(result.item_ids))
+    print(f"model {args.model_name} version {result.version}: top {k}")
     had = set(args.history)
-    for rank, (item, score) in enumerate(zip(result.item_ids[:args.k], result.scores), 1):
+    for rank, (item, score) in enumerate(zip(result.item_ids[:k], result.scores), 1):
         again = "again " if item in had else ""
         print(f"{rank:>3}. {item:<10} {score:8.4f}  {again}{titles.get(item, '')}".rstrip())
     if had:
-        print(f"again: in the request's history ({sum(item in had for item in result.item_ids[:args.k])} "
-              f"of {min(args.k, len(result.item_ids))})")
+        print(f"again: in the request's history ({sum(item in had for item in result.item_ids[:k])} "
+              f"of {k})")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into a usage error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -294,7 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rows read from the start of each table (default 100000)")
     init.add_argument("--item-id", help="the item id column, when the guess is wrong")
     init.add_argument("--user-id", help="the user id column, when the guess is wrong")
-    init.add_argument("--time", help="the event time column (integer Unix seconds)")
+    init.add_argument("--time", help="the event time column, when the guess is wrong")
+    init.add_argument("--time-format", metavar="FORMAT",
+                      help="how the event time is written, when the guess is wrong: seconds, "
+                           "milliseconds, iso8601 or a strptime pattern such as "
+                           "'%%d/%%m/%%Y %%H:%%M'")
+    init.add_argument("--no-time", action="store_true",
+                      help="declare no event time (a random train/eval split)")
     init.add_argument("--history", type=int, default=0, metavar="N",
                       help="also declare a history feature: each event's user's last N items "
                            "before it, built by ingestion (default: none)")
@@ -340,18 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(handler=cmd_tune_temperature)
     from serving import flags as serving_flags  # pylint: disable=import-outside-toplevel
     serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC and "
-                                              "REST APIs", description=serving_flags.__doc__,
+                                              "REST APIs", description=serving_flags.DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serving_flags.add_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
     ask = commands.add_parser("query", help="top-K items for one user from a model server "
-                                            "(twotower serve or a real TF Serving)")
+                                            "(twotower serve or a real TF Serving)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ask.add_argument("--user-features", nargs="+", default=[], metavar="NAME=VALUE",
                      help="e.g. user_id=1 age=24 gender=M occupation=technician zip=85711")
     ask.add_argument("--history", nargs="+", default=[], metavar="ITEM",
                      help="the user's recent item ids, oldest first, for a model with a "
                           "history feature")
-    ask.add_argument("--k", type=int, default=10, help="items to print")
+    ask.add_argument("--k", type=_positive_int,
+                     help=f"items to print, at most what the model returns (its index.k); "
+                          f"default {DEFAULT_QUERY_K} or all it returns if fewer")
     ask.add_argument("--host", default="127.0.0.1")
     ask.add_argument("--port", type=int, default=8500, help="gRPC port")
     ask.add_argument("--model_name", default="twotower")

@@ -39,6 +39,12 @@ class ServerOptions:
     limits: Limits = Limits()
 
 
+DESCRIPTION = (
+    "Serves the newest version under each model's base path over TF Serving's gRPC API "
+    "(--port) and REST API (--rest_api_port), loads new versions as the Pusher writes them "
+    "and keeps the old one serving if a new one fails to load. Flag names follow "
+    "tensorflow_model_server's where one exists; README 'Serve' shows a session.")
+
 # --grpc_frontend: grpc.aio (the default: compression, keepalive enforcement, hardened
 # against hostile clients), or serving/http2.py's HTTP/2 framing on asyncio (~4x less CPU per
 # call, README "Serving under load"; not the default until it passes the hostile-client suite
@@ -103,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_config_file", help="ModelServerConfig text proto "
                                                     "(model_config_list) for several models")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=2.0)
+    parser.add_argument("--wait_for_models", action="store_true",
+                        help="start even if a model's base path does not exist yet, and "
+                             "serve it once a version arrives (default: that is an error)")
     parser.add_argument("--max_batch_size", type=int, default=1024)
     parser.add_argument("--max_request_bytes", type=int, default=4 << 20)
     parser.add_argument("--grpc_threads", type=int, default=16,
@@ -128,11 +137,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=text + " (default %(default)s)")
 
 
+def check_base_paths(models: dict[str, str], wait: bool) -> None:
+    """A local base path that does not exist is a typo unless the user said to wait.
+
+    Raises:
+      TwoTowerError: naming the model, the path and --wait_for_models.
+    """
+    for name, path in models.items():
+        if not wait and "://" not in path and not os.path.isdir(path):
+            raise TwoTowerError(f"model {name}: base path {path} does not exist; push a model "
+                                "there first (twotower run) or pass --wait_for_models to "
+                                "serve it once one arrives")
+
+
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    """ServerOptions from the parsed flags.
+
+    Raises:
+      TwoTowerError: naming the flag of a missing, conflicting or out-of-range value.
+    """
     if bool(args.ssl_cert_file) != bool(args.ssl_key_file):
         raise TwoTowerError("pass both --ssl_cert_file and --ssl_key_file, or neither")
+    models = models_from_flags(args.model_name, args.model_base_path, args.model_config_file)
+    check_base_paths(models, args.wait_for_models)
+    for flag, value, low in (("--max_batch_size", args.max_batch_size, 1),
+                             ("--max_request_bytes", args.max_request_bytes, 1024),
+                             ("--grpc_threads", args.grpc_threads, 1),
+                             ("--file_system_poll_wait_seconds",
+                              args.file_system_poll_wait_seconds, 0.01)):
+        if value < low:
+            raise TwoTowerError(f"{flag}: got {value}; expected at least {low}")
     return ServerOptions(
-        models=models_from_flags(args.model_name, args.model_base_path, args.model_config_file),
+        models=models,
         host=args.host, port=args.port, rest_api_port=args.rest_api_port,
         poll_seconds=args.file_system_poll_wait_seconds, max_batch_size=args.max_batch_size,
         max_request_bytes=args.max_request_bytes, grpc_threads=args.grpc_threads,

@@ -204,7 +204,8 @@ class ModelManager:
             model.statuses[version] = VersionStatus(version, AVAILABLE)
             if previous is not None:
                 model.statuses[previous.version] = VersionStatus(previous.version, END)
-        logging.info("Serving %s version %d", model.name, version)
+        logging.info("Serving %s version %d%s", model.name, version,
+                     f"; unloaded version {previous.version}" if previous else "")
 
     def get(self, name: str, version: Optional[int] = None) -> LoadedVersion:
         """The served version (or the pinned one, if it is the one loaded).

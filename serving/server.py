@@ -14,6 +14,7 @@ from typing import Any, Coroutine, Optional
 from absl import logging
 import grpc
 
+from pipeline.errors import TwoTowerError
 from serving import grpc_service, http2, rest
 from serving import metrics as metrics_lib
 from serving.flags import ServerOptions
@@ -47,13 +48,32 @@ class ModelServer:
         self._loop_thread.start()
         self.manager = ModelManager(options.models, batching_params=options.batching,
                                     registry=self.registry, loop=self._loop)
-        self.grpc, self.grpc_port = self._in_loop(self._build_grpc())
-        self.rest = rest.RestServer((options.host, options.rest_api_port), self.manager,
-                                    self._executor, options.max_batch_size,
-                                    options.max_request_bytes, self.registry,
-                                    options.limits, self.slots)
+        try:
+            self.grpc, self.grpc_port = self._in_loop(self._build_grpc())
+        except (OSError, RuntimeError) as e:
+            self._abandon()
+            raise TwoTowerError(f"cannot listen for gRPC on {options.host}:{options.port} "
+                                f"({e}); is another server using it? Stop it or pass "
+                                "--port") from e
+        try:
+            self.rest = rest.RestServer((options.host, options.rest_api_port), self.manager,
+                                        self._executor, options.max_batch_size,
+                                        options.max_request_bytes, self.registry,
+                                        options.limits, self.slots)
+        except OSError as e:
+            self._in_loop(self.grpc.stop(grace=0))
+            self._abandon()
+            raise TwoTowerError(f"cannot listen for REST on {options.host}:"
+                                f"{options.rest_api_port} ({e.strerror or e}); is another "
+                                "server using it? Stop it or pass --rest_api_port") from e
         self.rest_port = self.rest.port
         self._rest_tls = self._tls()
+
+    def _abandon(self) -> None:
+        """Stops the loop and the threads of a server that could not bind its ports."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._executor.shutdown()
 
     def _tls(self) -> Optional[ssl.SSLContext]:
         """A new server TLS context from --ssl_cert_file/--ssl_key_file (TLS 1.2 or later,
@@ -129,6 +149,7 @@ def serve_forever(options: ServerOptions) -> None:
     import signal  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    logging.set_verbosity(logging.INFO)  # each version loaded, unloaded or refused
     server = ModelServer(options)
     server.start()
     stopped = threading.Event()
