@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Mapping, Optional, Sequence, Union
 
@@ -127,15 +128,22 @@ def read_preprocessing(pool_uri: str, contract: Contract) -> towers.Preprocessin
 
 def build_model(pool_uri: str, config: PipelineConfig) -> model_lib.TwoTowerModel:
     """Towers over the pool artifact's feature set and statistics, and the model around
-    them."""
+    them (its tables' memory checked before they are allocated: check_memory).
+
+    Raises:
+      ConfigError: when the embedding tables cannot fit this machine.
+    """
     contract = artifact_io.read_contract(pool_uri)
     pool = model_lib.load_pool_data(pool_uri, contract)
     preprocessing = read_preprocessing(pool_uri, contract)
     tf.keras.utils.set_random_seed(config.training.seed)
-    return model_lib.TwoTowerModel(towers.query_tower(contract, preprocessing, config.model),
-                                   towers.candidate_tower(contract, preprocessing, config.model),
-                                   pool, config.model, config.loss, config.training.batch_size,
-                                   config.training.seed, contract)
+    model = model_lib.TwoTowerModel(towers.query_tower(contract, preprocessing, config.model),
+                                    towers.candidate_tower(contract, preprocessing, config.model),
+                                    pool, config.model, config.loss, config.training.batch_size,
+                                    config.training.seed, contract)
+    logging.info("Embedding tables: ~%.1f MiB with optimizer state",
+                 check_memory(model, config) / 2**20)
+    return model
 
 
 def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> dict[str, float]:
@@ -152,6 +160,45 @@ def warm_start_towers(model: model_lib.TwoTowerModel, base_model_dir: str) -> di
         counts[f"warm_start_known_{label}"] = float(stats.known_ids)
         counts[f"warm_start_new_{label}"] = float(stats.new_ids)
     return counts
+
+
+# Optimizer state per weight besides the weight: Adam's two moments, Adagrad's accumulator.
+OPTIMIZER_SLOTS = {"adam": 2, "lazy_adam": 2, "adagrad": 1}
+MAX_MEMORY_SHARE = 0.8
+
+
+def machine_memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(model: tf.Module, config: PipelineConfig,
+                 memory_bytes: Optional[int] = None) -> int:
+    """Estimates the embedding tables' memory (rows x dimension x 4 bytes, times 1 + the
+    optimizer's slots) before any is allocated; returns the estimate in bytes.
+
+    Raises:
+      ConfigError: when it exceeds MAX_MEMORY_SHARE of the machine's memory, naming the
+        largest table and the settings that shrink it.
+    """
+    tables = {id(layer): layer for layer in model.submodules
+              if isinstance(layer, tf.keras.layers.Embedding)}.values()
+    if not tables:
+        return 0
+    weights = sum(layer.input_dim * layer.output_dim for layer in tables)
+    estimate = weights * 4 * (1 + OPTIMIZER_SLOTS[config.training.optimizer])
+    available = memory_bytes or machine_memory_bytes()
+    if estimate > MAX_MEMORY_SHARE * available:
+        largest = max(tables, key=lambda layer: layer.input_dim * layer.output_dim)
+        raise ConfigError(
+            f"the embedding tables need ~{estimate / 2**30:.1f} GiB ({weights:,} weights x 4 "
+            f"bytes x (1 + {OPTIMIZER_SLOTS[config.training.optimizer]} "
+            f"{config.training.optimizer} slots); the largest, {largest.name}, is "
+            f"{largest.input_dim:,} rows x {largest.output_dim}), more than "
+            f"{MAX_MEMORY_SHARE:.0%} of this machine's {available / 2**30:.1f} GiB: lower "
+            "model.embedding_dim / id_embedding_dim / feature_embedding_dim, or cap the "
+            "vocabularies in features.yaml (max_tokens, min_count, hash_bins)")
+    return estimate
 
 
 def check_enough_rows(train_rows: int, batch_size: int) -> None:

@@ -109,3 +109,19 @@ def test_a_train_split_smaller_than_one_batch_names_the_fix():
     with pytest.raises(ConfigError, match="has 800 rows, fewer than one batch of "
                                           "training.batch_size 1024: lower"):
         training.check_enough_rows(800, 1024)
+
+
+def test_tables_that_cannot_fit_the_machine_are_refused_before_allocation(data):
+    _, pool_uri = data
+    config = small_world.config()
+    model = training.build_model(pool_uri, config)
+    tables = [layer for layer in model.submodules if isinstance(layer, tf.keras.layers.Embedding)]
+    assert tables and not any(layer.built for layer in tables)  # estimated, not allocated
+    weights = sum(layer.input_dim * layer.output_dim for layer in tables)
+    slots = training.OPTIMIZER_SLOTS[config.training.optimizer]
+    assert training.check_memory(model, config) == weights * 4 * (1 + slots)
+    with pytest.raises(ConfigError, match=r"the embedding tables need ~.* GiB \(.* weights x 4 "
+                                          r"bytes x \(1 \+ \d \w+ slots\); the largest, .* more "
+                                          r"than 80% of this machine's .*: lower "
+                                          r"model.embedding_dim"):
+        training.check_memory(model, config, memory_bytes=weights)
