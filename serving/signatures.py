@@ -122,6 +122,14 @@ def _tensor_proto(value: np.ndarray, dtype: tf.DType) -> tensor_pb2.TensorProto:
     return proto
 
 
+def _json_kind(value: np.ndarray) -> str:
+    """What a REST client sent, in JSON's words: `strings such as 'thirty'`."""
+    kind = {"O": "strings", "S": "strings", "U": "strings", "b": "booleans", "f": "numbers with "
+            "a fraction", "i": "integers", "u": "integers"}.get(value.dtype.kind, str(value.dtype))
+    first = value.ravel()[:1].tolist()
+    return f"{kind} such as {first[0]!r}" if first else kind
+
+
 def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: int
              ) -> dict[str, tensor_pb2.TensorProto]:
     """Checks names, dtypes, ranks and the batch size of numpy inputs (REST); numbers are
@@ -135,13 +143,13 @@ def validate(signature: Signature, inputs: Mapping[str, np.ndarray], max_batch: 
     values = {name: np.asarray(inputs[name]) for name in signature.inputs}
     for name, info in signature.inputs.items():
         value = values[name]
-        if info.dtype == tf.string:
-            if value.dtype.kind not in "OSU":
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input '{name}' must be strings (DT_STRING), got {value.dtype}")
-        elif value.dtype.kind not in "iuf" or (info.dtype.is_integer and value.dtype.kind == "f"):
+        wanted = ("strings" if info.dtype == tf.string else
+                  "integers" if info.dtype.is_integer else "numbers")
+        if (value.dtype.kind not in "OSU" if info.dtype == tf.string else
+                value.dtype.kind not in "iuf" or (info.dtype.is_integer and value.dtype.kind == "f")):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input '{name}' must be {info.dtype.name}, got {value.dtype}")
+                               f"input '{name}' must be {wanted} ({info.dtype.name}), got "
+                               f"{_json_kind(value)}")
     _check_shapes(signature, {name: value.shape for name, value in values.items()}, max_batch)
     protos = {}
     for name, value in values.items():

@@ -37,7 +37,8 @@ def test_rest_row_and_columnar_formats_status_and_errors(served):
     assert "serving_default" in json.loads(body)["metadata"]["signature_def"]["signatureDef"]
     bad = dict(row, age="thirty")
     status, body = _rest(server, "/v1/models/twotower:predict", {"instances": [bad]})
-    assert status == 400 and "age" in json.loads(body)["error"]
+    assert status == 400 and json.loads(body)["error"] == (
+        "input 'age' must be integers (int64), got strings such as 'thirty'")
     status, _ = _rest(server, "/v1/models/nope:predict", {"instances": [row]})
     assert status == 404
     status, metrics = _rest(server, "/metrics")
