@@ -154,8 +154,9 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
 
 def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
     """MostPop's report keys, with the same catalogue, history and filters as the models."""
+    from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
     from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
-    vectors = quality_rows.mostpop_vectors(result.train_counts)
+    vectors = evaluation.mostpop_vectors(result.train_counts)
     contract = result.contract
     if prepared.name == "history":
         return quality_history.history_scores(
@@ -164,7 +165,7 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
         return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
             (len(batch[contract.user_id]), 1)), contract)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    scores = metrics.evaluate(lambda batch: quality_rows.mostpop_queries(batch[contract.item_id]),
+    scores = metrics.evaluate(lambda batch: evaluation.mostpop_queries(batch[contract.item_id]),
                               features.dataset(prepared.eval_pattern, 1024, False, 0, contract,
                                                features.interaction_names(contract)),
                               result.catalog_ids, tf.constant(vectors), result.seen,

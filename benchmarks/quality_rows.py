@@ -1,4 +1,4 @@
-"""Rows of `twotower bench quality`: the configs compared and the MostPop reference.
+"""Rows of `twotower bench quality`: the configs compared and the reference rows' names.
 
 Trained rows are config overrides on top of the defaults (pipeline/config.py). The ablation
 rows add one trick at a time on the default training settings (optimizer, learning rate,
@@ -6,8 +6,6 @@ batch size, towers); only `baseline` uses the TFRS tutorial's own settings.
 """
 from __future__ import annotations
 
-import numpy as np
-import tensorflow as tf
 
 # The TFRS basic-retrieval tutorial: id embeddings of width 32, in-batch softmax summed over
 # the batch (tfrs.tasks.Retrieval's reduction), no L2 normalisation or temperature, Adagrad
@@ -78,14 +76,3 @@ def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
                          "tau_0.1:model.temperature=0.1")
     return name, tuple(part.strip() for part in overrides.split(",") if part.strip())
 
-
-def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
-    """[N, 1] item "embeddings" whose dot product with a query of 1 ranks by training count,
-    ties broken by catalogue order (so no two items tie)."""
-    order = np.arange(len(train_counts), dtype=np.float64)
-    return (train_counts + 0.5 * (1.0 - order / max(len(order), 1)))[:, np.newaxis]
-
-
-def mostpop_queries(rows: tf.Tensor) -> tf.Tensor:
-    """[B, 1] of ones for a batch's [B] rows: every user gets the same ranking."""
-    return tf.ones([tf.shape(rows)[0], 1], tf.float64)

@@ -83,13 +83,7 @@ def score_mostpop(train_patterns: Sequence[str], eval_pattern: str, serving_dir:
     """MostPop over the window's training data, scored like evaluate_export (same
     catalogue, filter and cut-offs)."""
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
-    from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
-    from components.trainer import export  # pylint: disable=import-outside-toplevel
-    contract = artifact_io.read_contract(serving_dir)
-    ids, _ = export.read_embeddings(f"{serving_dir}/{export.EMBEDDINGS_FILE}")
-    return evaluation.evaluate_catalogue(
-        lambda batch: quality_rows.mostpop_queries(batch[contract.item_id]), ids,
-        quality_rows.mostpop_vectors, contract, train_patterns, eval_pattern, KS, max_rows)
+    return evaluation.evaluate_mostpop(serving_dir, train_patterns, eval_pattern, KS, max_rows)
 
 
 def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:

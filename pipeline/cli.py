@@ -119,7 +119,8 @@ def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
     baseline = (f"latest blessed {report['baseline'][metric]:.4f}" if report["baseline"]
                 else "no blessed model yet")
     verdict = "BLESSED" if report["blessed"] else "NOT BLESSED"
-    print(f"validation: {verdict}: {metric} {report['candidate'][metric]:.4f} ({baseline}); "
+    print(f"validation: {verdict}: {metric} {report['candidate'][metric]:.4f} (MostPop "
+          f"{report['mostpop'][metric]:.4f}, {baseline}); "
           f"ScaNN recall@{report['index_report']['k']} vs exact "
           f"{report['index_report']['scann_recall']:.4f}")
     for check in report["checks"]:

@@ -112,6 +112,8 @@ class PoolConfig:
       smoothing: Add-k smoothing of in-batch probabilities, so never-seen items get q > 0.
       min_count: Ids seen fewer times in training map to the OOV bucket.
       seed: Seed of the per-key hash choosing pool members when the catalogue is capped.
+      max_unknown_item_share: The run fails when more of the train interactions than this
+        name an item missing from the catalogue (such items can never be retrieved).
     """
 
     sampler: Literal["uniform", "popularity", "unseen_boost"] = "uniform"
@@ -122,6 +124,7 @@ class PoolConfig:
     smoothing: float = 1.0
     min_count: int = 1
     seed: int = 42
+    max_unknown_item_share: float = 0.05
 
     def validate(self) -> None:
         _check(self.alpha == 0.0 or self.sampler == "popularity", "pool.alpha", self.alpha,
@@ -243,12 +246,16 @@ class ValidationConfig:
     """Model-validator gating thresholds.
 
     Attributes:
-      k: Cut-off of the gated recall.
+      k: Cut-off of the gated recall; at most 10% of the catalogue is used (a wider cut-off
+        is passed by almost any model; components/model_validator/gating.py).
       protocol: `filtered` (the user's training items removed) or `tfrs` (not removed).
       min_recall: Absolute floor on <protocol>_recall_at_<k>.
       max_relative_regression: Largest allowed drop against the latest blessed model on
         the same eval split (0.05: at most 5% lower).
       min_scann_recall: Smallest ScaNN recall@k against exact search on eval queries.
+      min_lift_over_mostpop: The gated recall must be above MostPop's (the most frequent
+        training items for everyone, on the same split) times 1 + this, on every run,
+        the first included; -1 switches the check off.
       max_eval_interactions: Score on at most this many eval interactions (the first ones
         of the eval split; null: all). Exact search over the whole catalogue costs
         eval interactions x catalogue size; this bounds it on large data. The Trainer's
@@ -259,6 +266,7 @@ class ValidationConfig:
     protocol: Literal["filtered", "tfrs"] = "filtered"
     min_recall: float = 0.0
     max_relative_regression: float = 0.05
+    min_lift_over_mostpop: float = 0.0
     min_scann_recall: float = 0.95
     max_eval_interactions: Optional[int] = None
 

@@ -208,6 +208,7 @@ def serving_nodes(config: PipelineConfig, trainer: TwoTowerTrainer, examples: ty
         k=validation.k, protocol=validation.protocol, min_recall=validation.min_recall,
         max_relative_regression=validation.max_relative_regression,
         min_scann_recall=validation.min_scann_recall,
+        min_lift_over_mostpop=validation.min_lift_over_mostpop,
         max_eval_interactions=validation.max_eval_interactions).with_id(VALIDATOR_ID)
     pushers = []
     for pusher_id, output, name in (("Pusher", keys.SCANN_MODEL_KEY, ""),
@@ -327,6 +328,7 @@ def create_pipeline(config: PipelineConfig,
         pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
         smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
         separate_process=config.orchestration.separate_processes,
+        max_unknown_item_share=settings.max_unknown_item_share,
     ).with_id("NegativePoolBuilder")
     blessed = latest_blessed_resolver()
     warm_start = spanned if config.training.warm_start is None else config.training.warm_start

@@ -62,9 +62,12 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     # reach the run's log.
     log = next((tmp_path / "root" / "logs").glob("run-*.log")).read_text()
     assert "Running training in a child process" in log and "Eval metrics:" in log
-    # First model: only the absolute checks apply; both variants are pushed.
-    assert re.search(r"validation: BLESSED: filtered_recall_at_100 [0-9.]+ \(no blessed model "
-                     r"yet\); ScaNN recall@100 vs exact 1\.0000", out), out
+    # First model: the absolute checks and MostPop apply, at a cut-off of 10% of the 150
+    # items; both variants are pushed.
+    gated = re.search(r"validation: BLESSED: filtered_recall_at_15 ([0-9.]+) \(MostPop "
+                      r"([0-9.]+), no blessed model yet\); ScaNN recall@100 vs exact 1\.0000",
+                      out)
+    assert gated and float(gated.group(1)) > float(gated.group(2)), out
     serving = tmp_path / "serving"
     for name in ("twotower", "twotower-stock"):
         assert re.search(rf"pushed: {serving / name}/\d+", out), out
@@ -76,7 +79,7 @@ def test_run_prints_split_sizes_and_reuses_cache(tmp_path, data_dir, capsys):
     # Everything up to the index is cached; the validator re-runs because the resolver now
     # finds a blessed baseline (the same model), and nothing is pushed twice.
     assert err.count(" cached") == 13, err
-    assert "(latest blessed" in out and "validation: BLESSED" in out, out
+    assert ", latest blessed" in out and "validation: BLESSED" in out, out
     for name in ("twotower", "twotower-stock"):
         assert len(versions.versions(str(serving / name))) == 1
     assert artifacts.latest_output_uri(config, "InteractionsValidationGate",

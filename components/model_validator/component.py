@@ -45,6 +45,7 @@ class ModelValidatorSpec(types.ComponentSpec):
         keys.MIN_RECALL_KEY: ExecutionParameter(type=float),
         keys.MAX_RELATIVE_REGRESSION_KEY: ExecutionParameter(type=float),
         keys.MIN_SCANN_RECALL_KEY: ExecutionParameter(type=float),
+        keys.MIN_LIFT_OVER_MOSTPOP_KEY: ExecutionParameter(type=float),
         keys.MAX_EVAL_INTERACTIONS_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
@@ -68,6 +69,7 @@ class ModelValidator(base_component.BaseComponent):
                  protocol: str = DEFAULTS.protocol, min_recall: float = DEFAULTS.min_recall,
                  max_relative_regression: float = DEFAULTS.max_relative_regression,
                  min_scann_recall: float = DEFAULTS.min_scann_recall,
+                 min_lift_over_mostpop: float = DEFAULTS.min_lift_over_mostpop,
                  max_eval_interactions: Optional[int] = DEFAULTS.max_eval_interactions
                  ) -> None:
         """Builds the component; out-of-range thresholds raise ConfigError now.
@@ -86,15 +88,19 @@ class ModelValidator(base_component.BaseComponent):
           min_recall: Absolute floor.
           max_relative_regression: Largest allowed relative drop against the baseline.
           min_scann_recall: Smallest ScaNN recall@k against exact search.
+          min_lift_over_mostpop: The gated recall must exceed MostPop's times 1 + this
+            (-1: no such check).
           max_eval_interactions: Score on the first this many eval interactions (None: all).
         """
         ValidationConfig(k=k, protocol=protocol, min_recall=min_recall,
                          max_relative_regression=max_relative_regression,
                          min_scann_recall=min_scann_recall,
+                         min_lift_over_mostpop=min_lift_over_mostpop,
                          max_eval_interactions=max_eval_interactions).validate()
         spec = ModelValidatorSpec(
             model=model, baseline_model=baseline_model, examples=examples,
             index_model=index_model, k=k, protocol=protocol, min_recall=min_recall,
             max_relative_regression=max_relative_regression, min_scann_recall=min_scann_recall,
+            min_lift_over_mostpop=min_lift_over_mostpop,
             max_eval_interactions=max_eval_interactions, blessing=types.Channel(type=standard_artifacts.ModelBlessing))
         super().__init__(spec=spec)

@@ -1,4 +1,5 @@
-"""Scores a Trainer export on an eval split with exact search over its whole catalogue."""
+"""Scores a Trainer export, or MostPop over its catalogue, on an eval split with exact search
+over the whole catalogue."""
 from __future__ import annotations
 
 import os
@@ -54,6 +55,34 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
         return serve(**features.select(batch, inputs))[export.EMBEDDING_OUTPUT]
     return evaluate_catalogue(embed, ids, lambda counts: embeddings, contract, train_pattern,
                               eval_pattern, ks, max_rows)
+
+
+def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
+    """[N, 1] item "embeddings" whose dot product with a query of 1 ranks by training count,
+    ties broken by catalogue order (so no two items tie)."""
+    order = np.arange(len(train_counts), dtype=np.float64)
+    return (train_counts + 0.5 * (1.0 - order / max(len(order), 1)))[:, np.newaxis]
+
+
+def mostpop_queries(rows: tf.Tensor) -> tf.Tensor:
+    """[B, 1] of ones for a batch's [B] rows: every user gets the same ranking."""
+    return tf.ones([tf.shape(rows)[0], 1], tf.float64)
+
+
+def catalog_ids(serving_dir: str) -> list[str]:
+    """The [N] item ids an export scores over (its catalogue)."""
+    return export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))[0]
+
+
+def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
+                     eval_pattern: str, ks: Sequence[int], max_rows: Optional[int] = None
+                     ) -> dict[str, float]:
+    """MostPop (the items most frequent in the train split, for every user) scored like
+    evaluate_export over the same export's catalogue: the floor a model must beat."""
+    contract = artifact_io.read_contract(serving_dir)
+    return evaluate_catalogue(lambda batch: mostpop_queries(batch[contract.item_id]),
+                              catalog_ids(serving_dir), mostpop_vectors, contract,
+                              train_pattern, eval_pattern, ks, max_rows)
 
 
 def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],

@@ -29,20 +29,21 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
         min_recall=exec_properties[keys.MIN_RECALL_KEY],
         max_relative_regression=exec_properties[keys.MAX_RELATIVE_REGRESSION_KEY],
         min_scann_recall=exec_properties[keys.MIN_SCANN_RECALL_KEY],
+        min_lift_over_mostpop=exec_properties[keys.MIN_LIFT_OVER_MOSTPOP_KEY],
         max_eval_interactions=exec_properties.get(keys.MAX_EVAL_INTERACTIONS_KEY))
     config.validate()
     return config
 
 
-def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig
-           ) -> dict[str, float]:
-    """The export's metrics on the newest span's eval split, with the whole window's
-    training data as the history the filtered protocol removes (what the Trainer read:
-    window.training_patterns)."""
+def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
+           mostpop: bool = False) -> dict[str, float]:
+    """The export's metrics (with `mostpop`, MostPop's over its catalogue) on the newest
+    span's eval split, with the whole window's training data as the history the filtered
+    protocol removes (what the Trainer read: window.training_patterns)."""
     train, evals = window.training_patterns(examples)
-    return evaluation.evaluate_export(path_utils.serving_model_path(model.uri), train, evals[0],
-                                      sorted({10, 50, 100, config.k}),
-                                      config.max_eval_interactions)
+    score = evaluation.evaluate_mostpop if mostpop else evaluation.evaluate_export
+    return score(path_utils.serving_model_path(model.uri), train, evals[0],
+                 sorted({10, 50, 100, config.k}), config.max_eval_interactions)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -61,25 +62,35 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(index.uri, keys.INDEX_REPORT_FILE)) as f:
             index_report = json.load(f)
 
+        catalog_size = len(evaluation.catalog_ids(path_utils.serving_model_path(candidate.uri)))
+        gated = gating.capped(config, catalog_size)
+        if gated.k < config.k:
+            logging.warning("validation.k %d is above %.0f%% of the %d-item catalogue: gating "
+                            "recall@%d", config.k, 100 * gating.MAX_K_SHARE, catalog_size,
+                            gated.k)
+        config = gated
         candidate_metrics = _score(candidate, examples, config)
+        mostpop_metrics = _score(candidate, examples, config, mostpop=True)
         baseline_metrics = _score(baseline, examples, config) if baseline else None
-        checks = gating.decide(candidate_metrics, baseline_metrics, index_report, config)
+        checks = gating.decide(candidate_metrics, baseline_metrics, index_report, config,
+                               mostpop_metrics)
         blessed = all(check.passed for check in checks)
         for check in checks:
             logging.info("%s %s: %s", "PASS" if check.passed else "FAIL", check.name,
                          check.message)
 
         blessing = artifact_utils.get_single_instance(output_dict[keys.BLESSING_KEY])
-        gated = gating.metric_key(config)
-        summary = {"blessed": blessed, "metric": gated, "candidate": candidate_metrics,
-                   "candidate_uri": candidate.uri,
+        gated_key = gating.metric_key(config)
+        summary = {"blessed": blessed, "metric": gated_key, "candidate": candidate_metrics,
+                   "candidate_uri": candidate.uri, "mostpop": mostpop_metrics,
+                   "catalog_size": catalog_size,
                    "baseline": baseline_metrics, "baseline_uri": baseline.uri if baseline else None,
                    "index_report": index_report,
                    "checks": [dataclasses.asdict(check) for check in checks]}
         with tf.io.gfile.GFile(os.path.join(blessing.uri, keys.VALIDATION_METRICS_FILE), "w") as f:
             f.write(json.dumps(summary, indent=2) + "\n")
         plotted = [f"{config.protocol}_{name}" for name in PLOTTED]
-        plot.comparison_chart(candidate_metrics, baseline_metrics, plotted, gated,
+        plot.comparison_chart(candidate_metrics, baseline_metrics, plotted, gated_key,
                               os.path.join(blessing.uri, keys.VALIDATION_PLOT_FILE))
         io_utils.write_string_file(
             os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "")

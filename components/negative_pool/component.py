@@ -58,6 +58,7 @@ class NegativePoolBuilderSpec(types.ComponentSpec):
         keys.SEED_KEY: ExecutionParameter(type=int),
         keys.CONTRACT_KEY: ExecutionParameter(type=str),
         keys.SEPARATE_PROCESS_KEY: ExecutionParameter(type=int, optional=True),
+        keys.MAX_UNKNOWN_ITEM_SHARE_KEY: ExecutionParameter(type=float, optional=True),
     }
     INPUTS = {
         keys.INTERACTIONS_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -82,7 +83,8 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
                  pool_size: Optional[int] = DEFAULTS.pool_size,
                  max_pool_size: int = DEFAULTS.max_pool_size,
                  smoothing: float = DEFAULTS.smoothing, min_count: int = DEFAULTS.min_count,
-                 seed: int = DEFAULTS.seed, separate_process: bool = True) -> None:
+                 seed: int = DEFAULTS.seed, separate_process: bool = True,
+                 max_unknown_item_share: float = DEFAULTS.max_unknown_item_share) -> None:
         """Builds the component; invalid parameter combinations raise ValueError now.
 
         Defaults are pipeline.config.PoolConfig's.
@@ -106,6 +108,8 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
           seed: Seed of the per-key hash that picks pool members when the catalogue is capped.
           separate_process: Run the Beam pipeline in a child process (see
             pipeline.config.OrchestrationConfig.separate_processes).
+          max_unknown_item_share: Fail when more of the train interactions than this
+            share name an item missing from the catalogue.
         """
         settings = PoolSettings(sampler=sampler, alpha=alpha, unseen_weight=unseen_weight,
                                 pool_size=pool_size, max_pool_size=max_pool_size,
@@ -117,6 +121,7 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
             unseen_weight=unseen_weight, pool_size=pool_size, max_pool_size=max_pool_size,
             smoothing=smoothing, min_count=min_count, seed=seed,
             separate_process=int(separate_process),
+            max_unknown_item_share=max_unknown_item_share,
             contract=json.dumps(contract.to_dict(), sort_keys=True),
             negative_pool=types.Channel(type=NegativePool))
         super().__init__(spec=spec)

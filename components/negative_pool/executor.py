@@ -64,14 +64,26 @@ def split_pattern(examples: types.Artifact, split: str, role: str) -> str:
     return io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
 
 
-def check_stats(stats: dict[str, Any]) -> None:
-    """Raises NegativePoolError when the pool cannot be used for training."""
+def check_stats(stats: dict[str, Any], max_unknown_item_share: float = 1.0) -> None:
+    """Raises NegativePoolError when the pool cannot be used for training: an empty
+    catalogue or train split, or more than `max_unknown_item_share` of the train
+    interactions naming an item the catalogue lacks (a wrong items file, or ids written
+    differently in the two tables)."""
     if stats["catalog_size"] == 0:
         raise NegativePoolError("the item catalogue is empty: the items table must have one row "
                                 "per item (check data.items)")
     if stats["train_interactions"] == 0:
         raise NegativePoolError("the interactions train split has no rows: check "
                                 "data.interactions and the split settings (data.cutoff_*)")
+    unknown = stats["interactions_with_unknown_item"]
+    share = unknown / stats["train_interactions"]
+    if share > max_unknown_item_share:
+        raise NegativePoolError(
+            f"{unknown} of {stats['train_interactions']} train interactions ({share:.1%}) name "
+            f"one of {stats['unknown_items']} items missing from the catalogue, above "
+            f"pool.max_unknown_item_share ({max_unknown_item_share:.0%}): check that data.items "
+            "is the catalogue of these interactions and writes ids the same way, or raise the "
+            "share")
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -97,7 +109,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             build(*args)
         artifact_io.write_contract(contract, out)
         stats = artifact_io.read_stats(out)
-        check_stats(stats)
+        check_stats(stats, exec_properties.get(keys.MAX_UNKNOWN_ITEM_SHARE_KEY, 1.0))
         logging.info("NegativePool stats: %s", pool.stats_json(stats))
 
 

@@ -27,7 +27,7 @@ INDEX_PROPERTIES = {keys.INDEX_K_KEY: 10, keys.MAX_K_KEY: 50, keys.BRUTE_FORCE_B
                     keys.TARGET_RECALL_KEY: 0.95}
 VALIDATION_PROPERTIES = {keys.VALIDATION_K_KEY: 10, keys.PROTOCOL_KEY: "filtered",
                          keys.MIN_RECALL_KEY: 0.0, keys.MAX_RELATIVE_REGRESSION_KEY: 0.05,
-                         keys.MIN_SCANN_RECALL_KEY: 0.95}
+                         keys.MIN_SCANN_RECALL_KEY: 0.95, keys.MIN_LIFT_OVER_MOSTPOP_KEY: 0.0}
 
 
 def _artifact(kind, uri, artifact_id):
@@ -118,7 +118,8 @@ def test_broken_candidate_is_not_blessed_and_not_pushed(tmp_path):
     blessing, pushed, report = _validate_and_push(tmp_path, "broken", broken, broken_index, good,
                                                   base_path)
     failed = [check["name"] for check in report["checks"] if not check["passed"]]
-    assert failed == ["max_relative_regression"], report["checks"]
+    assert failed == ["beats_mostpop", "max_relative_regression"], report["checks"]
+    assert report["candidate"]["filtered_recall_at_10"] < report["mostpop"]["filtered_recall_at_10"]
     assert report["candidate"]["filtered_recall_at_10"] < report["baseline"]["filtered_recall_at_10"]
     assert blessing.get_int_custom_property(keys.BLESSED_PROPERTY) == 0
     assert os.path.exists(tmp_path / "broken" / "blessing" / "NOT_BLESSED")
@@ -126,6 +127,14 @@ def test_broken_candidate_is_not_blessed_and_not_pushed(tmp_path):
     assert versions.versions(base_path) == good_version
     source = versions.read_source(os.path.join(base_path, str(good_version[-1])))
     assert source["trained_model"] == path_utils.serving_model_path(good.uri)
+
+    # Below MostPop, a first model is not blessed either: there is no baseline to regress from.
+    blessing, pushed, report = _validate_and_push(tmp_path, "broken_first", broken, broken_index,
+                                                  None, base_path)
+    assert [check["name"] for check in report["checks"] if not check["passed"]] == [
+        "beats_mostpop"], report["checks"]
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert versions.versions(base_path) == good_version
 
     # Re-validating the good model against itself blesses it, and nothing is pushed twice.
     _, pushed, _ = _validate_and_push(tmp_path, "again", good, good_index, good, base_path)

@@ -1,4 +1,6 @@
 """The blessing decision by hand."""
+import dataclasses
+
 from components.model_validator import gating
 from pipeline.config import ValidationConfig
 
@@ -11,17 +13,43 @@ def _names(checks):
     return {check.name: check.passed for check in checks}
 
 
+MOSTPOP = {"filtered_recall_at_100": 0.25, "tfrs_recall_at_100": 0.04}
+
+
 def test_first_model_gets_only_absolute_checks():
-    checks = gating.decide({"filtered_recall_at_100": 0.30}, None, INDEX, CONFIG)
-    assert _names(checks) == {"min_recall": True, "min_scann_recall": True}
+    checks = gating.decide({"filtered_recall_at_100": 0.30}, None, INDEX, CONFIG, MOSTPOP)
+    assert _names(checks) == {"min_recall": True, "beats_mostpop": True,
+                              "min_scann_recall": True}
+
+
+def test_a_model_must_be_above_mostpop_by_the_margin():
+    at_mostpop = gating.decide({"filtered_recall_at_100": 0.25}, None, INDEX, CONFIG, MOSTPOP)
+    check = next(c for c in at_mostpop if c.name == "beats_mostpop")
+    assert not check.passed and check.message == (
+        "filtered_recall_at_100 0.2500 vs MostPop 0.2500 (must be above)")
+    lifted = dataclasses.replace(CONFIG, min_lift_over_mostpop=0.1)
+    # Floor 0.25 * 1.1 = 0.275.
+    assert not _names(gating.decide({"filtered_recall_at_100": 0.27}, None, INDEX, lifted,
+                                    MOSTPOP))["beats_mostpop"]
+    assert _names(gating.decide({"filtered_recall_at_100": 0.28}, None, INDEX, lifted,
+                                MOSTPOP))["beats_mostpop"]
+    off = dataclasses.replace(CONFIG, min_lift_over_mostpop=-1.0)
+    assert "beats_mostpop" not in _names(gating.decide({"filtered_recall_at_100": 0.1}, None,
+                                                       INDEX, off, MOSTPOP))
+
+
+def test_the_cut_off_is_at_most_a_tenth_of_the_catalogue():
+    assert gating.capped(CONFIG, 200).k == 20
+    assert gating.capped(CONFIG, 1682).k == 100
+    assert gating.capped(CONFIG, 5).k == 1
 
 
 def test_regression_beyond_the_allowed_drop_fails():
     baseline = {"filtered_recall_at_100": 0.30}
     # Allowed floor: 0.30 * 0.95 = 0.285.
     assert _names(gating.decide({"filtered_recall_at_100": 0.286}, baseline, INDEX,
-                                CONFIG))["max_relative_regression"]
-    failed = gating.decide({"filtered_recall_at_100": 0.284}, baseline, INDEX, CONFIG)
+                                CONFIG, MOSTPOP))["max_relative_regression"]
+    failed = gating.decide({"filtered_recall_at_100": 0.284}, baseline, INDEX, CONFIG, MOSTPOP)
     check = next(c for c in failed if c.name == "max_relative_regression")
     assert not check.passed and abs(check.threshold - 0.285) < 1e-12
     assert "baseline 0.3000" in check.message
@@ -29,5 +57,6 @@ def test_regression_beyond_the_allowed_drop_fails():
 
 def test_floor_and_scann_recall_fail_by_name():
     checks = gating.decide({"tfrs_recall_at_100": 0.05}, None, {"k": 100, "scann_recall": 0.9},
-                           ValidationConfig(protocol="tfrs", min_recall=0.1))
-    assert _names(checks) == {"min_recall": False, "min_scann_recall": False}
+                           ValidationConfig(protocol="tfrs", min_recall=0.1), MOSTPOP)
+    assert _names(checks) == {"min_recall": False, "beats_mostpop": True,
+                              "min_scann_recall": False}

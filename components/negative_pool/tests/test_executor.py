@@ -31,7 +31,8 @@ def _examples(root, splits):
     return artifact
 
 
-def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT, separate_process=1):
+def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT, separate_process=1,
+         **properties):
     output = NegativePool()
     output.uri = str(tmp_path / "pool")
     os.makedirs(output.uri)
@@ -39,7 +40,8 @@ def _run(tmp_path, train, catalog, catalog_split=keys.CATALOG_SPLIT, separate_pr
                                                                      "eval": TRAIN[:1]})],
               keys.ITEMS_KEY: [_examples(tmp_path / "items", {catalog_split: catalog})]}
     executor.Executor().Do(inputs, {keys.NEGATIVE_POOL_KEY: [output]},
-                           {**PROPERTIES, keys.SEPARATE_PROCESS_KEY: separate_process})
+                           {**PROPERTIES, keys.SEPARATE_PROCESS_KEY: separate_process,
+                            **properties})
     return output.uri
 
 
@@ -88,6 +90,15 @@ def test_empty_catalogue_fails_clearly(tmp_path):
 def test_empty_train_split_fails_clearly(tmp_path):
     with pytest.raises(NegativePoolError, match="train split has no rows"):
         _run(tmp_path, [], CATALOG)
+
+
+def test_too_many_interactions_with_items_missing_from_the_catalogue_fail(tmp_path):
+    # One of the 6 train rows names x, which the catalogue lacks.
+    with pytest.raises(NegativePoolError, match=r"^1 of 6 train interactions \(16.7%\) name one "
+                                                r"of 1 items missing from the catalogue, above "
+                                                r"pool.max_unknown_item_share \(10%\): check"):
+        _run(tmp_path / "strict", TRAIN, CATALOG, max_unknown_item_share=0.1)
+    assert _run(tmp_path / "loose", TRAIN, CATALOG, max_unknown_item_share=0.2)
 
 
 def test_wrong_split_names_the_expected_one(tmp_path):
