@@ -104,7 +104,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     """Splits, writes the Examples folders and builds the NegativePool for one protocol
     (history: the history feature's length and pooling, history protocol only; on the
     others a history feature the contract declares is built as ingestion builds it)."""
-    from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
+    from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
         contract = quality_history.with_history(contract, *history)
@@ -123,7 +123,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     example_files.write_split([items], root / "items", "catalog")
     pool_uri = example_files.build_pool_artifact(
         root / "interactions", root / "items", root / "pool",
-        PoolSettings(**dataclasses.asdict(config.pool)), contract)
+        pool_lib.settings_from_config(config.pool), contract)
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),

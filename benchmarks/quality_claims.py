@@ -3,7 +3,6 @@
 settings, and τ from tune-temperature's rule."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from benchmarks import example_files
@@ -19,9 +18,9 @@ def pool_for(prepared: Any, config: Any) -> str:
       prepared: quality.Prepared of the protocol.
       config: The row's PipelineConfig.
     """
-    from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
-    settings = PoolSettings(**dataclasses.asdict(config.pool))
-    if settings == PoolSettings():
+    from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
+    settings = pool_lib.settings_from_config(config.pool)
+    if settings == pool_lib.PoolSettings():
         return prepared.pool_uri
     if settings not in prepared.pools:
         prepared.pools[settings] = example_files.build_pool_artifact(

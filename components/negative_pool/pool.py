@@ -110,6 +110,13 @@ def in_batch_probability(count: int, total: int, table_size: int, smoothing: flo
     return (count + smoothing) / denominator if denominator > 0 else 0.0
 
 
+def settings_from_config(config: PoolConfig) -> PoolSettings:
+    """The PoolSettings of a config's pool section (its checks, such as
+    max_unknown_item_share, are the executor's, not the Beam pipeline's)."""
+    return PoolSettings(**{field.name: getattr(config, field.name)
+                           for field in dataclasses.fields(PoolSettings)})
+
+
 def pool_weight(count: int, settings: PoolSettings) -> float:
     """Unnormalised pool sampling weight of an item seen `count` times in training."""
     if settings.sampler == "popularity":
