@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: the report format (DESIGN §8) and process-tree memory sampling."""
+"""Shared benchmark plumbing: the report format (docs/benchmarks.md) and process-tree memory
+sampling."""
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,7 @@ def write_report(name: str, config: dict[str, Any], rows: Sequence[dict[str, Any
                  notes: str, out: Optional[pathlib.Path] = None,
                  git: Optional[str] = None,
                  extra: Optional[dict[str, Any]] = None) -> pathlib.Path:
-    """Writes reports/<name>.json in the DESIGN §8 shape and returns its path; `git` is the
+    """Writes reports/<name>.json in docs/benchmarks.md's shape and returns its path; `git` is the
     commit the run started from (default: HEAD now); `extra` adds top-level keys."""
     path = out or REPORTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

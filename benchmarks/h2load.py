@@ -119,7 +119,7 @@ def run(url: str, body: bytes, headers: tuple[str, ...], concurrency: int, secon
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Writes the gRPC frame and REST body the bench sends, for running h2load by hand
-    against any server with TF Serving's API (README "Serving under load")."""
+    against any server with TF Serving's API (docs/benchmarks.md "Serving under load")."""
     import argparse  # pylint: disable=import-outside-toplevel
     import pathlib  # pylint: disable=import-outside-toplevel
     from benchmarks import serving  # pylint: disable=import-outside-toplevel

@@ -1,4 +1,4 @@
-"""The evaluation protocol for models with the user's history (issue 15, DESIGN §6).
+"""The evaluation protocol for models with the user's history (docs/benchmarks.md).
 
 On the temporal split, each eval event is scored with the query as of that moment: its own
 row's query features, including the history of the user's earlier events (train or eval,

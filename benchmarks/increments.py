@@ -8,7 +8,7 @@ warm-started Trainer over the window of the last `--window` spans, the index, th
 and the pushers. A first run (`single_file`) ingests the same interactions as one file
 without spans, the pipeline every run used to be.
 
-Reports reports/increments.json (DESIGN §8): one row per span k and component (`wall_s`,
+Reports reports/increments.json (docs/benchmarks.md): one row per span k and component (`wall_s`,
 `peak_rss_mb`, from the run's log and the summed RSS of its process tree, as in
 `bench scale`), an `ingest` row per k summing ExampleGen + StatisticsGen + ExampleValidator,
 and `ingest_growth`: span k's ingest time over span 1's. A full-size bench can outlast a

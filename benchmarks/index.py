@@ -12,7 +12,7 @@ Methods, one query at a time on one thread, recall@10 against exact top-10:
     or every list is probed (exhaustive);
   * faiss_hnsw: IndexHNSWFlat (M 32), efSearch doubled until recall@10 >= 0.99 or 16384.
 Each sweep stops at the first operating point with recall@10 ≥ 0.99. The notes compare the
-best queries/s at recall ≥ 0.95 per method. Writes reports/index.json (DESIGN §8).
+best queries/s at recall ≥ 0.95 per method. Writes reports/index.json (docs/benchmarks.md).
 """
 from __future__ import annotations
 

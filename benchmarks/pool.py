@@ -5,7 +5,7 @@ ExampleGen-style tf.Example splits, then the NegativePoolBuilder executor runs i
 process with Beam's DirectRunner (multi-processing with `--workers` N > 1, else in one
 process; several counts run side by side on the same data); the wall time and the peak
 resident memory of that process and all its Beam workers are recorded. Reports
-reports/pool.json (DESIGN §8): one row per size and worker count, plus the growth ratios.
+reports/pool.json (docs/benchmarks.md): one row per size and worker count, plus the growth ratios.
 """
 from __future__ import annotations
 

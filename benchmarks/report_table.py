@@ -1,4 +1,4 @@
-"""Markdown tables from benchmark reports, so the README quotes reports without retyping.
+"""Markdown tables from benchmark reports, so the docs quote reports without retyping.
 
     python -m benchmarks.report_table reports/quality.json name tfrs_top_100 ...
     python -m benchmarks.report_table reports/serving.json frontend client qps \

@@ -9,7 +9,7 @@ log; memory is the summed resident memory of the run's process tree (the CLI pro
 every Beam worker), sampled during the run, peak per component. Scoring is bounded by
 `validation.max_eval_interactions`, so no stage holds a whole split.
 
-Reports reports/scale.json (DESIGN §8): one row per size and component plus a `pipeline`
+Reports reports/scale.json (docs/benchmarks.md): one row per size and component plus a `pipeline`
 row per size, and the growth of each from the first size to the last (`growth`).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ grpcio or asyncio; REST rows are measured beside either, its server does not cha
 of non-OK Predict answers (a gRPC error is an HTTP 200 with a grpc-status trailer). Then,
 under h2load load at concurrency 16 with batching on, a new version is published and
 swapped in, then a corrupt one is published (it must fail to load while the old keeps
-serving); every failed request is counted. Writes reports/serving.json (DESIGN §8).
+serving); every failed request is counted. Writes reports/serving.json (docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ the week's eval split (exact search over the whole catalogue, the items each use
 the window's training data removed).
 
 `--every day` and `--data` (any folder of the MovieLens contract, e.g. `twotower data
-synthetic`) run the same on other data. Writes reports/span_quality.json (DESIGN §8): one
+synthetic`) run the same on other data. Writes reports/span_quality.json (docs/benchmarks.md): one
 row per span and model with `filtered_recall_at_10`, `filtered_recall_at_100`,
 `filtered_ndcg_at_10` and `eval_interactions` (incremental rows also `warm_started`,
 `blessed`, `trainer_wall_s`); `summary` holds each model's mean over the spans every model

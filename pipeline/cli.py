@@ -191,7 +191,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     spec = kubeflow_v2.compile_spec(config, args.out)
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     print(f"wrote {args.out}: {len(tasks)} tasks on image {config.orchestration.image}; "
-          "submit it to Kubeflow Pipelines or Vertex AI Pipelines (README: Orchestration)")
+          "submit it to Kubeflow Pipelines or Vertex AI Pipelines (README: Schedule)")
 
 
 def cmd_schema_init(args: argparse.Namespace) -> None:

@@ -5,9 +5,9 @@ Every stage reads its settings from one section of `PipelineConfig`. A YAML file
 single fields on the command line. Every field is checked on load and a bad field
 raises `ConfigError` naming the field, the value and what is allowed.
 
-Sections for stages not built yet (validation, index, serving) carry the starting values
-from DESIGN.md; their issues replace them with measured defaults. YAML parsing and type
-checking of fields live in config_parsing.py.
+Defaults are chosen by measurement on validation splits (each docstring says which).
+YAML parsing and type checking of fields live in config_parsing.py, every numeric field's
+range in config_bounds.py.
 
 Relative paths are resolved against the current working directory.
 """
@@ -100,7 +100,7 @@ class SpansConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PoolConfig:
-    """Item frequencies, vocabularies and the mixed-negative pool (DESIGN §3).
+    """Item frequencies, vocabularies and the mixed-negative pool (docs/architecture.md).
 
     Attributes:
       sampler: Pool sampling distribution: `uniform`, `popularity` ((count + smoothing)^alpha)
@@ -140,7 +140,7 @@ HISTORY_ID_DROPOUT = 0.3
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Tower shapes and the output normalisation (DESIGN §4).
+    """Tower shapes and the output normalisation (docs/architecture.md).
 
     Attributes:
       embedding_dim: Output dimension of both towers.
@@ -184,7 +184,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Loss and negatives (DESIGN §4).
+    """Loss and negatives (docs/architecture.md).
 
     Attributes:
       loss: softmax (sampled softmax), bce, bpr or hinge.

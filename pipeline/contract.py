@@ -1,4 +1,4 @@
-"""The data contract: what every column of a user's data is, declared once (DESIGN §2.1).
+"""The data contract: what every column of a user's data is, declared once (docs/architecture.md).
 
 A contract folder (`data.schema_dir`) holds three files:
   features.yaml       every column's role and kind, with optional per-feature settings;

@@ -43,12 +43,12 @@ DESCRIPTION = (
     "Serves the newest version under each model's base path over TF Serving's gRPC API "
     "(--port) and REST API (--rest_api_port), loads new versions as the Pusher writes them "
     "and keeps the old one serving if a new one fails to load. Flag names follow "
-    "tensorflow_model_server's where one exists; README 'Serve' shows a session.")
+    "tensorflow_model_server's where one exists; README 'Serve and query' shows a session.")
 
-# --grpc_frontend: grpc.aio (the default: compression, keepalive enforcement, hardened
-# against hostile clients), or serving/http2.py's HTTP/2 framing on asyncio (~4x less CPU per
-# call, README "Serving under load"; not the default until it passes the hostile-client suite
-# in serving/tests/).
+# --grpc_frontend: grpc.aio (the default: compression, keepalive enforcement) or
+# serving/http2.py, HTTP/2 on asyncio with python-hyper's h2. Both pass the hostile-client
+# suite (serving/tests/); their throughput is within noise of each other (docs/benchmarks.md,
+# "Serving under load").
 GRPC_FRONTENDS = ("asyncio", "grpcio")
 
 

@@ -1,4 +1,4 @@
-"""ScaNN settings derived from the catalogue size (DESIGN §3), overridable in `index.*`.
+"""ScaNN settings derived from the catalogue size (docs/architecture.md), overridable in `index.*`.
 
 * Below `brute_force_below` items: exact float32 brute force inside ScaNN (an index does not
   pay for itself).

@@ -9,7 +9,7 @@ i.e. catalogue items plus items that only appear in interactions, k = smoothing)
     seeded, deterministic sample of about `capacity` items, decided per key (no global list);
   * pool weight w_j: `uniform` 1; `popularity` (count_j + k)^alpha; `unseen_boost` 1 for seen
     items and `unseen_weight` for never-seen ones; P_pool(j) = w_j / sum of w over the pool.
-The trainer's logQ correction uses q_j = B p_freq(j) + M P_pool(j) (DESIGN §4), so every
+The trainer's logQ correction uses q_j = B p_freq(j) + M P_pool(j) (docs/architecture.md), so every
 frequency-table row carries both probabilities.
 
 Interaction ids are decoded in batches by tfx_bsl's C++ Example decoder and counted with

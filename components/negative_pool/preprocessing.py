@@ -1,4 +1,4 @@
-"""Preprocessing statistics of the declared features, computed with Beam (DESIGN §2.1).
+"""Preprocessing statistics of the declared features, computed with Beam (docs/architecture.md).
 
 For every feature of a tower (pipeline/contract.py) except the two ids (whose vocabularies
 pool.py builds from the id counts):

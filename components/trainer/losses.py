@@ -1,4 +1,4 @@
-"""The retrieval loss of DESIGN §4, one small function per trick.
+"""The retrieval loss (docs/architecture.md), one small function per trick.
 
 Layout. A batch has B queries with positives p_1..p_B and M pool items n_1..n_M. The
 candidate matrix has C = B + M columns [p_1..p_B, n_1..n_M], so row i's positive is column i

@@ -1,4 +1,4 @@
-"""The two-tower retrieval model: towers + mixed negatives + the DESIGN §4 loss.
+"""The two-tower retrieval model: towers + mixed negatives + the loss of docs/architecture.md.
 
 Per training batch of B rows: the positives' candidate embeddings, plus M = round(r·B) pool
 items drawn from P_pool (stateless, seeded by (seed, step, replica)) through the same

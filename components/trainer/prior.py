@@ -1,4 +1,4 @@
-"""A popularity prior added at retrieval while the score stays one dot product (DESIGN §6).
+"""A popularity prior added at retrieval while the score stays one dot product (docs/benchmarks.md).
 
 logQ correction trains the towers to score items net of popularity; for retrieval, the
 prior log p_freq(j) can be added back with a weight β:

@@ -1,4 +1,4 @@
-"""Temperature calibration (DESIGN §4, `twotower tune-temperature`).
+"""Temperature calibration (docs/architecture.md; `twotower tune-temperature`).
 
 An L2-normalised model's logits are cos(u, v) / τ. Trained without normalisation, a model
 shows how far apart its vectors' directions get on real queries: the cosine extent c (the

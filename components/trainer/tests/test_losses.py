@@ -1,4 +1,4 @@
-"""DESIGN §4 maths pinned with hand-computed values.
+"""The retrieval maths (docs/architecture.md) pinned with hand-computed values.
 
 Running example: B = 2 queries, M = 1 pool item, tau = 0.5.
   u1 = (1, 0), u2 = (0, 1); candidates [p1, p2, n1] = [(1, 0), (0.6, 0.8), (0, 1)].
