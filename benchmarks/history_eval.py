@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from components.ingestion import history as history_lib
 
 KS = (10, 100)
 ITEMKNN_HISTORY = 50
@@ -30,6 +29,7 @@ def add_histories(frame: pd.DataFrame, user: str, item: str, time: str, name: st
                   length: int) -> pd.DataFrame:
     """The frame with column `name`: each row's user's last `length` items strictly before
     it (a list of str, most recent last), as ingestion computes it."""
+    from components.ingestion import history as history_lib  # pylint: disable=import-outside-toplevel (imports Beam)
     values: list[list[str]] = [[] for _ in range(len(frame))]
     times, items = frame[time].to_numpy(), frame[item].astype(str).to_numpy()
     # One str per distinct item: 300k rows x 500-item histories are 150M references, which

@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from benchmarks import common, example_files
+from benchmarks import common
 from pipeline.data import synthetic
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
@@ -27,6 +27,7 @@ CHUNK = 250_000  # rows per generated chunk and per TFRecord file
 def prepare(interactions: int, users: int, items: int, seed: int,
             workdir: pathlib.Path) -> dict[str, float]:
     """Writes Examples folders `interactions/Split-train` and `items/Split-catalog`."""
+    from benchmarks import example_files  # pylint: disable=import-outside-toplevel (imports TF)
     started = time.time()
     spec = synthetic.SyntheticSpec(users=users, items=items, interactions=interactions, seed=seed)
     world, rng, user_table, item_table = synthetic.build(spec)
@@ -38,6 +39,7 @@ def prepare(interactions: int, users: int, items: int, seed: int,
 
 def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -> None:
     """Runs the NegativePoolBuilder executor on prepared folders (in this process)."""
+    from benchmarks import example_files  # pylint: disable=import-outside-toplevel
     from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
     from pipeline import config as config_lib, contract  # pylint: disable=import-outside-toplevel
 

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmarks import (common, embedding_geometry, example_files, history_eval, protocols,
+from benchmarks import (common, embedding_geometry, history_eval, protocols,
                         quality_claims, quality_history, quality_plot, quality_references,
                         quality_report, quality_rows)
 from benchmarks.quality_history import DEFAULT_HISTORY, repeat_settings
@@ -76,6 +76,7 @@ def load_tables(data_dir: pathlib.Path, contract: Any, command: str
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise TwoTowerError(f"{missing[0]} not found: run `{command} --out {data_dir}` first")
+    from benchmarks import example_files  # pylint: disable=import-outside-toplevel (imports TF)
     return tuple(example_files.typed_frame(pd.read_csv(path, dtype=str, keep_default_na=False),
                                            contract) for path in paths)
 
@@ -104,6 +105,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     """Splits, writes the Examples folders and builds the NegativePool for one protocol
     (history: the history feature's length and pooling, history protocol only; on the
     others a history feature the contract declares is built as ingestion builds it)."""
+    from benchmarks import example_files  # pylint: disable=import-outside-toplevel
     from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import example_files
 
 RULE_SAMPLE = 2000  # training rows whose query embeddings measure the dot-product range
 
@@ -18,6 +17,7 @@ def pool_for(prepared: Any, config: Any) -> str:
       prepared: quality.Prepared of the protocol.
       config: The row's PipelineConfig.
     """
+    from benchmarks import example_files  # pylint: disable=import-outside-toplevel
     from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
     settings = pool_lib.settings_from_config(config.pool)
     if settings == pool_lib.PoolSettings():

@@ -12,7 +12,7 @@
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
-    twotower bench pool|quality|index|serving|scale|increments|span_quality   # benchmarks -> reports/<name>.json
+    twotower bench pool|quality|index|serving|scale|increments|span_quality|cli  # -> reports/
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import pathlib
@@ -262,34 +263,43 @@ def cmd_bench(args: argparse.Namespace) -> None:
     args.bench_main(args)
 
 
-def _add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from benchmarks import increments, index, pool, quality, scale, serving, span_quality  # pylint: disable=import-outside-toplevel
+BENCHMARKS = (
+    ("pool", "NegativePoolBuilder wall time and peak memory"),
+    ("quality", "retrieval quality on MovieLens-100K, three protocols, reference rows and "
+                "ablations"),
+    ("serving", "model server loaded from other processes (h2load, Python client), batching "
+                "off and on, hot swap"),
+    ("index", "ScaNN vs exact search vs FAISS on 1M x 64"),
+    ("scale", "the whole local pipeline on 1M and 10M synthetic interactions: wall time and "
+              "memory per component"),
+    ("increments", "nightly runs over data in spans: per-span ingestion and pipeline time and "
+                   "memory, and one run over the same data as a single file"),
+    ("span_quality", "warm-started nightly runs over MovieLens weeks against a full retrain of "
+                     "the same window, the TFRS tutorial and MostPop"),
+    ("cli", "how long each `twotower` command takes to start"),
+)
 
-    benchmarks = (
-        (pool, "NegativePoolBuilder wall time and peak memory"),
-        (quality, "retrieval quality on MovieLens-100K, three protocols, reference rows and "
-                  "ablations"),
-        (serving, "model server loaded from other processes (h2load, Python client), "
-                  "batching off and on, hot swap"),
-        (index, "ScaNN vs exact search vs FAISS on 1M x 64"),
-        (scale, "the whole local pipeline on 1M and 10M synthetic interactions: wall time "
-                "and memory per component"),
-        (increments, "nightly runs over data in spans: per-span ingestion and pipeline "
-                     "time and memory, and one run over the same data as a single file"),
-        (span_quality, "warm-started nightly runs over MovieLens weeks against a full "
-                       "retrain of the same window, the TFRS tutorial and MostPop"),
-    )
+
+def _add_bench_commands(commands: argparse._SubParsersAction, argv: Sequence[str]) -> None:
+    """`twotower bench NAME`: only the benchmark `argv` names is imported (the others are
+    listed by name), so the CLI starts without importing every benchmark's dependencies."""
     bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
     names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for module, help_text in benchmarks:
-        parser = names.add_parser(module.__name__.rsplit(".", 1)[-1], help=help_text,
-                                  description=module.__doc__,
+    wanted = argv[1] if len(argv) > 1 and argv[0] == "bench" else None
+    for name, help_text in BENCHMARKS:
+        if name != wanted:
+            names.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(f"benchmarks.{name}")
+        parser = names.add_parser(name, help=help_text, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(parser)
         parser.set_defaults(handler=cmd_bench, bench_main=module.main_from_args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The `twotower` parser; `argv` (default: the process's) names the benchmark whose
+    arguments are added (_add_bench_commands)."""
     parser = argparse.ArgumentParser(
         prog="twotower", description="Two-tower candidate retrieval pipeline (TFX, TFRS, ScaNN).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -391,12 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--wait", type=float, default=0.0,
                      help="retry for this many seconds while the server starts")
     ask.set_defaults(handler=cmd_query)
-    _add_bench_commands(commands)
+    _add_bench_commands(commands, sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)

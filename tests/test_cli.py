@@ -20,6 +20,30 @@ def test_help_texts(argv, capsys):
     assert out.startswith("usage: twotower")
 
 
+HELP_COMMANDS = [[], ["run"], ["serve"], ["query"], ["schema", "init"], ["config"],
+                 ["compile"], ["tune-temperature"], ["data", "synthetic"], ["bench"]] + [
+                    ["bench", name] for name, _ in cli.BENCHMARKS]
+
+
+def test_help_and_config_do_not_import_tensorflow_or_beam():
+    """Every `--help` and `twotower config` parse in a fresh interpreter without importing
+    TensorFlow or Beam (they made every command take ~4 s to start)."""
+    script = (
+        "import sys\n"
+        "from pipeline import cli\n"
+        f"for argv in {HELP_COMMANDS!r}:\n"
+        "    try:\n"
+        "        cli.build_parser(argv + ['--help']).parse_args(argv + ['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "cli.main(['config'])\n"
+        "print(sorted(m for m in ('tensorflow', 'apache_beam', 'tfx') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout[-500:]
+    assert "span_quality" in result.stdout and "--repeat-weights" in result.stdout
+
+
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True,
                             text=True, check=True)
