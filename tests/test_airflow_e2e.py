@@ -78,7 +78,9 @@ def test_airflow_dags_test_runs_every_task_and_pushes(tmp_path):
     assert not _children_of_runs() - before
     assert not (serving / "twotower").exists() or not versions.versions(str(serving / "twotower"))
 
-    out = compile_dag("--set", "training.epochs=1")
+    # One epoch on 3,000 ratings does not beat MostPop (0.30 against 0.34 at recall@100); this
+    # test is about the DAG, components/model_validator/tests pin the MostPop check.
+    out = compile_dag("--set", "training.epochs=1", "--set", "validation.min_lift_over_mostpop=-1")
     assert f"DAG id {DAG_ID}" in out
     _run([BIN / "airflow", "dags", "test", DAG_ID, RUN_DATE], env, home)
     states = _states(env, home, RUN_DATE)

@@ -213,12 +213,12 @@ def test_responses_wait_for_the_peers_window_and_fit_its_frame_size(echo):
     assert hpack.Decoder().decode(trailers[-1], raw=True) == [(b"grpc-status", b"0")]
 
 
-def test_grpc_frontend_flag(capsys):
+def test_grpc_frontend_flag(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     flags.add_arguments(parser)
-    options = flags.options_from_args(parser.parse_args(["--model_base_path", "m"]))
+    options = flags.options_from_args(parser.parse_args(["--model_base_path", str(tmp_path)]))
     assert options.grpc_frontend == "grpcio"
-    options = flags.options_from_args(parser.parse_args(["--model_base_path", "m",
+    options = flags.options_from_args(parser.parse_args(["--model_base_path", str(tmp_path),
                                                          "--grpc_frontend", "asyncio"]))
     assert options.grpc_frontend == "asyncio"
     with pytest.raises(SystemExit):
