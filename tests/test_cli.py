@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from pipeline import cli
+from pipeline import cli, cli_bench
 from pipeline.errors import DataValidationError
 
 
@@ -22,7 +22,7 @@ def test_help_texts(argv, capsys):
 
 HELP_COMMANDS = [[], ["run"], ["serve"], ["query"], ["schema", "init"], ["config"],
                  ["compile"], ["tune-temperature"], ["data", "synthetic"], ["bench"]] + [
-                    ["bench", name] for name, _ in cli.BENCHMARKS]
+                    ["bench", name] for name, _ in cli_bench.BENCHMARKS]
 
 
 def test_help_and_config_do_not_import_tensorflow_or_beam():

@@ -1,0 +1,45 @@
+"""`twotower bench NAME`: the benchmarks' subcommands, each module imported only when named
+(the others are listed by name), so the CLI starts without their dependencies."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Sequence
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    args.bench_main(args)
+
+
+BENCHMARKS = (
+    ("pool", "NegativePoolBuilder wall time and peak memory"),
+    ("quality", "retrieval quality on MovieLens-100K, three protocols, reference rows and "
+                "ablations"),
+    ("serving", "model server loaded from other processes (h2load, Python client), batching "
+                "off and on, hot swap"),
+    ("index", "ScaNN vs exact search vs FAISS on 1M x 64"),
+    ("scale", "the whole local pipeline on 1M and 10M synthetic interactions: wall time and "
+              "memory per component"),
+    ("increments", "nightly runs over data in spans: per-span ingestion and pipeline time and "
+                   "memory, and one run over the same data as a single file"),
+    ("span_quality", "warm-started nightly runs over MovieLens weeks against a full retrain of "
+                     "the same window, the TFRS tutorial and MostPop"),
+    ("cli", "how long each `twotower` command takes to start"),
+)
+
+
+def add_bench_commands(commands: argparse._SubParsersAction, argv: Sequence[str]) -> None:
+    """`twotower bench NAME`: only the benchmark `argv` names is imported (the others are
+    listed by name), so the CLI starts without importing every benchmark's dependencies."""
+    bench = commands.add_parser("bench", help="run a benchmark; writes reports/<name>.json")
+    names = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    wanted = argv[1] if len(argv) > 1 and argv[0] == "bench" else None
+    for name, help_text in BENCHMARKS:
+        if name != wanted:
+            names.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(f"benchmarks.{name}")
+        parser = names.add_parser(name, help=help_text, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(parser)
+        parser.set_defaults(handler=cmd_bench, bench_main=module.main_from_args)
