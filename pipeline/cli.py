@@ -201,7 +201,8 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
     print(f"reading up to {args.sample_rows:,} rows of each table", file=sys.stderr)
     decisions = schema_init.init(args.interactions, args.items, args.users, args.out, name,
                                  args.sample_rows, args.item_id, args.user_id, args.time,
-                                 args.history, args.time_format, args.no_time)
+                                 args.history, args.time_format, args.no_time,
+                                 args.anonymous_users)
     print(schema_init.table(decisions))
     for note in schema_init.split_notes(decisions, args.no_time):
         print(note, file=sys.stderr if note.startswith("warning") else sys.stdout)
@@ -285,6 +286,9 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
                       help="rows read from the start of each table (default 100000)")
     init.add_argument("--item-id", help="the item id column, when the guess is wrong")
     init.add_argument("--user-id", help="the user id column, when the guess is wrong")
+    init.add_argument("--anonymous-users", action="store_true",
+                      help="the log has no user id: declare `users: anonymous`; the query "
+                           "tower reads per-event context columns only")
     init.add_argument("--time", help="the event time column, when the guess is wrong")
     init.add_argument("--time-format", metavar="FORMAT",
                       help="how the event time is written, when the guess is wrong: seconds, "

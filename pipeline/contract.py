@@ -27,6 +27,17 @@ Roles: `user_id`, `item_id`, `event_time` (one each; event_time optional with a 
 context, or the `history` the pipeline builds: the user's last items before the event),
 `candidate` (a candidate-tower input taken from the catalogue row of the item),
 `ignored` (validated, never used). Kinds and settings are in FeatureSpec.
+
+Logs without a user id (anonymous sessions, kiosks) declare it at the top level instead of a
+user_id column, so the missing id is a decision, not a guess:
+
+    users: anonymous       # no user_id; the query tower reads the query (context) features
+    features:
+      item_id: {role: item_id}
+      page:    {role: query, kind: categorical}
+
+An anonymous contract needs at least one query feature and cannot declare a history (it is
+built per user); evaluation then has no user's past items to filter.
 """
 from __future__ import annotations
 
@@ -44,6 +55,7 @@ INTERACTIONS_SCHEMA = "interactions.pbtxt"
 ITEMS_SCHEMA = "items.pbtxt"
 
 USER_ID, ITEM_ID, EVENT_TIME = "user_id", "item_id", "event_time"
+USERS_KEY, ANONYMOUS = "users", "anonymous"  # features.yaml's `users: anonymous`
 QUERY, CANDIDATE, IGNORED = "query", "candidate", "ignored"
 ROLES = (USER_ID, ITEM_ID, EVENT_TIME, QUERY, CANDIDATE, IGNORED)
 ID, CATEGORICAL, MULTI_CATEGORICAL = "id", "categorical", "multi_categorical"
@@ -127,17 +139,25 @@ SETTINGS = tuple(field.name for field in dataclasses.fields(FeatureSpec)
 
 @dataclasses.dataclass(frozen=True)
 class Contract:
-    """The declared feature set, in declaration order."""
+    """The declared feature set, in declaration order.
+
+    Attributes:
+      features: Every declared column (and the derived history), in declaration order.
+      anonymous_users: True when the contract declares `users: anonymous` (no user id).
+    """
 
     features: tuple[FeatureSpec, ...]
+    anonymous_users: bool = False
 
     def _one(self, role: str) -> Optional[FeatureSpec]:
         found = [feature for feature in self.features if feature.role == role]
         return found[0] if found else None
 
     @property
-    def user_id(self) -> str:
-        return self._one(USER_ID).name
+    def user_id(self) -> Optional[str]:
+        """The user id column; None in an anonymous contract."""
+        feature = self._one(USER_ID)
+        return feature.name if feature else None
 
     @property
     def item_id(self) -> str:
@@ -155,13 +175,15 @@ class Contract:
         raise KeyError(f"{name!r} is not declared in the contract")
 
     def tower_features(self, tower: str) -> tuple[FeatureSpec, ...]:
-        """The inputs of one tower (`query` or `candidate`), its id first."""
-        id_role = USER_ID if tower == QUERY else ITEM_ID
-        return (self._one(id_role),) + tuple(f for f in self.features if f.role == tower)
+        """The inputs of one tower (`query` or `candidate`), its id first (an anonymous
+        contract's query tower has no id)."""
+        id_feature = self._one(USER_ID if tower == QUERY else ITEM_ID)
+        ids = (id_feature,) if id_feature else ()
+        return ids + tuple(f for f in self.features if f.role == tower)
 
     @property
     def query_names(self) -> tuple[str, ...]:
-        """Query tower inputs, user id first."""
+        """Query tower inputs, user id first (if there is one)."""
         return tuple(feature.name for feature in self.tower_features(QUERY))
 
     @property
@@ -176,13 +198,19 @@ class Contract:
         return tuple(feature.name for feature in self.tower_features(CANDIDATE))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form that `from_dict` reads back (dtypes included)."""
-        return {"features": [dataclasses.asdict(feature) for feature in self.features]}
+        """A JSON-able form that `from_dict` reads back (dtypes included); the anonymous flag
+        only when set, so the components' cache keys of other contracts stay as they were."""
+        values: dict[str, Any] = {
+            "features": [dataclasses.asdict(feature) for feature in self.features]}
+        if self.anonymous_users:
+            values["anonymous_users"] = True
+        return values
 
 
 def from_dict(values: Mapping[str, Any]) -> Contract:
     """The inverse of Contract.to_dict (e.g. a contract passed to a component)."""
-    return Contract(tuple(FeatureSpec(**feature) for feature in values["features"]))
+    return Contract(tuple(FeatureSpec(**feature) for feature in values["features"]),
+                    bool(values.get("anonymous_users", False)))
 
 
 def _fail(source: str, name: str, problem: str) -> None:
@@ -260,8 +288,9 @@ def parse_feature(name: str, values: Any, source: str) -> FeatureSpec:
     return FeatureSpec(name=str(name), role=role, kind=kind, **settings)
 
 
-def parse_features(text: str, source: str) -> list[FeatureSpec]:
-    """features.yaml text -> declared features, checking the one-per-role rules.
+def parse_features(text: str, source: str) -> tuple[list[FeatureSpec], bool]:
+    """features.yaml text -> (declared features, anonymous users), checking the one-per-role
+    rules.
 
     Raises:
       ConfigError: naming the file and the problem.
@@ -273,9 +302,15 @@ def parse_features(text: str, source: str) -> list[FeatureSpec]:
     if not isinstance(document, Mapping) or not isinstance(document.get("features"), Mapping):
         raise ConfigError(f"{source}: expected a top-level 'features:' mapping of column name "
                           "-> {role: ..., kind: ...}")
-    extra = sorted(set(document) - {"features"})
+    extra = sorted(set(document) - {"features", USERS_KEY})
     if extra:
-        raise ConfigError(f"{source}: unknown top-level key(s) {extra}; only 'features'")
+        raise ConfigError(f"{source}: unknown top-level key(s) {extra}; only 'features' and "
+                          f"'{USERS_KEY}'")
+    if document.get(USERS_KEY, ANONYMOUS) != ANONYMOUS:
+        raise ConfigError(f"{source}: {USERS_KEY}: {document[USERS_KEY]!r} is not "
+                          f"'{ANONYMOUS}'; declare a user id column instead, or "
+                          f"`{USERS_KEY}: {ANONYMOUS}` for logs without one")
+    anonymous = USERS_KEY in document
     features = [parse_feature(name, values, source)
                 for name, values in document["features"].items()]
     histories = [feature.name for feature in features if feature.is_history]
@@ -290,11 +325,34 @@ def parse_features(text: str, source: str) -> list[FeatureSpec]:
         if len(holders) > 1:
             raise ConfigError(f"{source}: {len(holders)} columns have role {role} ({holders}); "
                               "declare exactly one")
-        if not holders and role != EVENT_TIME:
+        if role == USER_ID and anonymous:
+            _check_anonymous(features, holders, source)
+        elif not holders and role == USER_ID:
             raise ConfigError(f"{source}: no column has role {role}; declare the column that "
-                              f"identifies the {'item' if role == ITEM_ID else 'user'}, e.g. "
-                              f"`<column>: {{role: {role}}}`")
-    return features
+                              f"identifies the user, e.g. `<column>: {{role: {role}}}`, or "
+                              f"`{USERS_KEY}: {ANONYMOUS}` at the top level if the log has none")
+        elif not holders and role == ITEM_ID:
+            raise ConfigError(f"{source}: no column has role {role}; declare the column that "
+                              f"identifies the item, e.g. `<column>: {{role: {role}}}`")
+    return features, anonymous
+
+
+def _check_anonymous(features: list[FeatureSpec], users: list[str], source: str) -> None:
+    """The rules of `users: anonymous` (module docstring).
+
+    Raises:
+      ConfigError: naming the conflict and the fix.
+    """
+    if users:
+        raise ConfigError(f"{source}: `{USERS_KEY}: {ANONYMOUS}` but {users[0]!r} has role "
+                          f"{USER_ID}; remove one of them")
+    if any(feature.is_history for feature in features):
+        raise ConfigError(f"{source}: `{USERS_KEY}: {ANONYMOUS}` cannot have a history feature "
+                          "(it is built from each user's earlier events); remove it")
+    if not any(feature.role == QUERY for feature in features):
+        raise ConfigError(f"{source}: `{USERS_KEY}: {ANONYMOUS}` needs at least one query "
+                          "feature (e.g. `page: {role: query, kind: categorical}`): without a "
+                          "user id it is all the query tower reads")
 
 
 def schema_types(path: str) -> dict[str, str]:
@@ -319,7 +377,7 @@ def schema_types(path: str) -> dict[str, str]:
 
 
 def resolve(features: list[FeatureSpec], interactions: Mapping[str, str],
-            items: Mapping[str, str], source: str) -> Contract:
+            items: Mapping[str, str], source: str, anonymous_users: bool = False) -> Contract:
     """Checks the declaration against both schemas and fills in each feature's dtype.
 
     Query features, the ids and the event time must be columns of the interactions schema;
@@ -360,7 +418,7 @@ def resolve(features: list[FeatureSpec], interactions: Mapping[str, str],
                                         f"{table}.pbtxt, which says {types[feature.name]}; "
                                         "change the schema type or the kind")
         resolved.append(dataclasses.replace(feature, dtype=dtype))
-    return Contract(tuple(resolved))
+    return Contract(tuple(resolved), anonymous_users)
 
 
 def load(schema_dir: str) -> Contract:
@@ -376,6 +434,6 @@ def load(schema_dir: str) -> Contract:
                           f"{FEATURES_FILE}, {INTERACTIONS_SCHEMA} and {ITEMS_SCHEMA}; "
                           "`twotower schema init` proposes one from your files")
     with tf.io.gfile.GFile(path) as f:
-        features = parse_features(f.read(), path)
+        features, anonymous = parse_features(f.read(), path)
     return resolve(features, schema_types(os.path.join(schema_dir, INTERACTIONS_SCHEMA)),
-                   schema_types(os.path.join(schema_dir, ITEMS_SCHEMA)), path)
+                   schema_types(os.path.join(schema_dir, ITEMS_SCHEMA)), path, anonymous)

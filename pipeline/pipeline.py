@@ -226,11 +226,13 @@ def model_base_path(config: PipelineConfig, suffix: str = "") -> str:
     return os.path.join(absolute(config.serving.base_path), config.serving.model_name + suffix)
 
 
-def check_history_settings(config: PipelineConfig, contract: contract_lib.Contract) -> None:
-    """The served model's history settings need a history feature in the contract.
+def check_contract_settings(config: PipelineConfig, contract: contract_lib.Contract) -> None:
+    """The served model's history settings need a history feature in the contract, and an
+    anonymous contract needs the query features.
 
     Raises:
-      ConfigError: a repeat weight or the exclude policy without a history feature.
+      ConfigError: a repeat weight or the exclude policy without a history feature;
+        model.use_features false with anonymous users.
     """
     index = config.index
     if contract.history is None and (index.repeat_weight or index.history_policy == "exclude"):
@@ -240,6 +242,10 @@ def check_history_settings(config: PipelineConfig, contract: contract_lib.Contra
             f"{config.data.schema_dir} declares no feature of kind history: declare one "
             "(`twotower schema init --history N`) or set index.repeat_weight=0 and "
             "index.history_policy=rank")
+    if contract.anonymous_users and not config.model.use_features:
+        raise ConfigError(f"the contract in {config.data.schema_dir} has anonymous users, so "
+                          "the query tower reads only its query features, but "
+                          "model.use_features is false; set it true")
 
 
 def check_spans(config: PipelineConfig, contract: contract_lib.Contract,
@@ -301,7 +307,7 @@ def create_pipeline(config: PipelineConfig,
     """
     schema_dir = config.data.schema_dir
     contract = contract or contract_lib.load(schema_dir)
-    check_history_settings(config, contract)
+    check_contract_settings(config, contract)
     spanned = check_spans(config, contract, cross_run_resolvers)
     interactions = ingestion_nodes(
         INTERACTIONS, config.data.interactions,

@@ -83,10 +83,15 @@ def schema_text(frame: pd.DataFrame, decisions: Sequence["Decision"], table: str
     return header + text_format.MessageToString(schema)
 
 
-def features_yaml(decisions: Sequence["Decision"]) -> str:
-    """features.yaml text, one line per declared column with its reason as a comment."""
+def features_yaml(decisions: Sequence["Decision"], anonymous_users: bool = False) -> str:
+    """features.yaml text, one line per declared column with its reason as a comment (and
+    `users: anonymous` first when asked for)."""
     lines = ["# Data contract proposed by `twotower schema init`: edit roles, kinds and",
-             "# settings, then run. Format: README 'Bring your own data'.", "features:"]
+             "# settings, then run. Format: README 'Bring your own data'."]
+    if anonymous_users:
+        lines.append(f"{contract_lib.USERS_KEY}: {contract_lib.ANONYMOUS}  # --anonymous-users: "
+                     "no user id; the query tower reads the query features only")
+    lines.append("features:")
     for d in decisions:
         if d.role == "not used":
             continue

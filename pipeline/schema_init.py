@@ -7,7 +7,8 @@ say so when editing: a sorted log's first rows may not show every value), then d
   * user id: an interactions column, not in the items table, that repeats across rows,
     preferring names such as user/customer/household; a column with fewer than
     MIN_USER_IDS values is taken only when named like a user (a `device` column is not a
-    user), otherwise the error names the rejected columns and --user-id;
+    user), otherwise the error names the rejected columns, --user-id and --anonymous-users
+    (logs without users: `users: anonymous`, every interactions column is per-event context);
   * event time: a column named like a time (time/ts/date) holding Unix seconds or
     milliseconds, or dates and times in text under any name (ISO-8601, common date forms;
     pipeline/event_times.py), the one with the most distinct values; its format goes into
@@ -234,7 +235,9 @@ def find_user_id(interactions: pd.DataFrame, items: pd.DataFrame, item_id: str,
         why = (f"; rejected {', '.join(rejected)}: fewer than {MIN_USER_IDS} distinct values "
                "and not named like a user (user, customer, ...)" if rejected else "")
         raise ConfigError("no interactions column looks like a user id (repeating, never "
-                          f"empty, not an item column){why}; name it with --user-id COLUMN")
+                          f"empty, not an item column){why}; name it with --user-id COLUMN, "
+                          "or pass --anonymous-users if the log has no user id (the query "
+                          "tower then reads per-event context columns only)")
     return sorted(candidates)[0][2]
 
 
@@ -326,20 +329,27 @@ def find_event_time(interactions: pd.DataFrame, exclude: Sequence[str], chosen: 
 def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.DataFrame],
            item_id: Optional[str] = None, user_id: Optional[str] = None,
            time: Optional[str] = None, time_format: Optional[str] = None,
-           no_time: bool = False) -> list[Decision]:
+           no_time: bool = False, anonymous_users: bool = False) -> list[Decision]:
     """Every column's role and kind (module docstring).
 
     Args:
       no_time: Declare no event time even if a column looks like one (a random split).
+      anonymous_users: Declare no user id: every interactions column is per-event context.
+
+    Raises:
+      ConfigError: naming the flag that settles an id or time the sample cannot decide.
     """
     item = find_item_id(interactions, items, item_id)
-    user = find_user_id(interactions, items, item, user_id)
-    found = None if no_time else find_event_time(interactions, (item, user), time, time_format)
+    user = None if anonymous_users else find_user_id(interactions, items, item, user_id)
+    ids = (item, user) if user else (item,)
+    found = None if no_time else find_event_time(interactions, ids, time, time_format)
     event = found.column if found else None
-    decisions = [Decision(user, "interactions", contract_lib.USER_ID, contract_lib.ID,
-                          "repeats across events, not an item column" if not user_id else "--user-id"),
-                 Decision(item, "items", contract_lib.ITEM_ID, contract_lib.ID,
+    decisions = [Decision(item, "items", contract_lib.ITEM_ID, contract_lib.ID,
                           "unique per item row, in both tables" if not item_id else "--item-id")]
+    if user:
+        decisions.insert(0, Decision(user, "interactions", contract_lib.USER_ID, contract_lib.ID,
+                                     "repeats across events, not an item column"
+                                     if not user_id else "--user-id"))
     if found:
         decisions.append(Decision(found.column, "interactions", contract_lib.EVENT_TIME,
                                   contract_lib.TIMESTAMP, found.why,
@@ -348,9 +358,8 @@ def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.D
         if column in (item, user, event) or column in items:
             continue
         values = interactions[column]
-        per_user = interactions.groupby(user)[column].nunique(dropna=False).max()
         kind, why, settings = value_kind(values, column)
-        if per_user <= 1:
+        if user and interactions.groupby(user)[column].nunique(dropna=False).max() <= 1:
             decisions.append(Decision(column, "interactions", contract_lib.QUERY, kind,
                                       f"constant per user: a user attribute; {why}", settings))
         elif kind != contract_lib.CATEGORICAL or schema_files.parses(values[values != ""], float) and (
@@ -373,6 +382,11 @@ def decide(interactions: pd.DataFrame, items: pd.DataFrame, users: Optional[pd.D
         kind, why, settings = value_kind(items[column], column)
         decisions.append(Decision(column, "items", contract_lib.CANDIDATE, kind,
                                   f"an item column; {why}", settings))
+    if anonymous_users and not any(d.role == contract_lib.QUERY for d in decisions):
+        raise ConfigError("--anonymous-users: no interactions column can be a query feature "
+                          "(a categorical per-event context such as page, device or country), "
+                          "so the query tower would have nothing to read; add such a column "
+                          "to the log, or name a user id column with --user-id")
     if users is not None:
         for column in users.columns:
             if column not in interactions and column != user:
@@ -413,13 +427,14 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
          sample_rows: int = DEFAULT_SAMPLE_ROWS, item_id: Optional[str] = None,
          user_id: Optional[str] = None, time: Optional[str] = None,
          history: int = 0, time_format: Optional[str] = None,
-         no_time: bool = False) -> list[Decision]:
+         no_time: bool = False, anonymous_users: bool = False) -> list[Decision]:
     """Writes the contract folder and config (module docstring); returns the decisions.
 
     Args:
       history: When > 0, also declare a history feature of this length (ingestion builds it).
       time_format: The event time's format, when detection is wrong (pipeline/event_times.py).
       no_time: Declare no event time (a random split) even if a column looks like one.
+      anonymous_users: Declare `users: anonymous` (no user id column; pipeline/contract.py).
 
     Raises:
       ConfigError: when a file cannot be read, no id column is found (naming the flag), or a
@@ -432,8 +447,11 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
     users_frame = read_sample(users, sample_rows) if users else None
     if no_time and (time or time_format or history):
         raise ConfigError("--no-time contradicts --time, --time-format and --history; drop one")
+    if anonymous_users and (user_id or users or history):
+        raise ConfigError("--anonymous-users contradicts --user-id, --users and --history "
+                          "(each needs a user id); drop one")
     decisions = decide(frames["interactions"], frames["items"], users_frame, item_id, user_id,
-                       time, time_format, no_time)
+                       time, time_format, no_time, anonymous_users)
     if history:
         if not any(d.role == contract_lib.EVENT_TIME for d in decisions):
             raise ConfigError("--history needs an event time column: name it with --time")
@@ -443,7 +461,8 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
     for table_name, frame in frames.items():
         (out / f"{table_name}.pbtxt").write_text(
             schema_files.schema_text(frame, decisions, table_name))
-    (out / contract_lib.FEATURES_FILE).write_text(schema_files.features_yaml(decisions))
+    (out / contract_lib.FEATURES_FILE).write_text(
+        schema_files.features_yaml(decisions, anonymous_users))
     event = next((d.column for d in decisions if d.role == contract_lib.EVENT_TIME), None)
     (out / f"{name}.yaml").write_text(
         schema_files.config_yaml(name, interactions, items, out_dir, event))

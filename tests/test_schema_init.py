@@ -177,3 +177,28 @@ def test_no_user_column_is_refused_naming_the_rejected_columns():
                          "article": ["a1", "a2", "a3"] * 40}, dtype=object)
     assert next(d.column for d in schema_init.decide(many, items, None)
                 if d.role == "user_id") == "session"  # 60 values: users without the name
+
+
+def test_anonymous_users_write_an_explicit_contract_of_context_features(tmp_path):
+    interactions, items = _tables()
+    interactions = interactions.drop(columns=["visitor", "plan"])
+    with pytest.raises(ConfigError, match="or pass --anonymous-users if the log has no user id"):
+        schema_init.decide(interactions, items, None)
+    interactions.to_csv(tmp_path / "log.csv", index=False)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    out = tmp_path / "contract"
+    decisions = schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None,
+                                 str(out), "kiosk", anonymous_users=True)
+    assert not any(d.role == "user_id" for d in decisions)
+    assert (out / "features.yaml").read_text().splitlines()[2].startswith("users: anonymous")
+    found = contract.load(str(out))
+    assert found.anonymous_users and found.user_id is None
+    assert found.query_names == ("device",)  # per-event context only: no user to hold constant
+    assert contract.from_dict(found.to_dict()) == found
+    with pytest.raises(ConfigError, match="--anonymous-users contradicts --user-id"):
+        schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None,
+                         str(out), "kiosk", user_id="device", anonymous_users=True)
+    interactions.drop(columns=["device"]).to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(ConfigError, match="no interactions column can be a query feature"):
+        schema_init.init(str(tmp_path / "log.csv"), str(tmp_path / "items.csv"), None,
+                         str(tmp_path / "other"), "kiosk", anonymous_users=True)

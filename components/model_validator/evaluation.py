@@ -16,8 +16,8 @@ from pipeline.contract import Contract
 TRAIN_BATCH = 8192
 
 
-def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str], users: np.ndarray,
-                  contract: Contract
+def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str],
+                  users: Optional[np.ndarray], contract: Contract
                   ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
     """The training items of `users` (metrics.seen_items) and [N] training counts per item,
     streaming the train split."""
@@ -27,6 +27,8 @@ def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequenc
                                   (contract.item_id,)):
         index = position.get_indexer(batch[contract.item_id].numpy())
         counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
+    if contract.user_id is None:
+        return metrics.no_history(), counts
     seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
                                                (contract.user_id, contract.item_id)),
                               catalog_ids, users, contract)
@@ -101,9 +103,9 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
       contract: Names the id features.
       train_pattern, eval_pattern, ks, max_rows: As evaluate_export's.
     """
-    users = metrics.unique_users(features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract,
-                                                  (contract.user_id,), max_rows),
-                                 contract.user_id)
+    users = None if contract.user_id is None else metrics.unique_users(
+        features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract, (contract.user_id,),
+                         max_rows), contract.user_id)
     seen, counts = train_history(train_pattern, catalog_ids, users, contract)
     eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),

@@ -123,9 +123,10 @@ def build(train: list[str], catalog: str, out: str, settings: pool.PoolSettings,
         outputs = pool.build_pool(interactions, items, settings, contract)
         _write_records(outputs.frequencies, out, keys.POOL_FREQUENCIES_DIR, "Frequencies")
         _write_records(outputs.pool, out, keys.POOL_POOL_DIR, "Pool")
-        _write_single(outputs.user_vocabulary | "UserLines" >> beam.Map("\n".join),
-                      os.path.join(out, keys.POOL_VOCAB_DIR, contract.user_id),
-                      ".tsv", "UserVocabulary")
+        if outputs.user_vocabulary is not None:
+            _write_single(outputs.user_vocabulary | "UserLines" >> beam.Map("\n".join),
+                          os.path.join(out, keys.POOL_VOCAB_DIR, contract.user_id),
+                          ".tsv", "UserVocabulary")
         _write_single(outputs.item_vocabulary | "ItemLines" >> beam.Map("\n".join),
                       os.path.join(out, keys.POOL_VOCAB_DIR, contract.item_id),
                       ".tsv", "ItemVocabulary")

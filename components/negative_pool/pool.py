@@ -251,12 +251,13 @@ def member_fraction(catalog_size: int, capacity: int) -> float:
 @dataclasses.dataclass
 class PoolOutputs:
     """PCollections the executor writes: serialised frequency and pool rows, vocabulary
-    lines for users and items (one list each), (feature, lines) vocabularies of the other
-    features, the numeric features' statistics (one dict) and the stats dict."""
+    lines for users (None in an anonymous contract) and items (one list each), (feature,
+    lines) vocabularies of the other features, the numeric features' statistics (one dict)
+    and the stats dict."""
 
     frequencies: beam.PCollection
     pool: beam.PCollection
-    user_vocabulary: beam.PCollection
+    user_vocabulary: Optional[beam.PCollection]
     item_vocabulary: beam.PCollection
     feature_vocabularies: beam.PCollection
     numeric: beam.PCollection
@@ -278,10 +279,9 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
     Returns:
       The PCollections to write.
     """
-    user, item = contract.by_name(contract.user_id), contract.by_name(contract.item_id)
+    item = contract.by_name(contract.item_id)
     items, missing_items = interactions | "CountItems" >> counting.CountIds(  # pylint: disable=no-value-for-parameter
         item.name)
-    users, _ = interactions | "CountUsers" >> counting.CountIds(user.name)  # pylint: disable=no-value-for-parameter
     catalog_rows = (catalog
                     | "KeyCatalog" >> counting.KeyById(item.name)  # pylint: disable=no-value-for-parameter
                     | "DedupeCatalog" >> beam.CombinePerKey(_KeepSmallestRow()))
@@ -319,11 +319,6 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
             record, pool_probability(record, at_most, weight_sum)).SerializeToString(),
         at_most=limit, weight_sum=weights)
 
-    user_vocabulary = (users
-                       | "UserCountsToList" >> beam.combiners.ToList()
-                       | "UserVocabulary" >> beam.Map(
-                           vocabulary_lines, user.min_count or settings.min_count,
-                           user.max_tokens))
     item_vocabulary = (items
                        | "ItemCountsToList" >> beam.combiners.ToList()
                        | "ItemVocabulary" >> beam.Map(
@@ -332,15 +327,27 @@ def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
     feature_stats = preprocessing.build_feature_stats(interactions, catalog, contract,
                                                       vocabulary_lines)
 
+    counted = [records | "ItemStats" >> beam.Map(_item_stats),
+               members | "PoolStats" >> beam.Map(lambda _: {"pool_size": 1}),
+               items | "InteractionStats" >> beam.Map(lambda pair: {"train_interactions": pair[1]}),
+               missing_items | "MissingItemStats" >> beam.Map(
+                   lambda n: {"interactions_missing_item_id": n}),
+               item_vocabulary | "ItemVocabStats" >> beam.Map(
+                   lambda lines: {"item_vocab_size": len(lines)})]
+    user_vocabulary = None
+    if contract.user_id is not None:
+        user = contract.by_name(contract.user_id)
+        users, _ = interactions | "CountUsers" >> counting.CountIds(user.name)  # pylint: disable=no-value-for-parameter
+        user_vocabulary = (users
+                           | "UserCountsToList" >> beam.combiners.ToList()
+                           | "UserVocabulary" >> beam.Map(
+                               vocabulary_lines, user.min_count or settings.min_count,
+                               user.max_tokens))
+        counted += [users | "UserStats" >> beam.Map(_user_stats),
+                    user_vocabulary | "UserVocabStats" >> beam.Map(
+                        lambda lines: {"user_vocab_size": len(lines)})]
     counters = (
-        (records | "ItemStats" >> beam.Map(_item_stats),
-         users | "UserStats" >> beam.Map(_user_stats),
-         members | "PoolStats" >> beam.Map(lambda _: {"pool_size": 1}),
-         items | "InteractionStats" >> beam.Map(lambda pair: {"train_interactions": pair[1]}),
-         missing_items | "MissingItemStats" >> beam.Map(
-             lambda n: {"interactions_missing_item_id": n}),
-         user_vocabulary | "UserVocabStats" >> beam.Map(lambda lines: {"user_vocab_size": len(lines)}),
-         item_vocabulary | "ItemVocabStats" >> beam.Map(lambda lines: {"item_vocab_size": len(lines)}))
+        tuple(counted)
         | "FlattenStats" >> beam.Flatten()
         | "SumStats" >> beam.CombineGlobally(SumDicts()))
     stats = counters | "FinishStats" >> beam.Map(finish_stats, settings)

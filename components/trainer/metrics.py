@@ -93,6 +93,21 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
     return lookup, history
 
 
+def no_history() -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
+    """`seen_items` of an anonymous contract: every query is row 0, which saw nothing (the
+    filtered protocol then filters nothing)."""
+    return towers.string_lookup(["<none>"], 1), tf.RaggedTensor.from_row_lengths(
+        tf.zeros([0], tf.int64), tf.constant([0, 0], tf.int64))
+
+
+def user_rows(lookup: tf.keras.layers.StringLookup, batch: Mapping[str, tf.Tensor],
+              contract: Contract) -> tf.Tensor:
+    """[b] row of each event's user in `seen_items`' history (0 for all without a user id)."""
+    if contract.user_id is None:
+        return tf.zeros([tf.shape(batch[contract.item_id])[0]], tf.int64)
+    return lookup(batch[contract.user_id])
+
+
 def _seen_mask(user_rows: tf.Tensor, seen: tf.RaggedTensor, catalog_size: int) -> tf.Tensor:
     """[b, N] bool: True at the items each row's user saw in training."""
     items = tf.gather(seen, user_rows)
@@ -155,7 +170,7 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
     for batch in eval_batches:
         scores = tf.matmul(query_embeddings(batch), catalog_embeddings, transpose_b=True)
         true_index = index.lookup(batch[contract.item_id])
-        mask = _seen_mask(lookup(batch[contract.user_id]), history, n)
+        mask = _seen_mask(user_rows(lookup, batch, contract), history, n)
         tfrs_ranks.append(ranks(scores, true_index).numpy())
         filtered_ranks.append(ranks(scores, true_index, mask).numpy())
         filtered_scores = tf.where(mask, tf.cast(-np.inf, scores.dtype), scores)

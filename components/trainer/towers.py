@@ -254,26 +254,31 @@ class Tower(tf.keras.Model):
     """Feature embeddings -> hidden ReLU layers -> projection -> optional L2 normalisation.
 
     Attributes:
-      id_feature: Name of the tower's id input.
+      id_feature: Name of the tower's id input; None for an anonymous contract's query tower.
       feature_names: Every input, id first.
       serving_specs: name -> [B] TensorSpec of each input (the serving signature).
-      id_embedding: The id's layer (its `table` is a VocabularyEmbedding).
+      id_embedding: The id's layer (its `table` is a VocabularyEmbedding); None without an id.
       feature_layers: name -> layer of the other inputs.
     """
 
-    def __init__(self, id_feature: FeatureSpec, feature_specs: Sequence[FeatureSpec],
+    def __init__(self, id_feature: Optional[FeatureSpec], feature_specs: Sequence[FeatureSpec],
                  preprocessing: Preprocessing, config: ModelConfig, name: str) -> None:
         super().__init__(name=name)
-        self.id_feature = id_feature.name
         specs = list(feature_specs) if config.use_features else []
-        self.feature_names = (id_feature.name,) + tuple(spec.name for spec in specs)
-        self.serving_specs = {feature.name: features_lib.spec_of(feature)
-                              for feature in [id_feature, *specs]}
+        if id_feature is None and not specs:
+            raise ValueError(f"{name}: no id and no features to read; an anonymous contract "
+                             "needs model.use_features: true and a query feature")
+        self.id_feature = id_feature.name if id_feature else None
+        inputs = ([id_feature] if id_feature else []) + specs
+        self.feature_names = tuple(spec.name for spec in inputs)
+        self.serving_specs = {feature.name: features_lib.spec_of(feature) for feature in inputs}
         direct = not specs and not config.hidden_layers
-        id_dim = config.embedding_dim if direct else (id_feature.embedding_dim
-                                                      or config.id_embedding_dim)
-        self.id_embedding = feature_layer(dataclasses.replace(id_feature, embedding_dim=id_dim),
-                                          preprocessing, id_dim)
+        self.id_embedding = None
+        if id_feature is not None:
+            id_dim = config.embedding_dim if direct else (id_feature.embedding_dim
+                                                          or config.id_embedding_dim)
+            self.id_embedding = feature_layer(
+                dataclasses.replace(id_feature, embedding_dim=id_dim), preprocessing, id_dim)
         self.feature_layers = {spec.name: feature_layer(spec, preprocessing,
                                                         config.feature_embedding_dim)
                                for spec in specs}
@@ -291,7 +296,9 @@ class Tower(tf.keras.Model):
 
     def vocabulary_tables(self) -> dict[str, VocabularyEmbedding]:
         """Input name -> its vocabulary-backed table (for warm start)."""
-        layers = {self.id_feature: self.id_embedding, **self.feature_layers}
+        layers = dict(self.feature_layers)
+        if self.id_embedding is not None:
+            layers[self.id_feature] = self.id_embedding
         return {name: layer.table for name, layer in layers.items()
                 if isinstance(getattr(layer, "table", None), VocabularyEmbedding)
                 and layer.table.has_vocabulary}
@@ -300,10 +307,12 @@ class Tower(tf.keras.Model):
              ) -> tf.Tensor:
         """Maps raw features ({name: [B]}) to embeddings [B, embedding_dim]; while
         training, ids are dropped to the unknown id with probability id_dropout."""
-        ids = features[self.id_feature]
-        if training and self.id_dropout > 0:
-            ids = drop_ids(ids, self.id_dropout)
-        parts = [self.id_embedding(ids)]
+        parts = []
+        if self.id_embedding is not None:
+            ids = features[self.id_feature]
+            if training and self.id_dropout > 0:
+                ids = drop_ids(ids, self.id_dropout)
+            parts.append(self.id_embedding(ids))
         parts += [layer(features[name]) for name, layer in self.feature_layers.items()]
         x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         for layer in self.hidden:
@@ -327,6 +336,8 @@ def build_tower(contract: Contract, tower: str, preprocessing: Preprocessing,
     if config.id_dropout is None:
         config = dataclasses.replace(config, id_dropout=HISTORY_ID_DROPOUT if contract.history
                                      else 0.0)
+    if tower == QUERY and contract.user_id is None:
+        return Tower(None, specs, preprocessing, config, "query_tower")
     return Tower(specs[0], specs[1:], preprocessing, config,
                  "query_tower" if tower == QUERY else "candidate_tower")
 

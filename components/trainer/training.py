@@ -268,13 +268,15 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
 
     ids, embeddings = export.catalog_embeddings(model.candidate_tower, iter(features.dataset(
         catalog_pattern, CATALOG_BATCH, False, 0, contract, contract.candidate_names)))
-    ids_only = (contract.user_id, contract.item_id)
-    seen = metrics.seen_items(
-        features.dataset(train_pattern, 8192, False, 0, contract, ids_only), ids,
-        metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, contract,
-                                              (contract.user_id,),
-                                              config.validation.max_eval_interactions),
-                             contract.user_id), contract)
+    seen = metrics.no_history()
+    if contract.user_id is not None:
+        seen = metrics.seen_items(
+            features.dataset(train_pattern, 8192, False, 0, contract,
+                             (contract.user_id, contract.item_id)), ids,
+            metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, contract,
+                                                  (contract.user_id,),
+                                                  config.validation.max_eval_interactions),
+                                 contract.user_id), contract)
     table = artifact_io.read_frequencies(pool_uri)
     rows = table.positions(ids)
     counts = np.where(rows >= 0, table.counts[np.maximum(rows, 0)], 0).astype(np.float64)

@@ -84,6 +84,20 @@ def test_frequencies_pool_vocabularies_and_stats_by_hand():
     _run(pool.PoolSettings(), check)
 
 
+def test_an_anonymous_contract_counts_items_and_no_users():
+    anonymous = Contract((FeatureSpec("item_id", "item_id", "id"),
+                          FeatureSpec("title", "candidate", "text")), anonymous_users=True)
+    with TestPipeline() as p:
+        outputs = pool.build_pool(p | "Train" >> beam.Create([TRAIN]),
+                                  p | "Catalog" >> beam.Create([CATALOG]),
+                                  pool.PoolSettings(), anonymous)
+        assert outputs.user_vocabulary is None
+        assert_that(outputs.item_vocabulary, equal_to([["a\t3", "b\t1", "x\t1"]]))
+        assert_that(outputs.stats | beam.Map(lambda s: (s["users"], s["user_vocab_size"],
+                                                        s["train_interactions"])),
+                    equal_to([(0, 0, 6)]), label="stats")
+
+
 @pytest.mark.parametrize("settings, expected", [
     # popularity, alpha 1: weights (count + 1) = a 4, b 2, c 1, d 1; total 8.
     (pool.PoolSettings(sampler="popularity", alpha=1.0),

@@ -92,6 +92,19 @@ def test_features_change_the_embedding_of_the_same_id():
     assert not np.allclose(out[0], out[1])
 
 
+def test_an_anonymous_query_tower_reads_its_features_and_no_id():
+    contract = Contract((FeatureSpec("i", "item_id", "id"),
+                         FeatureSpec("page", "query", "categorical")), anonymous_users=True)
+    stats = towers.Preprocessing({"page": ["home", "cart"]}, {})
+    config = ModelConfig(embedding_dim=4, hidden_layers=(), feature_embedding_dim=3)
+    tower = towers.query_tower(contract, stats, config)
+    assert tower.id_feature is None and tower.feature_names == ("page",)
+    out = tower({"page": tf.constant(["home", "cart", "home"])}).numpy()
+    assert out.shape == (3, 4) and np.allclose(out[0], out[2])
+    assert not np.allclose(out[0], out[1])
+    assert list(tower.vocabulary_tables()) == ["page"]
+
+
 def _tower(*specs, stats=None):
     contract = Contract((FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"),
                          *specs))
