@@ -4,6 +4,7 @@ overrides. Every problem raises ConfigError naming the field."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any, Literal, Mapping
 
@@ -13,12 +14,16 @@ from pipeline.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML without timestamps: `start_date: 2026-01-01` stays the string the field wants."""
+    """YAML without timestamps (`start_date: 2026-01-01` stays the string the field wants),
+    with YAML 1.2's floats: `1e-9` is a number, as users write it (YAML 1.1 needs `1.0e-9`)."""
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def load_yaml(text: str) -> Any:

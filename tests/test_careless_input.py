@@ -60,7 +60,7 @@ def test_schema_init_prints_the_split_it_chose(tmp_path, capsys):
     ("index.num_leaves_to_search=-3", "index.num_leaves_to_search: got -3"),
     ("training.epochs=1000000000", "training.epochs: got 1000000000; expected a number from 1 "
                                    "to 10,000"),
-    ("training.epochs=1e9", "training.epochs: got '1e9'; expected an integer"),
+    ("training.epochs=1e9", "training.epochs: got 1000000000.0; expected an integer"),
     ("model.embedding_dim=100000000", "model.embedding_dim: got 100000000"),
     ("serving.max_batch_size=-1", "serving.max_batch_size: got -1"),
 ])

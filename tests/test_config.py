@@ -39,6 +39,14 @@ def test_set_overrides_parse_yaml_values_and_win_over_file(tmp_path):
     assert config.orchestration.enable_cache is False
 
 
+def test_numbers_in_scientific_notation_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learning_rate: 5e-4\n")
+    config = config_lib.load(str(path), ("pool.smoothing=1E-2",))
+    assert config.training.learning_rate == 0.0005  # YAML 1.1 alone reads '5e-4' as text
+    assert config.pool.smoothing == 0.01
+
+
 @pytest.mark.parametrize("values, message", [
     ({"data": {"cutof_quantile": 0.5}}, "unknown field data.cutof_quantile"),
     ({"dta": {}}, "unknown field dta"),
