@@ -110,6 +110,15 @@ def test_killed_runs_leave_no_process_and_the_rerun_pushes_once(workdir, capsys)
 def test_a_worse_model_is_not_pushed_and_the_failed_threshold_is_named(workdir, capsys):
     # Gate on recall@10: with 150 items, recall@100 is near 1 for almost any model.
     args = ARGS + ["--set", "validation.k=10"]
+    # A first run with a broken learning rate: no blessed model to compare with, and still
+    # refused, since it ranks below popularity; nothing is served.
+    assert cli.main(args + ["--set", "training.learning_rate=1e-9",
+                            "--set", "training.train_steps=1"]) == 0
+    out, _ = capsys.readouterr()
+    assert "validation: NOT BLESSED" in out, out
+    assert "failed beats_mostpop: filtered_recall_at_10 " in out and "(must be above)" in out
+    assert "Pusher: nothing pushed (the model was not blessed)" in out
+    assert _complete_versions_only(workdir / "serving" / "twotower") == []
     assert cli.main(args) == 0
     capsys.readouterr()
     served = _complete_versions_only(workdir / "serving" / "twotower")
