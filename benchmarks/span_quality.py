@@ -79,11 +79,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def score_mostpop(train_patterns: Sequence[str], eval_pattern: str, serving_dir: str,
-                  max_rows: Optional[int]) -> dict[str, float]:
+                  sample: Optional[int]) -> dict[str, float]:
     """MostPop over the window's training data, scored like evaluate_export (same
     catalogue, filter and cut-offs)."""
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
-    return evaluation.evaluate_mostpop(serving_dir, train_patterns, eval_pattern, KS, max_rows)
+    return evaluation.evaluate_mostpop(serving_dir, train_patterns, eval_pattern, KS, sample)
 
 
 def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
@@ -111,11 +111,11 @@ def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
         inputs[keys.ITEMS_KEY], keys.CATALOG_SPLIT))
     pool_uri = artifact_utils.get_single_uri(inputs[keys.NEGATIVE_POOL_KEY])
     model_uri = artifacts.latest_output_uri(config, "Trainer", "Model")
-    max_rows = config.validation.max_eval_interactions
+    sample = config.validation.max_eval_interactions
 
     def evaluate(serving_dir: str) -> dict[str, float]:
         return evaluation.evaluate_export(serving_dir, train_patterns, eval_patterns[0], KS,
-                                          max_rows)
+                                          sample)
     incremental_dir = path_utils.serving_model_path(model_uri)
     with open(os.path.join(incremental_dir, export.METRICS_FILE)) as f:
         warm_started = WARM_START_KEY in json.load(f)
@@ -132,7 +132,7 @@ def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
                         "train_seconds": round(result.metrics["train_seconds"], 1)}
         shutil.rmtree(export_dir)
     scores[quality_rows.MOSTPOP] = score_mostpop(train_patterns, eval_patterns[0],
-                                                 incremental_dir, max_rows)
+                                                 incremental_dir, sample)
     return scores
 
 

@@ -97,7 +97,8 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
         print(f"model: recall (TFRS protocol, seen not removed) {recall}; "
               f"filtered recall {filtered}; filtered NDCG@10 "
               f"{metrics['filtered_ndcg_at_10']:.4f} over "
-              f"{int(metrics['eval_interactions'])} eval interactions")
+              f"{int(metrics['eval_interactions'])} eval interactions"
+              + _interval(metrics, "filtered_recall_at_100"))
         if "warm_start_known_items" in metrics:
             print(f"  warm start: kept the rows of {int(metrics['warm_start_known_users'])} "
                   f"users and {int(metrics['warm_start_known_items'])} items; "
@@ -105,6 +106,12 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
                   f"{int(metrics['warm_start_new_items'])} items are new")
         print(f"  artifact: {model_uri}")
     _print_validation_summary(config)
+
+
+def _interval(metrics: dict, name: str) -> str:
+    """' ±h (95%)' for a metric with an interval (pipeline/config.py ValidationConfig)."""
+    half = metrics.get(f"{name}_ci95")
+    return "" if half is None else f" ±{half:.4f} (95%)"
 
 
 def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
@@ -123,6 +130,9 @@ def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
           f"{report['mostpop'][metric]:.4f}, {baseline}); "
           f"ScaNN recall@{report['index_report']['k']} vs exact "
           f"{report['index_report']['scann_recall']:.4f}")
+    print(f"  {metric}: candidate {report['candidate'][metric]:.4f}"
+          f"{_interval(report['candidate'], metric)}, MostPop {report['mostpop'][metric]:.4f}"
+          f"{_interval(report['mostpop'], metric)}")
     for check in report["checks"]:
         if not check["passed"]:
             print(f"  failed {check['name']}: {check['message']}")

@@ -241,6 +241,10 @@ class TrainingConfig:
         """Ranges only (config_bounds.py)."""
 
 
+# Evaluation's default sample size (validation.max_eval_interactions; eval_sample.py).
+DEFAULT_EVAL_INTERACTIONS = 20_000
+
+
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
     """Model-validator gating thresholds.
@@ -256,10 +260,11 @@ class ValidationConfig:
       min_lift_over_mostpop: The gated recall must be above MostPop's (the most frequent
         training items for everyone, on the same split) times 1 + this, on every run,
         the first included; -1 switches the check off.
-      max_eval_interactions: Score on at most this many eval interactions (the first ones
-        of the eval split; null: all). Exact search over the whole catalogue costs
-        eval interactions x catalogue size; this bounds it on large data. The Trainer's
-        metrics and the validator (candidate and baseline alike) use the same rows.
+      max_eval_interactions: Score about this many eval interactions, a seeded sample
+        (components/trainer/eval_sample.py; null: all). Exact search over the whole
+        catalogue costs eval interactions x catalogue size; this bounds it on large data,
+        and every recall/NDCG carries its 95% interval (`_ci95`). The Trainer's metrics and
+        the validator (candidate, baseline and MostPop alike) score the same sampled rows.
     """
 
     k: int = 100
@@ -268,7 +273,7 @@ class ValidationConfig:
     max_relative_regression: float = 0.05
     min_lift_over_mostpop: float = 0.0
     min_scann_recall: float = 0.95
-    max_eval_interactions: Optional[int] = None
+    max_eval_interactions: Optional[int] = DEFAULT_EVAL_INTERACTIONS
 
     def validate(self) -> None:
         _check(self.protocol in ("filtered", "tfrs"), "validation.protocol", self.protocol,

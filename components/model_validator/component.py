@@ -90,7 +90,8 @@ class ModelValidator(base_component.BaseComponent):
           min_scann_recall: Smallest ScaNN recall@k against exact search.
           min_lift_over_mostpop: The gated recall must exceed MostPop's times 1 + this
             (-1: no such check).
-          max_eval_interactions: Score on the first this many eval interactions (None: all).
+          max_eval_interactions: Score about this many eval interactions, a seeded sample
+            (None: all; components/trainer/eval_sample.py).
         """
         ValidationConfig(k=k, protocol=protocol, min_recall=min_recall,
                          max_relative_regression=max_relative_regression,

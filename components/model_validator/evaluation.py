@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 
 from components.negative_pool import artifact_io
-from components.trainer import export, features, metrics
+from components.trainer import eval_sample, export, features, metrics
 from pipeline.contract import Contract
 
 TRAIN_BATCH = 8192
@@ -36,7 +36,7 @@ def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequenc
 
 
 def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                    ks: Sequence[int], max_rows: Optional[int] = None) -> dict[str, float]:
+                    ks: Sequence[int], sample: Optional[int] = None) -> dict[str, float]:
     """metrics.evaluate for the query tower and catalogue embeddings of one export.
 
     Args:
@@ -45,7 +45,8 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
         history the filtered protocol removes.
       eval_pattern: Eval split files.
       ks: Cut-offs.
-      max_rows: Score only the first max_rows eval interactions; None scores all.
+      sample: Score about this many eval interactions (eval_sample: the same ones in
+        every stage); None scores all.
     """
     contract = artifact_io.read_contract(serving_dir)
     ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
@@ -56,7 +57,7 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return serve(**features.select(batch, inputs))[export.EMBEDDING_OUTPUT]
     return evaluate_catalogue(embed, ids, lambda counts: embeddings, contract, train_pattern,
-                              eval_pattern, ks, max_rows)
+                              eval_pattern, ks, sample)
 
 
 def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
@@ -77,21 +78,21 @@ def catalog_ids(serving_dir: str) -> list[str]:
 
 
 def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
-                     eval_pattern: str, ks: Sequence[int], max_rows: Optional[int] = None
+                     eval_pattern: str, ks: Sequence[int], sample: Optional[int] = None
                      ) -> dict[str, float]:
     """MostPop (the items most frequent in the train split, for every user) scored like
     evaluate_export over the same export's catalogue: the floor a model must beat."""
     contract = artifact_io.read_contract(serving_dir)
     return evaluate_catalogue(lambda batch: mostpop_queries(batch[contract.item_id]),
                               catalog_ids(serving_dir), mostpop_vectors, contract,
-                              train_pattern, eval_pattern, ks, max_rows)
+                              train_pattern, eval_pattern, ks, sample)
 
 
 def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
                        catalog_ids: Sequence[str],
                        item_vectors: Callable[[np.ndarray], np.ndarray], contract: Contract,
                        train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                       ks: Sequence[int], max_rows: Optional[int] = None) -> dict[str, float]:
+                       ks: Sequence[int], sample: Optional[int] = None) -> dict[str, float]:
     """metrics.evaluate of any scorer over a catalogue, with the filter and counts streamed
     from the train split (evaluate_export's protocol).
 
@@ -101,14 +102,16 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
       item_vectors: [N] training counts -> [N, D] item vectors (a model's embeddings
         ignore the counts; MostPop is made of them).
       contract: Names the id features.
-      train_pattern, eval_pattern, ks, max_rows: As evaluate_export's.
+      train_pattern, eval_pattern, ks, sample: As evaluate_export's.
     """
+    rate = eval_sample.sample_rate(eval_pattern, sample)
     users = None if contract.user_id is None else metrics.unique_users(
         features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract, (contract.user_id,),
-                         max_rows), contract.user_id)
+                         rate=rate), contract.user_id)
     seen, counts = train_history(train_pattern, catalog_ids, users, contract)
     eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),
-                                    max_rows=max_rows)
+                                    rate=rate)
     return metrics.evaluate(embed, eval_batches, catalog_ids,
-                            tf.constant(item_vectors(counts)), seen, counts, contract, ks)
+                            tf.constant(item_vectors(counts)), seen, counts, contract, ks,
+                            eval_sample.expected_rows(eval_pattern, sample))

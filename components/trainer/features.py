@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from components.trainer import eval_sample
 from pipeline.contract import FLOAT32, INT64, Contract, FeatureSpec
 
 MISSING_STRING = ""
@@ -116,7 +117,7 @@ class CatalogLookup:
 
 def dataset(file_pattern: Union[str, Sequence[str]], batch_size: int, shuffle: bool, seed: int,
             contract: Contract, names: Sequence[str], max_rows: Optional[int] = None,
-            catalog: Optional[CatalogLookup] = None) -> tf.data.Dataset:
+            catalog: Optional[CatalogLookup] = None, rate: float = 1.0) -> tf.data.Dataset:
     """Batches of parsed features from gzipped TFRecords of tf.Examples.
 
     Args:
@@ -129,6 +130,8 @@ def dataset(file_pattern: Union[str, Sequence[str]], batch_size: int, shuffle: b
       names: Features to parse from the records.
       max_rows: Only the first max_rows records (in file order); None reads all.
       catalog: Adds each row's candidate features from the catalogue (training).
+      rate: Keep this share of the records, the same ones on every read
+        (eval_sample.keep: the bounded evaluation's sample).
 
     Returns:
       Batches {name: [B]} of `names` (plus the candidate features with `catalog`).
@@ -136,6 +139,7 @@ def dataset(file_pattern: Union[str, Sequence[str]], batch_size: int, shuffle: b
     spec = parse_spec(contract, names)
     files = tf.data.Dataset.list_files(file_pattern, shuffle=shuffle, seed=seed)
     records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    records = eval_sample.keep(records, rate)
     if max_rows is not None:
         records = records.take(max_rows)
     if shuffle:

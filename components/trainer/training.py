@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from components import records
 from components.negative_pool import artifact_io
-from components.trainer import export, features, metrics, optimizers, prior, towers, warm_start
+from components.trainer import (eval_sample, export, features, metrics, optimizers, prior, towers,
+                                warm_start)
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
@@ -60,17 +61,19 @@ class TrainResult:
         return prior.query_vectors(self.model(features_batch), prior_weight)
 
     def evaluate(self, eval_pattern: Union[str, Sequence[str]], prior_weight: float,
-                 max_rows: Optional[int] = None) -> dict[str, float]:
-        """metrics.evaluate on (the first max_rows rows of) an eval split, scoring with
-        popularity prior weight β."""
+                 sample: Optional[int] = None) -> dict[str, float]:
+        """metrics.evaluate on an eval split (about `sample` of its rows, eval_sample; None:
+        all), scoring with popularity prior weight β."""
+        rate = eval_sample.sample_rate(eval_pattern, sample)
         return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
                                 features.dataset(eval_pattern,
                                                  metrics.eval_batch_size(len(self.catalog_ids)),
                                                  False, 0, self.contract,
                                                  features.interaction_names(self.contract),
-                                                 max_rows=max_rows),
+                                                 rate=rate),
                                 self.catalog_ids, tf.constant(self.index_vectors(prior_weight)),
-                                self.seen, self.train_counts, self.contract)
+                                self.seen, self.train_counts, self.contract,
+                                expected_rows=eval_sample.expected_rows(eval_pattern, sample))
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -273,10 +276,11 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
         seen = metrics.seen_items(
             features.dataset(train_pattern, 8192, False, 0, contract,
                              (contract.user_id, contract.item_id)), ids,
-            metrics.unique_users(features.dataset(eval_pattern, 8192, False, 0, contract,
-                                                  (contract.user_id,),
-                                                  config.validation.max_eval_interactions),
-                                 contract.user_id), contract)
+            metrics.unique_users(features.dataset(
+                eval_pattern, 8192, False, 0, contract, (contract.user_id,),
+                rate=eval_sample.sample_rate(eval_pattern,
+                                             config.validation.max_eval_interactions)),
+                contract.user_id), contract)
     table = artifact_io.read_frequencies(pool_uri)
     rows = table.positions(ids)
     counts = np.where(rows >= 0, table.counts[np.maximum(rows, 0)], 0).astype(np.float64)
