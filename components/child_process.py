@@ -63,12 +63,15 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _start_child(target: Optional[tuple[str, Optional[logging.Formatter]]],
-                 parent: int) -> None:
+                 parent: int, progress: bool = False) -> None:
     """Child initializer: a process group of its own, the parent watched, INFO records and
-    warnings appended to the parent's log file."""
+    warnings appended to the parent's log file, progress lines on the console as the
+    parent prints them."""
     os.setpgrp()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch",
                      daemon=True).start()
+    if progress:
+        logs.progress_to_console()
     if target is None:
         return
     path, formatter = target
@@ -109,7 +112,8 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
     before = set(multiprocessing.active_children())
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context,
                                                 initializer=_start_child,
-                                                initargs=(_log_file(), os.getpid())) as pool:
+                                                initargs=(_log_file(), os.getpid(),
+                                                          logs.prints_progress())) as pool:
         future = pool.submit(function, *args)  # starts the child
         children = set(multiprocessing.active_children()) - before
         try:

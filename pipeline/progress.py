@@ -71,6 +71,8 @@ def configure(total_components: int, log_file: str, verbose: bool = False) -> Pr
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO if verbose else logging.CRITICAL)
     root.addHandler(console)
+    if not verbose:  # verbose prints every record already
+        logs.progress_to_console()
     return progress
 
 
