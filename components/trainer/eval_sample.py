@@ -25,17 +25,21 @@ HASH_KEY = (35, 20_000)  # fixed: every stage must keep the same records
 Z95 = 1.959964
 
 
-@functools.lru_cache(maxsize=32)
-def _count(patterns: tuple[str, ...]) -> int:
-    files = tf.data.Dataset.list_files(list(patterns), shuffle=False)
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+@functools.lru_cache(maxsize=64)
+def _count(files: tuple[tuple[str, int, int], ...]) -> int:
+    records = tf.data.TFRecordDataset([name for name, _, _ in files], compression_type="GZIP")
     return int(records.reduce(np.int64(0), lambda count, _: count + 1).numpy())
 
 
 def count_records(file_pattern: Union[str, Sequence[str]]) -> int:
-    """Records in a split's gzipped TFRecord files (counted once per process)."""
-    patterns = (file_pattern,) if isinstance(file_pattern, str) else tuple(file_pattern)
-    return _count(patterns)
+    """Records in a split's gzipped TFRecord files (counted once per process for the same
+    files: the cache key holds each file's size and modification time)."""
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = []
+    for name in sorted({name for pattern in patterns for name in tf.io.gfile.glob(pattern)}):
+        stat = tf.io.gfile.stat(name)
+        files.append((name, stat.length, stat.mtime_nsec))
+    return _count(tuple(files))
 
 
 def sample_rate(file_pattern: Union[str, Sequence[str]], size: Optional[int]) -> float:

@@ -56,3 +56,11 @@ def test_the_sampled_interval_covers_the_exact_mean_and_widens_for_agreeing_user
         covered += abs(hits[picked].mean() - exact) <= clustered
         wider += clustered > 2 * eval_sample.ci95(hits[picked])
     assert covered / 300 >= 0.9 and wider == 300
+
+
+def test_a_rewritten_split_is_counted_again(tmp_path):
+    pattern = _write(tmp_path / "eval.gz", 30)
+    assert eval_sample.count_records(pattern) == 30
+    _write(tmp_path / "eval.gz", 70)
+    assert eval_sample.count_records(str(tmp_path / "*.gz")) == 70
+    assert eval_sample.count_records([pattern]) == 70
