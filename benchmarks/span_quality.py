@@ -83,7 +83,8 @@ def score_mostpop(train_patterns: Sequence[str], eval_pattern: str, serving_dir:
     """MostPop over the window's training data, scored like evaluate_export (same
     catalogue, filter and cut-offs)."""
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
-    return evaluation.evaluate_mostpop(serving_dir, train_patterns, eval_pattern, KS, sample)
+    return evaluation.evaluate_mostpop(serving_dir, train_patterns, eval_pattern, KS,
+                                       sample).metrics
 
 
 def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
@@ -115,7 +116,7 @@ def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
 
     def evaluate(serving_dir: str) -> dict[str, float]:
         return evaluation.evaluate_export(serving_dir, train_patterns, eval_patterns[0], KS,
-                                          sample)
+                                          sample).metrics
     incremental_dir = path_utils.serving_model_path(model_uri)
     with open(os.path.join(incremental_dir, export.METRICS_FILE)) as f:
         warm_started = WARM_START_KEY in json.load(f)

@@ -93,12 +93,12 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
                                           export.METRICS_FILE).read_text())
         recall = ", ".join(f"@{k} {metrics[f'tfrs_recall_at_{k}']:.4f}" for k in (10, 50, 100))
         filtered = ", ".join(f"@{k} {metrics[f'filtered_recall_at_{k}']:.4f}"
+                             + _interval(metrics, f"filtered_recall_at_{k}")
                              for k in (10, 50, 100))
         print(f"model: recall (TFRS protocol, seen not removed) {recall}; "
               f"filtered recall {filtered}; filtered NDCG@10 "
               f"{metrics['filtered_ndcg_at_10']:.4f} over "
-              f"{int(metrics['eval_interactions'])} eval interactions"
-              + _interval(metrics, "filtered_recall_at_100"))
+              f"{int(metrics['eval_interactions'])} eval interactions")
         if "warm_start_known_items" in metrics:
             print(f"  warm start: kept the rows of {int(metrics['warm_start_known_users'])} "
                   f"users and {int(metrics['warm_start_known_items'])} items; "
@@ -109,9 +109,10 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
 
 
 def _interval(metrics: dict, name: str) -> str:
-    """' ±h (95%)' for a metric with an interval (pipeline/config.py ValidationConfig)."""
+    """' ±h' (the 95% interval's half-width) for a metric that has one (pipeline/config.py
+    ValidationConfig)."""
     half = metrics.get(f"{name}_ci95")
-    return "" if half is None else f" ±{half:.4f} (95%)"
+    return "" if half is None else f" ±{half:.4f}"
 
 
 def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
@@ -130,7 +131,8 @@ def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
           f"{report['mostpop'][metric]:.4f}, {baseline}); "
           f"ScaNN recall@{report['index_report']['k']} vs exact "
           f"{report['index_report']['scann_recall']:.4f}")
-    print(f"  {metric}: candidate {report['candidate'][metric]:.4f}"
+    print(f"  {metric} with 95% intervals over {int(report['candidate']['eval_interactions'])} "
+          f"eval interactions: candidate {report['candidate'][metric]:.4f}"
           f"{_interval(report['candidate'], metric)}, MostPop {report['mostpop'][metric]:.4f}"
           f"{_interval(report['mostpop'], metric)}")
     for check in report["checks"]:

@@ -36,8 +36,8 @@ def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequenc
 
 
 def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                    ks: Sequence[int], sample: Optional[int] = None) -> dict[str, float]:
-    """metrics.evaluate for the query tower and catalogue embeddings of one export.
+                    ks: Sequence[int], sample: Optional[int] = None) -> metrics.Evaluation:
+    """metrics.evaluate_events for the query tower and catalogue embeddings of one export.
 
     Args:
       serving_dir: A Trainer export (query_tower/, candidate_embeddings.tfrecord.gz).
@@ -79,7 +79,7 @@ def catalog_ids(serving_dir: str) -> list[str]:
 
 def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
                      eval_pattern: str, ks: Sequence[int], sample: Optional[int] = None
-                     ) -> dict[str, float]:
+                     ) -> metrics.Evaluation:
     """MostPop (the items most frequent in the train split, for every user) scored like
     evaluate_export over the same export's catalogue: the floor a model must beat."""
     contract = artifact_io.read_contract(serving_dir)
@@ -92,8 +92,8 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
                        catalog_ids: Sequence[str],
                        item_vectors: Callable[[np.ndarray], np.ndarray], contract: Contract,
                        train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                       ks: Sequence[int], sample: Optional[int] = None) -> dict[str, float]:
-    """metrics.evaluate of any scorer over a catalogue, with the filter and counts streamed
+                       ks: Sequence[int], sample: Optional[int] = None) -> metrics.Evaluation:
+    """metrics.evaluate_events of any scorer over a catalogue, with the filter and counts streamed
     from the train split (evaluate_export's protocol).
 
     Args:
@@ -112,6 +112,6 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
     eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),
                                     rate=rate)
-    return metrics.evaluate(embed, eval_batches, catalog_ids,
-                            tf.constant(item_vectors(counts)), seen, counts, contract, ks,
-                            eval_sample.expected_rows(eval_pattern, sample))
+    return metrics.evaluate_events(embed, eval_batches, catalog_ids,
+                                   tf.constant(item_vectors(counts)), seen, counts, contract,
+                                   ks, eval_sample.expected_rows(eval_pattern, sample))

@@ -17,6 +17,7 @@ from tfx.utils import io_utils, path_utils
 from components import keys
 from components.ingestion import window
 from components.model_validator import evaluation, gating, plot
+from components.trainer import metrics
 from pipeline.config import ValidationConfig
 
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
@@ -36,7 +37,7 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
 
 
 def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
-           mostpop: bool = False) -> dict[str, float]:
+           mostpop: bool = False) -> metrics.Evaluation:
     """The export's metrics (with `mostpop`, MostPop's over its catalogue) on the newest
     span's eval split, with the whole window's training data as the history the filtered
     protocol removes (what the Trainer read: window.training_patterns)."""
@@ -69,11 +70,24 @@ class Executor(base_executor.BaseExecutor):
                             "recall@%d", config.k, 100 * gating.MAX_K_SHARE, catalog_size,
                             gated.k)
         config = gated
-        candidate_metrics = _score(candidate, examples, config)
-        mostpop_metrics = _score(candidate, examples, config, mostpop=True)
-        baseline_metrics = _score(baseline, examples, config) if baseline else None
+        scored = _score(candidate, examples, config)
+        candidate_metrics = scored.metrics
+        mostpop_metrics = _score(candidate, examples, config, mostpop=True).metrics
+        baseline_metrics, paired = None, None
+        if baseline is not None:
+            baseline_scored = _score(baseline, examples, config)
+            baseline_metrics = baseline_scored.metrics
+            if len(baseline_scored.ranks[config.protocol]) == len(scored.ranks[config.protocol]):
+                paired = gating.Paired(scored.hits(config.protocol, config.k),
+                                       baseline_scored.hits(config.protocol, config.k),
+                                       scored.users)
+            else:  # the same split and sample keep the same events; never expected
+                logging.warning("candidate and baseline scored different eval events (%d vs "
+                                "%d): comparing point values",
+                                len(scored.ranks[config.protocol]),
+                                len(baseline_scored.ranks[config.protocol]))
         checks = gating.decide(candidate_metrics, baseline_metrics, index_report, config,
-                               mostpop_metrics)
+                               mostpop_metrics, paired)
         blessed = all(check.passed for check in checks)
         for check in checks:
             logging.info("%s %s: %s", "PASS" if check.passed else "FAIL", check.name,

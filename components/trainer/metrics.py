@@ -15,7 +15,8 @@ most popular catalogue items by training count): how much of the long tail is re
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,12 +139,37 @@ def ranks(scores: tf.Tensor, true_index: tf.Tensor, excluded: tf.Tensor | None =
     return tf.where(true_index >= 0, rank, tf.constant(MISS_RANK, tf.int64))
 
 
-def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
-             eval_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
-             catalog_embeddings: tf.Tensor, seen: tuple[tf.keras.layers.StringLookup,
-                                                         tf.RaggedTensor],
-             train_counts: np.ndarray, contract: Contract, ks: Sequence[int] = KS,
-             expected_rows: Optional[int] = None) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The metrics of one scorer and what they were computed from, event by event (in the
+    eval split's order, so two scorers of the same split pair up).
+
+    Attributes:
+      metrics: As `evaluate` returns them.
+      ranks: Protocol ("tfrs", "filtered") -> [n] rank of each event's true item.
+      users: [n] each event's user id, or None (an anonymous contract).
+    """
+
+    metrics: dict[str, float]
+    ranks: dict[str, np.ndarray]
+    users: Optional[np.ndarray]
+
+    def hits(self, protocol: str, k: int) -> np.ndarray:
+        """[n] 1.0 where the event's true item ranks in the top k, else 0.0."""
+        return (self.ranks[protocol] < k).astype(np.float64)
+
+
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, float]:
+    """evaluate_events(...).metrics: the metrics alone."""
+    return evaluate_events(*args, **kwargs).metrics
+
+
+def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
+                    eval_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
+                    catalog_embeddings: tf.Tensor,
+                    seen: tuple[tf.keras.layers.StringLookup, tf.RaggedTensor],
+                    train_counts: np.ndarray, contract: Contract, ks: Sequence[int] = KS,
+                    expected_rows: Optional[int] = None) -> Evaluation:
     """Computes every metric of the module docstring, each recall and NDCG with the
     half-width of its 95% interval (`<metric>_ci95`, eval_sample.ci95: clustered by user).
 
@@ -162,9 +188,9 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
       expected_rows: About how many eval rows come (for the progress lines' time left).
 
     Returns:
-      {"tfrs_recall_at_K", "filtered_recall_at_K", "tfrs_ndcg_at_10", "filtered_ndcg_at_10",
-       each also as "<name>_ci95", "coverage_at_K", "popularity_at_K", "tail_share_at_K",
-       "eval_interactions"}.
+      An Evaluation whose metrics are {"tfrs_recall_at_K", "filtered_recall_at_K",
+      "tfrs_ndcg_at_10", "filtered_ndcg_at_10", each also as "<name>_ci95",
+      "coverage_at_K", "popularity_at_K", "tail_share_at_K", "eval_interactions"}.
     """
     n = len(catalog_ids)
     index = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
@@ -208,7 +234,7 @@ def evaluate(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
         gain = np.zeros(len(all_ranks))
         gain[hit] = 1.0 / np.log2(all_ranks[hit] + 2.0)
         mean_and_interval(f"{name}_ndcg_at_10", gain)
-    return result
+    return Evaluation(result, {"tfrs": tfrs_all, "filtered": filtered_all}, groups)
 
 
 def per_user_metrics(query_embeddings: np.ndarray, catalog_embeddings: np.ndarray,

@@ -1,6 +1,8 @@
 """The blessing decision by hand."""
 import dataclasses
 
+import numpy as np
+
 from components.model_validator import gating
 from pipeline.config import ValidationConfig
 
@@ -53,6 +55,35 @@ def test_regression_beyond_the_allowed_drop_fails():
     check = next(c for c in failed if c.name == "max_relative_regression")
     assert not check.passed and abs(check.threshold - 0.285) < 1e-12
     assert "baseline 0.3000" in check.message
+
+
+def _paired(candidate_hits, baseline_hits, users):
+    candidate = {"filtered_recall_at_100": float(np.mean(candidate_hits))}
+    baseline = {"filtered_recall_at_100": float(np.mean(baseline_hits))}
+    paired = gating.Paired(np.array(candidate_hits, float), np.array(baseline_hits, float),
+                           None if users is None else np.array(users))
+    check = next(c for c in gating.decide(candidate, baseline, INDEX, CONFIG, MOSTPOP, paired)
+                 if c.name == "max_relative_regression")
+    return check
+
+
+def test_the_paired_regression_check_blocks_only_beyond_the_noise():
+    # 20 events; the candidate loses 2 of the baseline's 10 hits: 0.40 vs 0.50, below the
+    # floor 0.475. Margins c - 0.95 b: -0.95 on 2 events, 0.05 on 8, 0 on 10; mean -0.075.
+    baseline = [1] * 10 + [0] * 10
+    candidate = [0, 0] + [1] * 8 + [0] * 10
+    noisy = _paired(candidate, baseline, None)
+    margin = np.array(candidate) - 0.95 * np.array(baseline)
+    half = 1.959964 * margin.std(ddof=1) / np.sqrt(20)
+    assert half > 0.075 and noisy.passed  # 20 events cannot tell -0.075 from 0
+    assert "paired over 20 events: -0.0750 ±" in noisy.message
+    assert "(fails only when the whole 95% interval is below the floor)" in noisy.message
+    # The same loss on 100 times the events is beyond the noise.
+    assert not _paired(candidate * 100, baseline * 100, None).passed
+    # Clustered by user: the two lost hits belong to one user of 10 with two events each.
+    users = [i // 2 for i in range(20)]
+    clustered = _paired(candidate * 100, baseline * 100, users * 100)
+    assert clustered.passed  # 10 users: the same 2,000 events tell far less
 
 
 def test_floor_and_scann_recall_fail_by_name():

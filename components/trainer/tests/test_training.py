@@ -52,12 +52,12 @@ def test_train_evaluate_export(data, tmp_path):
     # The validator scores the export exactly as training did, on all rows or on the same
     # seeded sample of about N.
     train_pattern, eval_pattern, _ = small_world.patterns(root)
-    scored = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,))
+    scored = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,)).metrics
     assert scored["eval_interactions"] == 2_400
     assert scored["filtered_recall_at_10"] == pytest.approx(metrics["filtered_recall_at_10"],
                                                             abs=1e-6)
     sampled = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
-                                         sample=300)
+                                         sample=300).metrics
     assert 250 <= sampled["eval_interactions"] <= 350
     again = result.evaluate(eval_pattern, config.model.popularity_prior, sample=300)
     assert again["eval_interactions"] == sampled["eval_interactions"]
