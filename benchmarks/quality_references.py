@@ -45,7 +45,7 @@ def _user_scores_metrics(prepared: Any, result: Any, scores: baselines.UserScore
         users = [value.decode() for value in batch[contract.user_id].numpy()]
         return tf.constant(scores.one_hot(users))
     found = metrics.evaluate(queries, features.dataset(
-        prepared.eval_pattern, metrics.eval_batch_size(len(result.catalog_ids)), False, 0,
+        prepared.eval_pattern, metrics.eval_rows(len(result.catalog_ids)), False, 0,
         contract, features.interaction_names(contract)), result.catalog_ids,
         tf.constant(vectors), result.seen, result.train_counts, contract)
     return protocol_metrics(prepared, found)

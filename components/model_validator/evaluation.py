@@ -109,7 +109,7 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
         features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract, (contract.user_id,),
                          rate=rate), contract.user_id)
     seen, counts = train_history(train_pattern, catalog_ids, users, contract)
-    eval_batches = features.dataset(eval_pattern, metrics.eval_batch_size(len(catalog_ids)),
+    eval_batches = features.dataset(eval_pattern, metrics.eval_rows(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),
                                     rate=rate)
     return metrics.evaluate_events(embed, eval_batches, catalog_ids,

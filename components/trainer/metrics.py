@@ -1,4 +1,6 @@
-"""Retrieval metrics against the whole catalogue with exact (brute-force) search.
+"""Retrieval metrics against the whole catalogue with exact (brute-force) search, scored
+in blocks of the catalogue with a running top-k (`score_batch`: at most
+EVAL_SCORES_BUDGET scores held at once, a few hundred rows per matmul).
 
 For each eval interaction (query features, true item) every catalogue item is scored by
 the dot product of the towers' embeddings. The rank of the true item is the number of
@@ -30,6 +32,7 @@ KS = (10, 50, 100)
 MISS_RANK = np.iinfo(np.int64).max
 EVAL_SCORES_BUDGET = 1 << 24  # scores per eval batch: 64 MB of float32
 MAX_EVAL_BATCH = 1024
+MIN_EVAL_ROWS = 256
 HEAD_SHARE = 0.2  # the head: the 20% most popular catalogue items
 
 
@@ -110,33 +113,99 @@ def user_rows(lookup: tf.keras.layers.StringLookup, batch: Mapping[str, tf.Tenso
     return lookup(batch[contract.user_id])
 
 
-def _seen_mask(user_rows: tf.Tensor, seen: tf.RaggedTensor, catalog_size: int) -> tf.Tensor:
-    """[b, N] bool: True at the items each row's user saw in training."""
-    items = tf.gather(seen, user_rows)
-    pairs = tf.stack([items.value_rowids(), items.flat_values], axis=1)
-    return tf.scatter_nd(pairs, tf.ones_like(items.flat_values, dtype=tf.bool),
-                         tf.cast([tf.shape(user_rows)[0], catalog_size], tf.int64))
+def eval_rows(catalog_size: int) -> int:
+    """Eval rows scored together by `score_batch`: as many as EVAL_SCORES_BUDGET holds
+    against the whole catalogue, but at least MIN_EVAL_ROWS (a matmul of a few rows wastes
+    the cores; the catalogue is then scored in blocks) and at most MAX_EVAL_BATCH."""
+    return int(np.clip(EVAL_SCORES_BUDGET // max(catalog_size, 1), MIN_EVAL_ROWS,
+                       MAX_EVAL_BATCH))
 
 
-def ranks(scores: tf.Tensor, true_index: tf.Tensor, excluded: tf.Tensor | None = None) -> tf.Tensor:
-    """Rank of each row's true item: how many items score strictly higher.
+def _merge_top_k(top_values: tf.Tensor, top_index: tf.Tensor, scores: tf.Tensor, start: int,
+                 k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The running top-k ([b, k'] values and catalogue indices) merged with a block of
+    scores [b, C] whose first item is catalogue index `start`.
+
+    Once k items are held, only the block's scores above each row's k-th best can enter:
+    those few are gathered and merged (a full top_k over every block costs twice the
+    block's matmul at 1M items)."""
+    rows = int(scores.shape[0])
+    if top_values.shape[1] < k:
+        best = tf.math.top_k(scores, k=min(k, int(scores.shape[1])))
+        values = tf.concat([top_values, best.values], axis=1)
+        index = tf.concat([top_index, tf.cast(best.indices, tf.int64) + start], axis=1)
+    else:
+        entering = tf.where(scores > top_values[:, -1:])  # [m, 2], sorted by row
+        held = tf.repeat(tf.range(rows, dtype=tf.int64), k)
+        row = tf.concat([held, entering[:, 0]], axis=0)
+        order = tf.argsort(row, stable=True)
+        row = tf.gather(row, order)
+        flat_values = tf.gather(tf.concat([tf.reshape(top_values, [-1]),
+                                           tf.gather_nd(scores, entering)], axis=0), order)
+        flat_index = tf.gather(tf.concat([tf.reshape(top_index, [-1]),
+                                          entering[:, 1] + start], axis=0), order)
+        values = tf.RaggedTensor.from_value_rowids(flat_values, row, nrows=rows).to_tensor(
+            default_value=tf.constant(-np.inf, scores.dtype))
+        index = tf.RaggedTensor.from_value_rowids(flat_index, row, nrows=rows).to_tensor(
+            default_value=-1)
+    if values.shape[1] <= k:
+        return values, index
+    kept = tf.math.top_k(values, k=k)
+    return kept.values, tf.gather(index, kept.indices, batch_dims=1)
+
+
+def score_batch(queries: tf.Tensor, catalog: tf.Tensor, true_index: tf.Tensor,
+                seen: tf.RaggedTensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ranks and filtered top-k of a batch against the whole catalogue, block by
+    block (at most EVAL_SCORES_BUDGET scores held at once), with a running top-k.
 
     Args:
-      scores: [b, N].
-      true_index: [b] catalogue index of the true item, -1 when it is not in the catalogue.
-      excluded: [b, N] bool items that do not compete, or None.
+      queries: [b, D] query vectors.
+      catalog: [N, D] item vectors.
+      true_index: [b] catalogue index of each row's true item, -1 when not in it.
+      seen: [b, None] catalogue indices the row's user saw in training (the filter).
+      k: Top-k size (at most N).
 
     Returns:
-      [b] int ranks; MISS_RANK (a miss at every K) for items not in the catalogue.
+      [b] tfrs ranks and [b] filtered ranks (items scoring strictly higher; the true item
+      never filtered; MISS_RANK for a true item outside the catalogue), and [b, k] catalogue
+      indices of the filtered top-k.
     """
+    rows, n = int(queries.shape[0]), int(catalog.shape[0])
+    block = max(1, EVAL_SCORES_BUDGET // max(rows, 1))
     safe = tf.maximum(true_index, 0)
-    true_score = tf.gather(scores, safe, batch_dims=1)[:, tf.newaxis]
-    higher = scores > true_score
-    if excluded is not None:
-        own = tf.one_hot(safe, tf.shape(scores)[1], on_value=True, off_value=False)
-        higher = tf.logical_and(higher, tf.logical_not(tf.logical_and(excluded, ~own)))
-    rank = tf.reduce_sum(tf.cast(higher, tf.int64), axis=1)
-    return tf.where(true_index >= 0, rank, tf.constant(MISS_RANK, tf.int64))
+    true_score = tf.reduce_sum(queries * tf.gather(catalog, safe), axis=1)
+    seen_row = tf.cast(seen.value_rowids(), tf.int64)
+    seen_item = tf.cast(seen.flat_values, tf.int64)
+    higher = tf.zeros([rows], tf.int64)
+    seen_higher = tf.zeros([rows], tf.int64)
+    top_values = tf.fill([rows, 0], tf.constant(-np.inf, queries.dtype))
+    top_index = tf.zeros([rows, 0], tf.int64)
+    for start in range(0, n, block):
+        end = min(n, start + block)
+        scores = tf.matmul(queries, catalog[start:end], transpose_b=True)
+        above = scores > true_score[:, tf.newaxis]
+        higher += tf.cast(tf.reduce_sum(tf.cast(above, tf.int32), axis=1), tf.int64)
+        own = (safe >= start) & (safe < end)
+        own_above = tf.gather(above, tf.clip_by_value(safe - start, 0, end - start - 1),
+                              batch_dims=1)  # the true item itself, by the matmul's rounding
+        higher -= tf.cast(own & own_above, tf.int64)
+        in_block = (seen_item >= start) & (seen_item < end)
+        pairs = tf.stack([tf.boolean_mask(seen_row, in_block),
+                          tf.boolean_mask(seen_item, in_block) - start], axis=1)
+        counted = tf.gather_nd(above, pairs) & (
+            tf.gather(safe, pairs[:, 0]) != pairs[:, 1] + start)
+        seen_higher += tf.math.unsorted_segment_sum(tf.cast(counted, tf.int64), pairs[:, 0],
+                                                    rows)
+        filtered = scores
+        if pairs.shape[0]:
+            filtered = tf.tensor_scatter_nd_update(
+                scores, pairs, tf.fill([tf.shape(pairs)[0]], tf.constant(-np.inf, scores.dtype)))
+        top_values, top_index = _merge_top_k(top_values, top_index, filtered, start, k)
+    missing = true_index < 0
+    tfrs = tf.where(missing, tf.constant(MISS_RANK, tf.int64), higher)
+    filtered_rank = tf.where(missing, tf.constant(MISS_RANK, tf.int64), higher - seen_higher)
+    return tfrs.numpy(), filtered_rank.numpy(), top_index.numpy()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,13 +270,14 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
     meter = logs.Meter("evaluation: eval interactions scored", expected_rows)
     scored = 0
     for batch in eval_batches:
-        scores = tf.matmul(query_embeddings(batch), catalog_embeddings, transpose_b=True)
-        true_index = index.lookup(batch[contract.item_id])
-        mask = _seen_mask(user_rows(lookup, batch, contract), history, n)
-        tfrs_ranks.append(ranks(scores, true_index).numpy())
-        filtered_ranks.append(ranks(scores, true_index, mask).numpy())
-        filtered_scores = tf.where(mask, tf.cast(-np.inf, scores.dtype), scores)
-        top.append(tf.math.top_k(filtered_scores, k=k_max).indices.numpy())
+        queries = query_embeddings(batch)
+        tfrs_rank, filtered_rank, top_k = score_batch(
+            queries, catalog_embeddings,
+            index.lookup(batch[contract.item_id]),
+            tf.gather(history, user_rows(lookup, batch, contract)), k_max)
+        tfrs_ranks.append(tfrs_rank)
+        filtered_ranks.append(filtered_rank)
+        top.append(top_k)
         if contract.user_id is not None:
             users.append(batch[contract.user_id].numpy())
         scored += len(tfrs_ranks[-1])

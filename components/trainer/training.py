@@ -67,7 +67,7 @@ class TrainResult:
         rate = eval_sample.sample_rate(eval_pattern, sample)
         return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
                                 features.dataset(eval_pattern,
-                                                 metrics.eval_batch_size(len(self.catalog_ids)),
+                                                 metrics.eval_rows(len(self.catalog_ids)),
                                                  False, 0, self.contract,
                                                  features.interaction_names(self.contract),
                                                  rate=rate),

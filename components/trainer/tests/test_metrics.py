@@ -18,13 +18,19 @@ def _queries(batch):
     return tf.where(tf.equal(batch["user_id"], "u1"), 1.0, -1.0)[:, tf.newaxis]
 
 
-def test_ranks_tfrs_and_filtered():
-    scores = tf.constant([[4.0, 3.0, 2.0, 1.0]])
-    assert metrics.ranks(scores, tf.constant([2], tf.int64)).numpy().tolist() == [2]
-    excluded = tf.constant([[True, False, True, False]])
-    # Item a is removed; the true item c is never removed from its own row.
-    assert metrics.ranks(scores, tf.constant([2], tf.int64), excluded).numpy().tolist() == [1]
-    assert metrics.ranks(scores, tf.constant([-1], tf.int64)).numpy().tolist() == [metrics.MISS_RANK]
+@pytest.mark.parametrize("budget", [1 << 24, 3, 6, 9])  # 3 rows: blocks of 4, 1, 2, 3 items
+def test_score_batch_ranks_and_top_k_by_hand_in_any_blocks(monkeypatch, budget):
+    monkeypatch.setattr(metrics, "EVAL_SCORES_BUDGET", budget)
+    queries = tf.constant([[1.0], [1.0], [-1.0]])  # rows 0, 1 rank a, b, c, d; row 2 d, c, b, a
+    # Row 0's true item is c and it saw a and c: a is removed, c never from its own row.
+    # Row 1's true item is outside the catalogue. Row 2's true item is b; it saw d.
+    seen = tf.ragged.constant([[0, 2], [], [3]], dtype=tf.int64)
+    tfrs, filtered, top = metrics.score_batch(queries, EMBEDDINGS,
+                                              tf.constant([2, -1, 1], tf.int64), seen, 2)
+    assert tfrs.tolist() == [2, metrics.MISS_RANK, 2]
+    assert filtered.tolist() == [1, metrics.MISS_RANK, 1]
+    # Filtered top-2: row 0 b, d (a, c seen); row 1 a, b; row 2 c, b (d seen).
+    assert top.tolist() == [[1, 3], [0, 1], [2, 1]]
 
 
 def test_evaluate_by_hand():
@@ -90,3 +96,35 @@ def test_unique_users_and_eval_batch_size():
     assert metrics.eval_batch_size(4) == metrics.MAX_EVAL_BATCH
     assert metrics.eval_batch_size(1_000_000) == 16
     assert metrics.eval_batch_size(10 ** 9) == 1
+    assert metrics.eval_rows(4) == metrics.MAX_EVAL_BATCH
+    assert metrics.eval_rows(1_000_000) == metrics.MIN_EVAL_ROWS  # the catalogue in blocks
+
+
+@pytest.mark.parametrize("budget", [1 << 24, 7 * 40, 7 * 13])
+def test_score_batch_equals_a_dense_reference_on_random_data(monkeypatch, budget):
+    """Integer embeddings (exact float sums, many ties): ranks and the top-k's scores are
+    those of scoring the whole [rows, N] matrix at once, whatever the blocks."""
+    monkeypatch.setattr(metrics, "EVAL_SCORES_BUDGET", budget)
+    rng = np.random.default_rng(5)
+    catalog = rng.integers(-5, 6, size=(300, 4)).astype(np.float32)
+    queries = rng.integers(-5, 6, size=(7, 4)).astype(np.float32)
+    true = rng.integers(0, 300, size=7)
+    true[3] = -1
+    seen = [rng.choice(300, size=rng.integers(0, 60), replace=False) for _ in range(7)]
+    seen[0] = np.append(seen[0][seen[0] != true[0]], true[0])  # its own item seen too
+    tfrs, filtered, top = metrics.score_batch(
+        tf.constant(queries), tf.constant(catalog), tf.constant(true, tf.int64),
+        tf.ragged.constant([s.tolist() for s in seen], dtype=tf.int64), 20)
+    scores = queries @ catalog.T
+    for row in range(7):
+        masked = scores[row].copy()
+        masked[seen[row]] = -np.inf
+        assert np.array_equal(np.sort(scores[row][top[row]])[::-1], np.sort(masked)[::-1][:20])
+        assert not set(top[row]) & set(seen[row].tolist())
+        if true[row] < 0:
+            assert tfrs[row] == filtered[row] == metrics.MISS_RANK
+            continue
+        above = scores[row] > scores[row, true[row]]
+        assert tfrs[row] == above.sum()
+        others = np.setdiff1d(seen[row], [true[row]])
+        assert filtered[row] == above.sum() - above[others].sum()
