@@ -42,7 +42,8 @@ def _coverage(interactions, catalog, user, item, time, tmp_path, monkeypatch):
     def mostpop(sample):
         return evaluation.evaluate_catalogue(
             lambda batch: evaluation.mostpop_queries(batch[item]), ids,
-            evaluation.mostpop_vectors, contract, train, evals, (10, 100), sample).metrics
+            evaluation.mostpop_vectors, contract, train, evals, (10, 100), sample,
+            same_for_all=True).metrics
     exact = mostpop(None)
     covered = []
     for key in HASH_KEYS:

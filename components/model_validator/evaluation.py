@@ -85,14 +85,15 @@ def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
     contract = artifact_io.read_contract(serving_dir)
     return evaluate_catalogue(lambda batch: mostpop_queries(batch[contract.item_id]),
                               catalog_ids(serving_dir), mostpop_vectors, contract,
-                              train_pattern, eval_pattern, ks, sample)
+                              train_pattern, eval_pattern, ks, sample, same_for_all=True)
 
 
 def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
                        catalog_ids: Sequence[str],
                        item_vectors: Callable[[np.ndarray], np.ndarray], contract: Contract,
                        train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                       ks: Sequence[int], sample: Optional[int] = None) -> metrics.Evaluation:
+                       ks: Sequence[int], sample: Optional[int] = None,
+                       same_for_all: bool = False) -> metrics.Evaluation:
     """metrics.evaluate_events of any scorer over a catalogue, with the filter and counts streamed
     from the train split (evaluate_export's protocol).
 
@@ -103,6 +104,8 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
         ignore the counts; MostPop is made of them).
       contract: Names the id features.
       train_pattern, eval_pattern, ks, sample: As evaluate_export's.
+      same_for_all: The scorer ranks the catalogue the same for every query (the item
+        vectors are [N, 1], the queries 1): scored as a metrics.FixedRanking.
     """
     rate = eval_sample.sample_rate(eval_pattern, sample)
     users = None if contract.user_id is None else metrics.unique_users(
@@ -112,6 +115,8 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
     eval_batches = features.dataset(eval_pattern, metrics.eval_rows(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),
                                     rate=rate)
-    return metrics.evaluate_events(embed, eval_batches, catalog_ids,
-                                   tf.constant(item_vectors(counts)), seen, counts, contract,
-                                   ks, eval_sample.expected_rows(eval_pattern, sample))
+    vectors = item_vectors(counts)
+    return metrics.evaluate_events(
+        embed, eval_batches, catalog_ids, tf.constant(vectors), seen, counts, contract, ks,
+        eval_sample.expected_rows(eval_pattern, sample),
+        metrics.FixedRanking(vectors[:, 0]) if same_for_all else None)

@@ -154,6 +154,37 @@ def _merge_top_k(top_values: tf.Tensor, top_index: tf.Tensor, scores: tf.Tensor,
     return kept.values, tf.gather(index, kept.indices, batch_dims=1)
 
 
+class FixedRanking:
+    """One ranking of the catalogue for every query (MostPop's), scored without a matmul:
+    a row's rank is its true item's position less the seen items ahead of it, and its
+    filtered top-k the first k items of the ranking that the row did not see."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        """Args: scores: [N] distinct scores (higher ranks first)."""
+        self.order = np.argsort(-np.asarray(scores), kind="stable")
+        self.position = np.empty(len(self.order), np.int64)
+        self.position[self.order] = np.arange(len(self.order))
+
+    def score(self, true_index: tf.Tensor, seen: tf.RaggedTensor, k: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """score_batch's outputs for this ranking."""
+        true = true_index.numpy()
+        tfrs = np.where(true >= 0, self.position[np.maximum(true, 0)], MISS_RANK)
+        filtered = tfrs.copy()
+        top = np.empty((len(true), k), np.int64)
+        for row, items in enumerate(seen.numpy()):
+            items = np.asarray(items, np.int64)
+            if true[row] >= 0:
+                others = items[items != true[row]]
+                filtered[row] -= int(np.sum(self.position[others] < tfrs[row]))
+            ahead = self.order[:k + len(items)]
+            unseen = np.isin(ahead, items, invert=True)
+            # A row that saw all but a few items fills its top-k with seen ones, as the
+            # filtered scores' -inf entries do in score_batch.
+            top[row] = np.concatenate([ahead[unseen], ahead[~unseen]])[:k]
+        return tfrs, filtered, top
+
+
 def score_batch(queries: tf.Tensor, catalog: tf.Tensor, true_index: tf.Tensor,
                 seen: tf.RaggedTensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact ranks and filtered top-k of a batch against the whole catalogue, block by
@@ -238,7 +269,8 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
                     catalog_embeddings: tf.Tensor,
                     seen: tuple[tf.keras.layers.StringLookup, tf.RaggedTensor],
                     train_counts: np.ndarray, contract: Contract, ks: Sequence[int] = KS,
-                    expected_rows: Optional[int] = None) -> Evaluation:
+                    expected_rows: Optional[int] = None,
+                    fixed: Optional[FixedRanking] = None) -> Evaluation:
     """Computes every metric of the module docstring, each recall and NDCG with the
     half-width of its 95% interval (`<metric>_ci95`, eval_sample.ci95: clustered by user).
 
@@ -255,6 +287,8 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
       contract: Names the id features.
       ks: Cut-offs.
       expected_rows: About how many eval rows come (for the progress lines' time left).
+      fixed: The same ranking for every query (MostPop): scored from it directly, with
+        the same results as scoring its [N, 1] vectors (query_embeddings is not called).
 
     Returns:
       An Evaluation whose metrics are {"tfrs_recall_at_K", "filtered_recall_at_K",
@@ -270,11 +304,14 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
     meter = logs.Meter("evaluation: eval interactions scored", expected_rows)
     scored = 0
     for batch in eval_batches:
-        queries = query_embeddings(batch)
-        tfrs_rank, filtered_rank, top_k = score_batch(
-            queries, catalog_embeddings,
-            index.lookup(batch[contract.item_id]),
-            tf.gather(history, user_rows(lookup, batch, contract)), k_max)
+        queries = None if fixed is not None else query_embeddings(batch)
+        true_index = index.lookup(batch[contract.item_id])
+        seen_rows = tf.gather(history, user_rows(lookup, batch, contract))
+        if fixed is not None:
+            tfrs_rank, filtered_rank, top_k = fixed.score(true_index, seen_rows, k_max)
+        else:
+            tfrs_rank, filtered_rank, top_k = score_batch(queries, catalog_embeddings,
+                                                          true_index, seen_rows, k_max)
         tfrs_ranks.append(tfrs_rank)
         filtered_ranks.append(filtered_rank)
         top.append(top_k)

@@ -128,3 +128,20 @@ def test_score_batch_equals_a_dense_reference_on_random_data(monkeypatch, budget
         assert tfrs[row] == above.sum()
         others = np.setdiff1d(seen[row], [true[row]])
         assert filtered[row] == above.sum() - above[others].sum()
+
+
+def test_a_fixed_ranking_scores_as_its_vectors_would():
+    """MostPop's one ranking for everyone, scored from the ranking, equals scoring its
+    [N, 1] vectors with queries of 1."""
+    rng = np.random.default_rng(6)
+    scores = rng.permutation(300).astype(np.float64)  # distinct
+    true = rng.integers(0, 300, size=9)
+    true[4] = -1
+    seen = tf.ragged.constant([rng.choice(300, size=rng.integers(0, 80), replace=False).tolist()
+                               + ([int(true[row])] if row == 2 else []) for row in range(9)],
+                              dtype=tf.int64)
+    expected = metrics.score_batch(tf.ones([9, 1], tf.float64), tf.constant(scores[:, None]),
+                                   tf.constant(true, tf.int64), seen, 25)
+    found = metrics.FixedRanking(scores).score(tf.constant(true, tf.int64), seen, 25)
+    for want, got in zip(expected, found):
+        np.testing.assert_array_equal(want, got)
