@@ -5,15 +5,28 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional, Sequence, Union
 
+from absl import logging
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from components.negative_pool import artifact_io
-from components.trainer import eval_sample, export, features, metrics
+from components.trainer import eval_events, eval_sample, export, features, metrics
 from pipeline.contract import Contract
 
 TRAIN_BATCH = 8192
+
+
+def train_counts(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str],
+                 contract: Contract) -> np.ndarray:
+    """[N] training interactions of each catalogue item, streaming the train split."""
+    position = pd.Index([item.encode() for item in catalog_ids])
+    counts = np.zeros(len(catalog_ids), np.float64)
+    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
+                                  (contract.item_id,)):
+        index = position.get_indexer(batch[contract.item_id].numpy())
+        counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
+    return counts
 
 
 def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str],
@@ -21,12 +34,7 @@ def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequenc
                   ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
     """The training items of `users` (metrics.seen_items) and [N] training counts per item,
     streaming the train split."""
-    position = pd.Index([item.encode() for item in catalog_ids])
-    counts = np.zeros(len(catalog_ids), np.float64)
-    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
-                                  (contract.item_id,)):
-        index = position.get_indexer(batch[contract.item_id].numpy())
-        counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
+    counts = train_counts(train_pattern, catalog_ids, contract)
     if contract.user_id is None:
         return metrics.no_history(), counts
     seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
@@ -36,8 +44,10 @@ def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequenc
 
 
 def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                    ks: Sequence[int], sample: Optional[int] = None) -> metrics.Evaluation:
-    """metrics.evaluate_events for the query tower and catalogue embeddings of one export.
+                    ks: Sequence[int], sample: Optional[int] = None,
+                    reuse: bool = True) -> metrics.Evaluation:
+    """metrics.evaluate_events for the query tower and catalogue embeddings of one export,
+    or the Trainer's own when it scored the same events (eval_events.py).
 
     Args:
       serving_dir: A Trainer export (query_tower/, candidate_embeddings.tfrecord.gz).
@@ -47,9 +57,19 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
       ks: Cut-offs.
       sample: Score about this many eval interactions (eval_sample: the same ones in
         every stage); None scores all.
+      reuse: Take the Trainer's scored events when they match (False: always score).
     """
     contract = artifact_io.read_contract(serving_dir)
     ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
+    stored = None
+    if reuse:
+        stored = eval_events.load(
+            serving_dir, eval_events.key(train_pattern, eval_pattern, sample, 0),
+            train_counts(train_pattern, ids, contract), ks)
+    if stored is not None:
+        logging.info("%s: the Trainer's scored eval events are these (same files and sample): "
+                     "not scored again", serving_dir)
+        return stored
     tower = tf.saved_model.load(os.path.join(serving_dir, export.QUERY_TOWER_DIR))
     serve = tower.signatures["serving_default"]
     inputs = sorted(serve.structured_input_signature[1])

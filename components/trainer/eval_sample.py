@@ -31,15 +31,20 @@ def _count(files: tuple[tuple[str, int, int], ...]) -> int:
     return int(records.reduce(np.int64(0), lambda count, _: count + 1).numpy())
 
 
-def count_records(file_pattern: Union[str, Sequence[str]]) -> int:
-    """Records in a split's gzipped TFRecord files (counted once per process for the same
-    files: the cache key holds each file's size and modification time)."""
+def split_files(file_pattern: Union[str, Sequence[str]]) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, modification time) of each file a split's pattern(s) match, sorted."""
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     files = []
     for name in sorted({name for pattern in patterns for name in tf.io.gfile.glob(pattern)}):
         stat = tf.io.gfile.stat(name)
         files.append((name, stat.length, stat.mtime_nsec))
-    return _count(tuple(files))
+    return tuple(files)
+
+
+def count_records(file_pattern: Union[str, Sequence[str]]) -> int:
+    """Records in a split's gzipped TFRecord files (counted once per process for the same
+    files: the cache key holds each file's size and modification time)."""
+    return _count(split_files(file_pattern))
 
 
 def sample_rate(file_pattern: Union[str, Sequence[str]], size: Optional[int]) -> float:

@@ -7,6 +7,7 @@ Layout under the Trainer's serving model dir:
   contract.json         the feature set (pipeline/contract.py): inputs, their kinds and dtypes
   candidate_embeddings.tfrecord.gz   one tf.Example per catalogue item: its id, embedding
                         [D'], the vectors to index
+  eval_events.npz       the scored eval events behind metrics.json (eval_events.py)
   metrics.json          eval metrics of this model (see metrics.py)
   warm_start/           query_tower.npz, candidate_tower.npz: weights and id vocabularies
                         for warm-starting the next model (warm_start.py)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -26,7 +27,7 @@ import tensorflow as tf
 from components import keys, records
 from components.negative_pool import artifact_io
 from components.trainer import features as features_lib
-from components.trainer import prior, towers, warm_start
+from components.trainer import eval_events, prior, towers, warm_start
 from pipeline.contract import Contract
 
 QUERY_TOWER_DIR = "query_tower"
@@ -98,7 +99,8 @@ def write_metrics(metrics: Mapping[str, float], path: str) -> None:
 
 def export_all(query_tower: towers.Tower, candidate_tower: towers.Tower, contract: Contract,
                ids: Sequence[str], embeddings: np.ndarray, metrics: Mapping[str, float],
-               serving_dir: str, prior_weight: float = 0.0) -> None:
+               serving_dir: str, prior_weight: float = 0.0,
+               events: Optional[tuple[Any, dict[str, Any]]] = None) -> None:
     """Writes the whole layout of the module docstring; metrics.json last.
 
     Args:
@@ -111,6 +113,8 @@ def export_all(query_tower: towers.Tower, candidate_tower: towers.Tower, contrac
       serving_dir: Output folder.
       prior_weight: Popularity prior weight β (prior.py); the query tower's output gets
         the matching constant-1 column.
+      events: The scored eval events (metrics.Evaluation) and what they were scored on,
+        kept for the ModelValidator (eval_events.py).
     """
     save_tower(query_tower, os.path.join(serving_dir, QUERY_TOWER_DIR), prior_weight)
     save_tower(candidate_tower, os.path.join(serving_dir, CANDIDATE_TOWER_DIR))
@@ -118,4 +122,6 @@ def export_all(query_tower: towers.Tower, candidate_tower: towers.Tower, contrac
     write_embeddings(ids, embeddings, os.path.join(serving_dir, EMBEDDINGS_FILE))
     for tower in (query_tower, candidate_tower):
         warm_start.save(tower, warm_start_path(serving_dir, tower.name))
+    if events is not None:
+        eval_events.save(events[0], events[1], serving_dir)
     write_metrics(metrics, os.path.join(serving_dir, METRICS_FILE))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from components import records
 from components.negative_pool import artifact_io
-from components.trainer import (eval_sample, export, features, metrics, optimizers, prior, towers,
+from components.trainer import (eval_events, eval_sample, export, features, metrics, optimizers, prior, towers,
                                 warm_start)
 from components.trainer import model as model_lib
 from pipeline.config import PipelineConfig
@@ -62,10 +62,15 @@ class TrainResult:
 
     def evaluate(self, eval_pattern: Union[str, Sequence[str]], prior_weight: float,
                  sample: Optional[int] = None) -> dict[str, float]:
-        """metrics.evaluate on an eval split (about `sample` of its rows, eval_sample; None:
-        all), scoring with popularity prior weight β."""
+        """The metrics of evaluate_events."""
+        return self.evaluate_events(eval_pattern, prior_weight, sample).metrics
+
+    def evaluate_events(self, eval_pattern: Union[str, Sequence[str]], prior_weight: float,
+                        sample: Optional[int] = None) -> metrics.Evaluation:
+        """metrics.evaluate_events on an eval split (about `sample` of its rows,
+        eval_sample; None: all), scoring with popularity prior weight β."""
         rate = eval_sample.sample_rate(eval_pattern, sample)
-        return metrics.evaluate(lambda batch: self.query_vectors(batch, prior_weight),
+        return metrics.evaluate_events(lambda batch: self.query_vectors(batch, prior_weight),
                                 features.dataset(eval_pattern,
                                                  metrics.eval_rows(len(self.catalog_ids)),
                                                  False, 0, self.contract,
@@ -287,8 +292,9 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
     trained = TrainResult(model, contract, ids, embeddings, prior.log_popularity(ids, table),
                           counts, seen, {})
     weight = config.model.popularity_prior
-    trained.metrics.update(trained.evaluate(eval_pattern, weight,
-                                            config.validation.max_eval_interactions))
+    sample = config.validation.max_eval_interactions
+    scored = trained.evaluate_events(eval_pattern, weight, sample)
+    trained.metrics.update(scored.metrics)
     trained.metrics.update(
         examples_per_sec=timer.examples_per_sec(training.batch_size),
         train_seconds=sum(timer.seconds), final_loss=float(history.history["loss"][-1]),
@@ -296,5 +302,7 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
     logging.info("Eval metrics: %s", trained.metrics)
     if serving_dir:
         export.export_all(model.query_tower, model.candidate_tower, contract, ids,
-                          trained.index_vectors(weight), trained.metrics, serving_dir, weight)
+                          trained.index_vectors(weight), trained.metrics, serving_dir, weight,
+                          (scored, eval_events.key(train_pattern, eval_pattern, sample,
+                                                   scored.top.shape[1])))
     return trained

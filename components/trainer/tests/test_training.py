@@ -21,7 +21,7 @@ def fixture_data(tmp_path_factory):
     return root, small_world.write_data(root)
 
 
-def test_train_evaluate_export(data, tmp_path):
+def test_train_evaluate_export(data, tmp_path, monkeypatch):
     root, pool_uri = data
     serving = str(tmp_path / "serving")
     result = small_world.train(root, pool_uri, serving)
@@ -52,10 +52,19 @@ def test_train_evaluate_export(data, tmp_path):
     # The validator scores the export exactly as training did, on all rows or on the same
     # seeded sample of about N.
     train_pattern, eval_pattern, _ = small_world.patterns(root)
-    scored = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,)).metrics
+    scored = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
+                                        reuse=False).metrics
     assert scored["eval_interactions"] == 2_400
     assert scored["filtered_recall_at_10"] == pytest.approx(metrics["filtered_recall_at_10"],
                                                             abs=1e-6)
+    # Scored on the same files and sample, the Trainer's events stand for the export's:
+    # the validator reads them instead of scoring again, with the same metrics.
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluation, "evaluate_catalogue",
+                        lambda *args, **kwargs: pytest.fail("scored again"))
+        reused = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,)).metrics
+    for name in ("eval_interactions", "filtered_recall_at_10", "tfrs_recall_at_10"):
+        assert reused[name] == pytest.approx(scored[name], abs=1e-6)
     sampled = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
                                          sample=300).metrics
     assert 250 <= sampled["eval_interactions"] <= 350
