@@ -6,8 +6,9 @@ StatisticsGen and ExampleValidator on both inputs, the NegativePoolBuilder, the 
 fixed number of steps, the IndexBuilder, the ModelValidator and both Pushers, with Beam's
 DirectRunner in multi-processing mode. The wall time of each component comes from the run's
 log; memory is the summed resident memory of the run's process tree (the CLI process and
-every Beam worker), sampled during the run, peak per component. Scoring is bounded by
-`validation.max_eval_interactions`, so no stage holds a whole split.
+every Beam worker), sampled during the run, peak per component. Scoring samples
+`validation.max_eval_interactions` eval events (the pipeline's default unless
+--eval-interactions says otherwise), so no stage holds a whole split.
 
 Reports reports/scale.json (docs/benchmarks.md): one row per size and component plus a `pipeline`
 row per size, and the growth of each from the first size to the last (`growth`).
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 import yaml
 
 from benchmarks import common
+from pipeline import config as config_lib
 from pipeline import progress
 from pipeline.data import synthetic
 from pipeline.errors import ConfigError
@@ -156,9 +158,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-steps", type=int, default=500,
                         help="fixed Trainer steps (training.train_steps)")
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--eval-interactions", type=int, default=2000,
+    parser.add_argument("--eval-interactions", type=int,
+                        default=config_lib.DEFAULT_EVAL_INTERACTIONS,
                         help="validation.max_eval_interactions: eval rows scored against "
-                             "the whole catalogue by the Trainer and the ModelValidator")
+                             "the whole catalogue by the Trainer and the ModelValidator "
+                             "(default: the pipeline's default, as users run it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=pathlib.Path,
                         help="where the data and pipeline roots go (default: system temp)")
