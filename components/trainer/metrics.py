@@ -248,11 +248,13 @@ class Evaluation:
       metrics: As `evaluate` returns them.
       ranks: Protocol ("tfrs", "filtered") -> [n] rank of each event's true item.
       users: [n] each event's user id, or None (an anonymous contract).
+      top: [n, k] catalogue indices of each event's filtered top-k.
     """
 
     metrics: dict[str, float]
     ranks: dict[str, np.ndarray]
     users: Optional[np.ndarray]
+    top: np.ndarray
 
     def hits(self, protocol: str, k: int) -> np.ndarray:
         """[n] 1.0 where the event's true item ranks in the top k, else 0.0."""
@@ -319,9 +321,21 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
             users.append(batch[contract.user_id].numpy())
         scored += len(tfrs_ranks[-1])
         meter.update(scored)
-    tfrs_all, filtered_all = np.concatenate(tfrs_ranks), np.concatenate(filtered_ranks)
+    ranks_by_protocol = {"tfrs": np.concatenate(tfrs_ranks),
+                         "filtered": np.concatenate(filtered_ranks)}
     groups = np.concatenate(users) if users else None
     top_all = np.concatenate(top)
+    return Evaluation(summarize(ranks_by_protocol, top_all, groups, train_counts, ks),
+                      ranks_by_protocol, groups, top_all)
+
+
+def summarize(ranks_by_protocol: Mapping[str, np.ndarray], top_all: np.ndarray,
+              groups: Optional[np.ndarray], train_counts: np.ndarray, ks: Sequence[int]
+              ) -> dict[str, float]:
+    """evaluate's metrics from the scored events (Evaluation's fields; top_all at least
+    min(max(ks), N) wide)."""
+    tfrs_all, filtered_all = ranks_by_protocol["tfrs"], ranks_by_protocol["filtered"]
+    n = len(train_counts)
     head = head_items(train_counts)
     result: dict[str, float] = {"eval_interactions": float(len(tfrs_all))}
 
@@ -341,7 +355,7 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
         gain = np.zeros(len(all_ranks))
         gain[hit] = 1.0 / np.log2(all_ranks[hit] + 2.0)
         mean_and_interval(f"{name}_ndcg_at_10", gain)
-    return Evaluation(result, {"tfrs": tfrs_all, "filtered": filtered_all}, groups)
+    return result
 
 
 def per_user_metrics(query_embeddings: np.ndarray, catalog_embeddings: np.ndarray,
