@@ -70,3 +70,12 @@ def train(root: pathlib.Path, pool_uri: str, serving_dir: Optional[str], *overri
     """Trains the small model and exports it to serving_dir (None: no export)."""
     return training.train_and_evaluate(*patterns(root), pool_uri, config(*overrides),
                                        serving_dir)
+
+
+def write_records(path: pathlib.Path, count: int) -> str:
+    """`count` gzipped TFRecords b"record-<i>" at `path` (a split's files, for tests that
+    only count or sample records); returns the path."""
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for i in range(count):
+            writer.write(f"record-{i}".encode())
+    return str(path)

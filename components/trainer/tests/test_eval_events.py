@@ -1,19 +1,12 @@
 """The Trainer's scored eval events, read back only for the same files, sample and width."""
 import numpy as np
-import tensorflow as tf
 
 from components.trainer import eval_events, metrics
-
-
-def _split(path, n):
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for i in range(n):
-            writer.write(f"r{i}".encode())
-    return str(path)
+from components.trainer.tests import small_world
 
 
 def test_events_are_read_back_only_for_what_they_were_scored_on(tmp_path):
-    train, evals = _split(tmp_path / "train.gz", 50), _split(tmp_path / "eval.gz", 40)
+    train, evals = small_world.write_records(tmp_path / "train.gz", 50), small_world.write_records(tmp_path / "eval.gz", 40)
     counts = np.arange(8, dtype=np.float64)
     ranks = {"tfrs": np.array([0, 3, 9]), "filtered": np.array([0, 2, metrics.MISS_RANK])}
     top = np.array([[7, 6, 5, 4], [6, 5, 4, 3], [0, 1, 2, 3]])

@@ -4,17 +4,11 @@ import pytest
 import tensorflow as tf
 
 from components.trainer import eval_sample
-
-
-def _write(path, n):
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for i in range(n):
-            writer.write(f"record-{i}".encode())
-    return str(path)
+from components.trainer.tests import small_world
 
 
 def test_the_sample_keeps_about_the_asked_share_and_the_same_records_every_time(tmp_path):
-    pattern = _write(tmp_path / "eval.gz", 5_000)
+    pattern = small_world.write_records(tmp_path / "eval.gz", 5_000)
     assert eval_sample.count_records(pattern) == 5_000
     assert eval_sample.sample_rate(pattern, None) == 1.0
     assert eval_sample.sample_rate(pattern, 10_000) == 1.0
@@ -59,8 +53,8 @@ def test_the_sampled_interval_covers_the_exact_mean_and_widens_for_agreeing_user
 
 
 def test_a_rewritten_split_is_counted_again(tmp_path):
-    pattern = _write(tmp_path / "eval.gz", 30)
+    pattern = small_world.write_records(tmp_path / "eval.gz", 30)
     assert eval_sample.count_records(pattern) == 30
-    _write(tmp_path / "eval.gz", 70)
+    small_world.write_records(tmp_path / "eval.gz", 70)
     assert eval_sample.count_records(str(tmp_path / "*.gz")) == 70
     assert eval_sample.count_records([pattern]) == 70
