@@ -10,6 +10,7 @@ ENV TF_USE_LEGACY_KERAS=1 \
 
 WORKDIR /twotower
 COPY setup.py constraints.txt README.md ./
+COPY twotower twotower
 COPY pipeline pipeline
 COPY components components
 COPY serving serving

@@ -33,7 +33,7 @@ setup(
     version="0.1.0",
     description="Production pipeline for two-tower candidate retrieval (TFRS, TFX, Beam, ScaNN).",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "serving*", "benchmarks*"]),
+    packages=find_packages(include=["twotower*", "pipeline*", "components*", "serving*", "benchmarks*"]),
     package_data={"": ["*.pbtxt"]},
     install_requires=CORE,
     extras_require=EXTRAS,

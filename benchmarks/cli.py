@@ -18,7 +18,7 @@ import time
 from typing import Optional, Sequence
 
 from benchmarks import common
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 COMMANDS = (("--help",), ("run", "--help"), ("serve", "--help"), ("query", "--help"),
             ("schema", "init", "--help"), ("data", "synthetic", "--help"), ("config",),

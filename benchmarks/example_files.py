@@ -15,12 +15,12 @@ import pyarrow as pa
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
-from components import keys
-from pipeline.contract import IGNORED, INT64, STRING
+from twotower import keys
+from twotower.contract import IGNORED, INT64, STRING
 
 if TYPE_CHECKING:
-    from pipeline.contract import Contract
-    from components.negative_pool.pool import PoolSettings
+    from twotower.contract import Contract
+    from twotower.config import PoolConfig
     from tfx.types import standard_artifacts
 
 def _list_column(series: pd.Series) -> pa.Array:
@@ -99,7 +99,7 @@ def examples_artifact(uri: pathlib.Path, splits: Iterable[str]) -> "standard_art
 
 
 def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
-                        out_dir: pathlib.Path, settings: "PoolSettings", contract: "Contract",
+                        out_dir: pathlib.Path, settings: "PoolConfig", contract: "Contract",
                         beam_args: Sequence[str] = ()) -> str:
     """Runs the NegativePoolBuilder executor (in this process) on folders with a `train` and
     a `catalog` split; returns the NegativePool artifact's URI.
@@ -122,5 +122,5 @@ def build_pool_artifact(interactions_dir: pathlib.Path, items_dir: pathlib.Path,
     executor.Executor(context).Do(
         {keys.INTERACTIONS_KEY: [examples_artifact(interactions_dir, [keys.TRAIN_SPLIT])],
          keys.ITEMS_KEY: [examples_artifact(items_dir, [keys.CATALOG_SPLIT])]},
-        {keys.NEGATIVE_POOL_KEY: [pool]}, executor.properties_from_settings(settings, contract))
+        {keys.NEGATIVE_POOL_KEY: [pool]}, executor.properties_from_config(settings, contract))
     return pool.uri

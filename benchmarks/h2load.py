@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 INSTALL_HINT = ("h2load is not installed: `apt-get install nghttp2-client` (Debian/Ubuntu) "
                 "adds it; without it only the Python-client and in-process rows are measured")

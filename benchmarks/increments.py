@@ -30,7 +30,7 @@ from benchmarks import common, scale
 from pipeline import progress
 from pipeline.data import spans as spans_data
 from pipeline.data import synthetic
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 INGEST_STAGES = ("InteractionsExampleGen", "InteractionsStatisticsGen",
                  "InteractionsExampleValidator")

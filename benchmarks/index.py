@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from benchmarks import common
+from twotower.config import IndexConfig
+from twotower.errors import TwoTowerError
 
 DATASETS = {"clustered": (1_000, 0.6), "hard": (10_000, 1.5)}
 TARGET_RECALL = 0.95
@@ -51,7 +53,6 @@ def faiss_module():
     try:
         import faiss  # pylint: disable=import-outside-toplevel
     except ImportError as e:
-        from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
         raise TwoTowerError("twotower bench index needs faiss-cpu: run `make venv` (installs the "
                             "[bench] extra) or `.venv/bin/pip install -c constraints.txt -e "
                             "'.[bench]'`") from e
@@ -118,7 +119,6 @@ def _scann(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
            ) -> Iterator[dict[str, Any]]:
     from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=import-outside-toplevel
     from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
-    from pipeline.config import IndexConfig  # pylint: disable=import-outside-toplevel
     settings = scann_settings.derive(len(database), IndexConfig(k=K))
     started = time.perf_counter()
     searcher = (scann_ops_pybind.builder(database, K, "dot_product")

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 from benchmarks import common
 from pipeline.data import synthetic
+from twotower import config as config_lib, contract
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 CHUNK = 250_000  # rows per generated chunk and per TFRecord file
@@ -40,11 +41,9 @@ def prepare(interactions: int, users: int, items: int, seed: int,
 def execute(interactions_dir: str, items_dir: str, out_dir: str, workers: int) -> None:
     """Runs the NegativePoolBuilder executor on prepared folders (in this process)."""
     from benchmarks import example_files  # pylint: disable=import-outside-toplevel
-    from components.negative_pool.pool import PoolSettings  # pylint: disable=import-outside-toplevel
-    from pipeline import config as config_lib, contract  # pylint: disable=import-outside-toplevel
 
     example_files.build_pool_artifact(pathlib.Path(interactions_dir), pathlib.Path(items_dir),
-                                      pathlib.Path(out_dir), PoolSettings(),
+                                      pathlib.Path(out_dir), config_lib.PoolConfig(),
                                       contract.load(config_lib.DEFAULT_SCHEMA_DIR),
                                       common.direct_runner_args(workers))
 

@@ -33,7 +33,9 @@ from benchmarks import (common, embedding_geometry, history_eval, protocols,
                         quality_report, quality_rows)
 from benchmarks.quality_history import DEFAULT_HISTORY, repeat_settings
 from benchmarks.quality_scoring import protocol_metrics, query_batch, recbole_metrics
-from pipeline.errors import TwoTowerError
+from twotower import config as config_lib
+from twotower import contract as contract_lib
+from twotower.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10, "history": 10}
@@ -53,7 +55,6 @@ class Dataset:
 
     def base_config(self) -> Optional[str]:
         """The config file every row's overrides apply to (None: the defaults)."""
-        from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
         return str(config_lib.SCHEMAS_ROOT.parent / self.config) if self.config else None
 
 
@@ -106,7 +107,6 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     (history: the history feature's length and pooling, history protocol only; on the
     others a history feature the contract declares is built as ingestion builds it)."""
     from benchmarks import example_files  # pylint: disable=import-outside-toplevel
-    from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
         contract = quality_history.with_history(contract, *history)
@@ -125,7 +125,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     example_files.write_split([items], root / "items", "catalog")
     pool_uri = example_files.build_pool_artifact(
         root / "interactions", root / "items", root / "pool",
-        pool_lib.settings_from_config(config.pool), contract)
+        config.pool, contract)
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
@@ -194,8 +194,6 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     if part == "validation":
         out = out or common.REPORTS_DIR / "quality_validation.json"
     from components.trainer import training  # pylint: disable=import-outside-toplevel
-    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
-    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
     contract = contract_lib.load(str(config_lib.SCHEMAS_ROOT / DATASETS[dataset].schema_dir))
     interactions, items = load_tables(data_dir, contract, DATASETS[dataset].command)
     base = DATASETS[dataset].base_config()
@@ -358,8 +356,6 @@ def main_from_args(args: argparse.Namespace) -> None:
         rows.update(quality_rows.parse_variant(text) for text in args.variant)
     except ValueError as e:
         raise TwoTowerError(str(e)) from e
-    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
-    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
     declared = contract_lib.load(str(config_lib.SCHEMAS_ROOT / dataset.schema_dir)).history
     length, pooling = ((declared.length, declared.pooling) if declared else DEFAULT_HISTORY)
     path = run(rows, args.protocols or list(dataset.protocols),

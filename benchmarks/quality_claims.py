@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twotower import config as config_lib
 
 RULE_SAMPLE = 2000  # training rows whose query embeddings measure the dot-product range
 
@@ -18,9 +19,8 @@ def pool_for(prepared: Any, config: Any) -> str:
       config: The row's PipelineConfig.
     """
     from benchmarks import example_files  # pylint: disable=import-outside-toplevel
-    from components.negative_pool import pool as pool_lib  # pylint: disable=import-outside-toplevel
-    settings = pool_lib.settings_from_config(config.pool)
-    if settings == pool_lib.PoolSettings():
+    settings = config.pool
+    if settings == config_lib.PoolConfig():
         return prepared.pool_uri
     if settings not in prepared.pools:
         prepared.pools[settings] = example_files.build_pool_artifact(

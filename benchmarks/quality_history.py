@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import history_eval
-from pipeline.contract import FeatureSpec
+from twotower.contract import HISTORY, QUERY, Contract, FeatureSpec
 
 # The history protocol's added feature (contract kind history); its default length and
 # pooling are the contract's.
@@ -31,7 +31,6 @@ def row_name(history: tuple[int, str]) -> str:
 def with_history(contract: Any, length: int, pooling: str = DEFAULT_HISTORY[1]) -> Any:
     """The contract with one history feature, HISTORY_FEATURE, of `length` items pooled by
     `pooling` (in place of the one it declares, if any)."""
-    from pipeline.contract import QUERY, HISTORY, Contract  # pylint: disable=import-outside-toplevel
     kept = tuple(feature for feature in contract.features if not feature.is_history)
     return Contract(kept + (FeatureSpec(HISTORY_FEATURE, QUERY, HISTORY, length=length,
                                         pooling=pooling),))

@@ -1,6 +1,6 @@
 """Rows of `twotower bench quality`: the configs compared and the reference rows' names.
 
-Trained rows are config overrides on top of the defaults (pipeline/config.py). The ablation
+Trained rows are config overrides on top of the defaults (twotower/config.py). The ablation
 rows add one trick at a time on the default training settings (optimizer, learning rate,
 batch size, towers); only `baseline` uses the TFRS tutorial's own settings.
 """

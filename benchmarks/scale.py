@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import yaml
 
 from benchmarks import common
-from pipeline import config as config_lib
+from twotower import config as config_lib
 from pipeline import progress
 from pipeline.data import synthetic
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 DEFAULT_SIZES = (1_000_000, 10_000_000)
 PIPELINE_ROW = "pipeline"

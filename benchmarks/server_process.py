@@ -14,7 +14,7 @@ import time
 import urllib.request
 from typing import Optional
 
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 _REQUESTS = re.compile(r'^twotower_requests_total\{protocol="(?P<protocol>\w+)",'
                        r'method="Predict",model="[^"]*",code="(?P<code>\w+)"\} (?P<count>\d+)$',

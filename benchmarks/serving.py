@@ -37,7 +37,10 @@ import numpy as np
 from benchmarks import common, h2load
 from benchmarks.server_process import ServerProcess
 from benchmarks.serving_client import closed_loop
+from serving import batching_params
 from serving.flags import GRPC_FRONTENDS, ServerOptions
+from twotower import scann_ops
+from twotower.errors import TwoTowerError
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 32)
@@ -50,8 +53,7 @@ def features(model_dir: str, batch: int) -> dict[str, np.ndarray]:
     """`batch` rows of raw query features, cycled from the model's warm-up requests (eval
     rows of the data it was trained on, so any feature set works)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components.index_builder import warmup  # pylint: disable=import-outside-toplevel
-    from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
+    from twotower import warmup  # pylint: disable=import-outside-toplevel
     requests = warmup.read(model_dir)
     if not requests:
         raise TwoTowerError(f"{model_dir} has no warm-up requests to take query rows from; "
@@ -85,9 +87,7 @@ class Request:
 def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,
         batching_file: pathlib.Path, out: Optional[pathlib.Path]) -> pathlib.Path:
     """Measures every row, then the swap; writes the report."""
-    from components.pusher import versions  # pylint: disable=import-outside-toplevel
-    from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
-    from serving import batching_params  # pylint: disable=import-outside-toplevel
+    from twotower import versions  # pylint: disable=import-outside-toplevel
 
     available = versions.versions(str(model_base_path))
     if not available:
@@ -132,8 +132,7 @@ def _in_process_rows(model_dir: str, requests: dict[int, Request], seconds: floa
                      max_requests: int) -> list[dict[str, Any]]:
     """The signature called in this process, no server."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
-    scann_settings.import_scann_ops()
+    scann_ops.import_scann_ops()
     signature = tf.saved_model.load(model_dir).signatures["serving_default"]
     rows = []
     for batch, request in requests.items():
@@ -210,7 +209,6 @@ def _python_client(server: ServerProcess, request_file: str, concurrency: int, s
          str(seconds), "--max-requests", str(max_requests)],
         capture_output=True, text=True, timeout=seconds + 120, check=False)
     if finished.returncode != 0:
-        from pipeline.errors import TwoTowerError  # pylint: disable=import-outside-toplevel
         raise TwoTowerError(f"the Python client failed: {finished.stderr[-800:]}")
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
@@ -220,7 +218,7 @@ def _swap(server: ServerProcess, base: str, source: str, request: Request, tmp: 
     """Under load at concurrency 16 (h2load, else the Python client): publishes version 2,
     waits until it serves, then publishes a corrupt version 3, waits until it has failed to
     load; counts failed requests."""
-    from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    from twotower import versions  # pylint: disable=import-outside-toplevel
     load_seconds = 25.0
     request_file = os.path.join(tmp, "swap-request.pb")
     pathlib.Path(request_file).write_bytes(request.serialized)

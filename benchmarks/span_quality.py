@@ -37,7 +37,9 @@ import numpy as np
 import yaml
 
 from benchmarks import common, increments, quality_rows
-from pipeline.errors import ConfigError
+from twotower import config as config_lib
+from twotower import keys
+from twotower.errors import ConfigError
 
 MOVIELENS_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "movielens.yaml"
 KS = (10, 50, 100)
@@ -100,12 +102,10 @@ def score_span(config: Any, workdir: pathlib.Path) -> dict[str, dict[str, Any]]:
     """
     from tfx.types import artifact_utils  # pylint: disable=import-outside-toplevel
     from tfx.utils import io_utils, path_utils  # pylint: disable=import-outside-toplevel
-    from components import keys  # pylint: disable=import-outside-toplevel
     from components.ingestion import window  # pylint: disable=import-outside-toplevel
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
     from components.trainer import export, training  # pylint: disable=import-outside-toplevel
     from pipeline import artifacts  # pylint: disable=import-outside-toplevel
-    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
     inputs = artifacts.latest_inputs(config, "Trainer")
     train_patterns, eval_patterns = window.training_patterns(inputs[keys.EXAMPLES_KEY])
     catalog = io_utils.all_files_pattern(artifact_utils.get_split_uri(
@@ -185,9 +185,7 @@ def write_report(args: argparse.Namespace, data: pathlib.Path, git: str,
 
 def run(args: argparse.Namespace) -> pathlib.Path:
     """Splits the interactions into spans, runs and scores every span, writes the report."""
-    from components import keys  # pylint: disable=import-outside-toplevel
     from pipeline import artifacts  # pylint: disable=import-outside-toplevel
-    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
     from pipeline.data import spans as spans_data  # pylint: disable=import-outside-toplevel
     data = pathlib.Path(args.data)
     if not (data / "interactions.csv").is_file():

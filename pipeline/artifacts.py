@@ -9,7 +9,7 @@ from tfx import types
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from pipeline.config import PipelineConfig
+from twotower.config import PipelineConfig
 from pipeline.pipeline import sqlite_metadata
 
 NODE_CONTEXT_TYPE = "node"

@@ -34,9 +34,11 @@ from typing import Callable, Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if "--verbose" in sys.argv else "3")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from pipeline import config as config_lib  # pylint: disable=wrong-import-position
-from pipeline import cli_bench, cli_data, paths  # pylint: disable=wrong-import-position
-from pipeline.errors import TwoTowerError  # pylint: disable=wrong-import-position
+from pipeline import cli_bench, cli_data  # pylint: disable=wrong-import-position
+from serving import flags as serving_flags  # pylint: disable=wrong-import-position
+from twotower import config as config_lib  # pylint: disable=wrong-import-position
+from twotower import contract, keys, paths  # pylint: disable=wrong-import-position
+from twotower.errors import TwoTowerError  # pylint: disable=wrong-import-position
 
 EXIT_USER_ERROR = 2
 DEFAULT_QUERY_K = 10
@@ -66,7 +68,6 @@ POOL_SUMMARY = (("catalog_size", "catalogue items"), ("items_never_seen", "never
 
 
 def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) -> None:
-    from components import keys  # pylint: disable=import-outside-toplevel
     from components.ingestion.component import DataValidationReport  # pylint: disable=import-outside-toplevel
     from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
     from components.negative_pool.component import NegativePool  # pylint: disable=import-outside-toplevel
@@ -109,14 +110,13 @@ def _print_run_summary(config: config_lib.PipelineConfig, gates: Sequence[str]) 
 
 
 def _interval(metrics: dict, name: str) -> str:
-    """' ±h' (the 95% interval's half-width) for a metric that has one (pipeline/config.py
+    """' ±h' (the 95% interval's half-width) for a metric that has one (twotower/config.py
     ValidationConfig)."""
     half = metrics.get(f"{name}_ci95")
     return "" if half is None else f" ±{half:.4f}"
 
 
 def _print_validation_summary(config: config_lib.PipelineConfig) -> None:
-    from components import keys  # pylint: disable=import-outside-toplevel
     from pipeline import artifacts  # pylint: disable=import-outside-toplevel
 
     blessing = artifacts.latest_output_uri(config, "ModelValidator", "ModelBlessing")
@@ -230,9 +230,10 @@ def cmd_tune_temperature(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from serving import flags, server  # pylint: disable=import-outside-toplevel
+    from serving import server  # pylint: disable=import-outside-toplevel
 
-    server.serve_forever(flags.options_from_args(args))
+    server.serve_forever(serving_flags.options_from_args(
+        args, _load_config(args).serving, base_path_from_config=bool(args.config)))
 
 
 def cmd_query(args: argparse.Namespace) -> None:
@@ -242,13 +243,14 @@ def cmd_query(args: argparse.Namespace) -> None:
         print("warning: no --user-features and no --history: every feature goes as missing, "
               "so this is the answer for an unknown user", file=sys.stderr)
 
+    config = _load_config(args)
+    serving_flags.resolve_config_flags(args, config.serving)
     result = client.query(args.host, args.port, args.model_name,
                           client.parse_features(args.user_features), timeout=args.timeout,
                           wait_seconds=args.wait, history=args.history)
     titles = {}
     if args.items:
-        from pipeline import contract  # pylint: disable=import-outside-toplevel
-        titles = client.read_titles(args.items, contract.load(_load_config(args).data.schema_dir))
+        titles = client.read_titles(args.items, contract.load(config.data.schema_dir))
     if args.k is not None and args.k > len(result.item_ids):
         raise TwoTowerError(f"--k {args.k}: model {args.model_name} returns {len(result.item_ids)} "
                             "items per query (its index.k); ask for at most that many")
@@ -351,11 +353,11 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
                            "and report recall")
     tune.add_argument("--out", type=pathlib.Path, help="write the report as JSON")
     tune.set_defaults(handler=cmd_tune_temperature)
-    from serving import flags as serving_flags  # pylint: disable=import-outside-toplevel
     serve = commands.add_parser("serve", help="serve pushed models over TF Serving's gRPC and "
                                               "REST APIs", description=serving_flags.DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serving_flags.add_arguments(serve)
+    _add_config_args(serve)
     serve.set_defaults(handler=cmd_serve)
     ask = commands.add_parser("query", help="top-K items for one user from a model server "
                                             "(twotower serve or a real TF Serving)",
@@ -368,9 +370,7 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     ask.add_argument("--k", type=_positive_int,
                      help=f"items to print, at most what the model returns (its index.k); "
                           f"default {DEFAULT_QUERY_K} or all it returns if fewer")
-    ask.add_argument("--host", default="127.0.0.1")
-    ask.add_argument("--port", type=int, default=8500, help="gRPC port")
-    ask.add_argument("--model_name", default="twotower")
+    serving_flags.add_config_flags(ask, ("--host", "--port", "--model_name"))
     ask.add_argument("--items", help="items table (CSV) to print item features from (the "
                                      "contract of --config names its columns)")
     _add_config_args(ask)

@@ -6,7 +6,8 @@ import pathlib
 import sys
 import time
 
-from pipeline import config as config_lib
+from twotower import config as config_lib
+from twotower import contract as contract_lib
 
 
 def _write_real_dataset(args: argparse.Namespace, adapter, sample) -> None:
@@ -52,7 +53,6 @@ def cmd_data_synthetic(args: argparse.Namespace) -> None:
 
 
 def cmd_data_split_spans(args: argparse.Namespace) -> None:
-    from pipeline import contract as contract_lib  # pylint: disable=import-outside-toplevel
     from pipeline.data import spans  # pylint: disable=import-outside-toplevel
 
     contract = contract_lib.load(args.schema_dir)

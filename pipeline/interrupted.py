@@ -24,10 +24,10 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.io import fileio
 from tfx.orchestration import metadata
 
-from pipeline import paths
+from twotower import paths
 from pipeline.artifacts import NODE_CONTEXT_TYPE
-from pipeline.config import PipelineConfig
-from pipeline.errors import TwoTowerError
+from twotower.config import PipelineConfig
+from twotower.errors import TwoTowerError
 from pipeline.pipeline import sqlite_metadata
 
 _ACTIVE = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)

@@ -16,7 +16,7 @@ from tfx.proto import pusher_pb2
 from tfx.proto.orchestration import metadata_pb2
 from tfx.types import standard_artifacts
 
-from components import keys
+from twotower import keys
 from components.index_builder.component import IndexBuilder
 from components.ingestion import spans, window
 from components.ingestion.component import (DataValidationReport, SchemaExampleGen,
@@ -26,11 +26,11 @@ from components.pusher.component import ServingPusher
 from components.negative_pool.component import NegativePoolBuilder
 from components.trainer.component import TwoTowerTrainer
 from pipeline import beam_args
-from pipeline import contract as contract_lib
-from pipeline import event_times
-from pipeline.config import PipelineConfig
-from pipeline.paths import absolute, is_uri
-from pipeline.errors import ConfigError, IngestionError
+from twotower import contract as contract_lib
+from twotower import event_times
+from twotower.config import PipelineConfig
+from twotower.paths import absolute, is_uri
+from twotower.errors import ConfigError, IngestionError
 
 TRAINER_ID = "Trainer"
 VALIDATOR_ID = "ModelValidator"
@@ -324,17 +324,12 @@ def create_pipeline(config: PipelineConfig,
     if spanned and cross_run_resolvers:
         extra.append(window_resolver(interactions, config.spans.window_spans))
         training_examples = extra[0].outputs[keys.EXAMPLES_KEY]
-    settings = config.pool
     negative_pool = NegativePoolBuilder(
         interactions=training_examples,
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], contract=contract,
         interactions_report=interactions.gate.outputs[keys.REPORT_KEY],
-        items_report=items.gate.outputs[keys.REPORT_KEY],
-        sampler=settings.sampler, alpha=settings.alpha, unseen_weight=settings.unseen_weight,
-        pool_size=settings.pool_size, max_pool_size=settings.max_pool_size,
-        smoothing=settings.smoothing, min_count=settings.min_count, seed=settings.seed,
+        items_report=items.gate.outputs[keys.REPORT_KEY], pool=config.pool,
         separate_process=config.orchestration.separate_processes,
-        max_unknown_item_share=settings.max_unknown_item_share,
     ).with_id("NegativePoolBuilder")
     blessed = latest_blessed_resolver()
     warm_start = spanned if config.training.warm_start is None else config.training.warm_start

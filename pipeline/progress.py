@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from pipeline import logs
+from twotower import logs
 
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")

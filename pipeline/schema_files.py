@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import pandas as pd
 import yaml
 
-from pipeline import contract as contract_lib
+from twotower import contract as contract_lib
 
 if TYPE_CHECKING:
     from pipeline.schema_init import Decision

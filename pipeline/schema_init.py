@@ -1,4 +1,4 @@
-"""`twotower schema init`: propose a data contract (pipeline/contract.py) from a user's files.
+"""`twotower schema init`: propose a data contract (twotower/contract.py) from a user's files.
 
 Reads at most `sample_rows` rows of each table (the first ones of each file, in file order;
 say so when editing: a sorted log's first rows may not show every value), then decides:
@@ -11,7 +11,7 @@ say so when editing: a sorted log's first rows may not show every value), then d
     (logs without users: `users: anonymous`, every interactions column is per-event context);
   * event time: a column named like a time (time/ts/date) holding Unix seconds or
     milliseconds, or dates and times in text under any name (ISO-8601, common date forms;
-    pipeline/event_times.py), the one with the most distinct values; its format goes into
+    twotower/event_times.py), the one with the most distinct values; its format goes into
     features.yaml. A time-like column no format reads is an error, never a silent random
     split (`--time-format` or `--no-time` settle it);
   * interactions columns that the items table also has: candidate features, declared once
@@ -44,10 +44,10 @@ from typing import Optional, Sequence
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipeline import contract as contract_lib
-from pipeline import event_times
+from twotower import contract as contract_lib
+from twotower import event_times
 from pipeline import schema_files
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 DEFAULT_SAMPLE_ROWS = 100_000
 SEPARATORS = ("|", ";", ",")
@@ -273,7 +273,7 @@ def _has_digits(values: pd.Series) -> bool:
 
 def find_event_time(interactions: pd.DataFrame, exclude: Sequence[str], chosen: Optional[str],
                     form: Optional[str] = None) -> Optional[EventTime]:
-    """The event time column and its format (pipeline/event_times.py), or None (the run then
+    """The event time column and its format (twotower/event_times.py), or None (the run then
     needs data.split: hash).
 
     Candidates: columns named like a time, and text columns holding dates under any name;
@@ -432,9 +432,9 @@ def init(interactions: str, items: str, users: Optional[str], out_dir: str, name
 
     Args:
       history: When > 0, also declare a history feature of this length (ingestion builds it).
-      time_format: The event time's format, when detection is wrong (pipeline/event_times.py).
+      time_format: The event time's format, when detection is wrong (twotower/event_times.py).
       no_time: Declare no event time (a random split) even if a column looks like one.
-      anonymous_users: Declare `users: anonymous` (no user id column; pipeline/contract.py).
+      anonymous_users: Declare `users: anonymous` (no user id column; twotower/contract.py).
 
     Raises:
       ConfigError: when a file cannot be read, no id column is found (naming the flag), or a

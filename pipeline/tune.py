@@ -15,8 +15,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from pipeline import artifacts
-from pipeline.config import PipelineConfig
-from pipeline.errors import TwoTowerError
+from twotower.config import PipelineConfig
+from twotower.errors import TwoTowerError
 
 DEFAULT_SWEEP = (0.05, 0.07, 0.1, 0.14, 0.2)
 SWEEP_METRICS = ("filtered_recall_at_10", "filtered_recall_at_100", "tfrs_recall_at_100")

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf import wrappers_pb2
 
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 _INT64 = ".google.protobuf.Int64Value"
 _FIELDS = (("max_batch_size", 1, _INT64), ("batch_timeout_micros", 2, _INT64),

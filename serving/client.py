@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import grpc
 import numpy as np
 
-from pipeline.errors import TwoTowerError
+from twotower.contract import CANDIDATE, CATEGORICAL, MULTI_CATEGORICAL, TEXT
+from twotower.errors import TwoTowerError
 
 if TYPE_CHECKING:
-    from pipeline.contract import Contract
+    from twotower.contract import Contract
 
 
 @dataclasses.dataclass
@@ -146,7 +147,6 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
 def read_titles(items_csv: str, contract: "Contract", columns: int = 2) -> dict[str, str]:
     """item id -> a short description from an items table: the values of its first
     `columns` text or categorical candidate features (as the contract declares them)."""
-    from pipeline.contract import CANDIDATE, CATEGORICAL, MULTI_CATEGORICAL, TEXT  # pylint: disable=import-outside-toplevel
     shown = [feature.name for feature in contract.features if feature.role == CANDIDATE
              and feature.kind in (TEXT, CATEGORICAL, MULTI_CATEGORICAL)][:columns]
     with open(items_csv, newline="") as f:

@@ -15,21 +15,22 @@ import dataclasses
 import os
 from typing import Optional
 
-from pipeline.errors import TwoTowerError
 from serving import batching_params
 from serving.limits import Limits
+from twotower.config import ServingConfig
+from twotower.errors import TwoTowerError
 
 
 @dataclasses.dataclass
 class ServerOptions:
-    """Everything `serve` needs; built from flags or by tests."""
+    """Everything `serve` needs; built from flags or by tests (defaults: ServingConfig's)."""
 
     models: dict[str, str]
-    host: str = "127.0.0.1"
-    port: int = 8500
-    rest_api_port: int = 8501
-    poll_seconds: float = 2.0
-    max_batch_size: int = 1024
+    host: str = ServingConfig.host
+    port: int = ServingConfig.grpc_port
+    rest_api_port: int = ServingConfig.rest_port
+    poll_seconds: float = ServingConfig.poll_seconds
+    max_batch_size: int = ServingConfig.max_batch_size
     max_request_bytes: int = 4 << 20
     grpc_threads: int = 16
     ssl_cert_file: Optional[str] = None
@@ -100,19 +101,44 @@ _LIMIT_FLAGS = (
 )
 
 
+# Flags whose default is a field of the config's `serving` section (twotower/config.py
+# ServingConfig): the flag wins, then the --config file's value, then the field's default.
+CONFIG_FLAGS = (("--port", "port", "grpc_port", int, "gRPC port"),
+                ("--rest_api_port", "rest_api_port", "rest_port", int, "REST port"),
+                ("--host", "host", "host", str, "the server's address"),
+                ("--model_name", "model_name", "model_name", str, "model name"),
+                ("--file_system_poll_wait_seconds", "file_system_poll_wait_seconds",
+                 "poll_seconds", float, "seconds between looks for new versions"),
+                ("--max_batch_size", "max_batch_size", "max_batch_size", int,
+                 "rows per request"))
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """Adds the CONFIG_FLAGS named (e.g. `--port`), each defaulting to ServingConfig."""
+    for flag, dest, field, kind, text in CONFIG_FLAGS:
+        if flag in names:
+            parser.add_argument(flag, dest=dest, type=kind, default=argparse.SUPPRESS,
+                                help=f"{text} (default: the config's serving.{field}, "
+                                     f"{getattr(ServingConfig, field)})")
+
+
+def resolve_config_flags(args: argparse.Namespace, serving: ServingConfig) -> None:
+    """Fills every CONFIG_FLAGS value left unset from `serving` (the loaded config's)."""
+    for _, dest, field, _, _ in CONFIG_FLAGS:
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, getattr(serving, field))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port")
-    parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--model_name", default="twotower")
-    parser.add_argument("--model_base_path", help="folder of numeric version folders")
+    add_config_flags(parser, tuple(flag for flag, *_ in CONFIG_FLAGS))
+    parser.add_argument("--model_base_path", help="folder of numeric version folders "
+                                                  "(default with --config: its "
+                                                  "serving.base_path/serving.model_name)")
     parser.add_argument("--model_config_file", help="ModelServerConfig text proto "
                                                     "(model_config_list) for several models")
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=2.0)
     parser.add_argument("--wait_for_models", action="store_true",
                         help="start even if a model's base path does not exist yet, and "
                              "serve it once a version arrives (default: that is an error)")
-    parser.add_argument("--max_batch_size", type=int, default=1024)
     parser.add_argument("--max_request_bytes", type=int, default=4 << 20)
     parser.add_argument("--grpc_threads", type=int, default=16,
                         help="concurrent gRPC requests")
@@ -150,12 +176,22 @@ def check_base_paths(models: dict[str, str], wait: bool) -> None:
                                 "serve it once one arrives")
 
 
-def options_from_args(args: argparse.Namespace) -> ServerOptions:
-    """ServerOptions from the parsed flags.
+def options_from_args(args: argparse.Namespace, serving: ServingConfig = ServingConfig(),
+                      base_path_from_config: bool = False) -> ServerOptions:
+    """ServerOptions from the parsed flags; flags left unset take `serving`'s values.
+
+    Args:
+      args: The parsed flags (add_arguments).
+      serving: The config's serving section (defaults when no config was given).
+      base_path_from_config: With neither --model_base_path nor --model_config_file, serve
+        <serving.base_path>/<serving.model_name> (when the user passed a config).
 
     Raises:
       TwoTowerError: naming the flag of a missing, conflicting or out-of-range value.
     """
+    resolve_config_flags(args, serving)
+    if base_path_from_config and not args.model_base_path and not args.model_config_file:
+        args.model_base_path = os.path.join(serving.base_path, serving.model_name)
     if bool(args.ssl_cert_file) != bool(args.ssl_key_file):
         raise TwoTowerError("pass both --ssl_cert_file and --ssl_key_file, or neither")
     models = models_from_flags(args.model_name, args.model_base_path, args.model_config_file)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Loads model versions from TF Serving model base paths and swaps them in atomically.
 
 For each model, `poll` lists the complete numeric version folders under its base path
-(components/pusher/versions.py). When a newer version appears it is loaded, its warm-up
+(twotower/versions.py). When a newer version appears it is loaded, its warm-up
 requests (assets.extra/tf_serving_warmup_requests) are replayed, and only then does it
 become the served version (one reference assignment under a lock; requests in flight keep
 the version object they started with). If loading or warm-up fails, the previous version
@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from components.index_builder import warmup
-from components.pusher import versions as versions_lib
+from twotower import warmup
+from twotower import versions as versions_lib
 from serving import batching, proto_call, signatures
 from serving import metrics as metrics_lib
 from serving.batching_params import BatchingParameters

@@ -14,7 +14,8 @@ from typing import Any, Coroutine, Optional
 from absl import logging
 import grpc
 
-from pipeline.errors import TwoTowerError
+from twotower import scann_ops
+from twotower.errors import TwoTowerError
 from serving import grpc_service, http2, rest
 from serving import metrics as metrics_lib
 from serving.flags import ServerOptions
@@ -33,8 +34,7 @@ class ModelServer:
     """
 
     def __init__(self, options: ServerOptions) -> None:
-        from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
-        scann_settings.import_scann_ops()  # registers the ScaNN ops before any model loads
+        scann_ops.import_scann_ops()  # registers the ScaNN ops before any model loads
         self.options = options
         options.limits.check(options.max_request_bytes)
         # One cap for both ports on the asyncio front end (grpc.aio counts its own).

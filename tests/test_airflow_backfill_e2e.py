@@ -19,7 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 import pytest
 
 from benchmarks import server_process
-from components.pusher import versions
+from twotower import versions
 
 pytestmark = pytest.mark.e2e
 BIN = pathlib.Path(sys.executable).parent

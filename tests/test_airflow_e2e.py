@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from components.pusher import versions
+from twotower import versions
 
 pytestmark = pytest.mark.e2e
 BIN = pathlib.Path(sys.executable).parent

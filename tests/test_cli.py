@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline import cli, cli_bench
-from pipeline.errors import DataValidationError
+from twotower.errors import DataValidationError
 
 
 @pytest.mark.parametrize("argv", [[], ["data"], ["data", "movielens"], ["data", "synthetic"],

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from components.model_validator import evaluation
 from components.trainer import eval_sample
-from pipeline.contract import Contract, FeatureSpec
+from twotower.contract import Contract, FeatureSpec
 from pipeline.data import completejourney, movielens
 
 pytestmark = pytest.mark.e2e

@@ -6,9 +6,9 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from pipeline import config as config_lib
+from twotower import config as config_lib
 from pipeline import interrupted
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 from pipeline.pipeline import sqlite_metadata
 
 

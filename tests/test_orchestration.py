@@ -10,10 +10,10 @@ import yaml
 from google.protobuf import json_format
 
 from pipeline import cli
-from pipeline import config as config_lib
-from pipeline import paths
+from twotower import config as config_lib
+from twotower import paths
 from pipeline import pipeline as pipeline_lib
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 from pipeline.runners import airflow_dag, kubeflow_v2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -198,3 +198,29 @@ def test_an_anonymous_contract_needs_the_query_features(tmp_path):
     with pytest.raises(ConfigError, match="anonymous users, so the query tower reads only its "
                                           "query features, but model.use_features is false"):
         pipeline_lib.create_pipeline(config)
+
+
+def _node_properties(config, node_id):
+    node = next(node for node in pipeline_lib.create_pipeline(config).components
+                if node.id == node_id)
+    return json.dumps(node.exec_properties, sort_keys=True, default=str)
+
+
+def test_editing_serving_index_or_a_gate_leaves_the_trainers_properties_unchanged():
+    """The Trainer's properties are TFX's cache key: they carry only what it reads."""
+    base = _node_properties(_config(), "Trainer")
+    others = _config("serving.grpc_port=9000", "serving.max_batch_size=64", "index.k=50",
+                     "validation.min_recall=0.5", "orchestration.retries=7",
+                     "pool.max_unknown_item_share=0.2", "data.eval_percent=30")
+    assert _node_properties(others, "Trainer") == base
+    for read in ("training.learning_rate=0.0123", "validation.max_eval_interactions=500",
+                 "model.temperature=0.123", "orchestration.separate_processes=false"):
+        assert _node_properties(_config(read), "Trainer") != base, read
+
+
+def test_the_pool_builder_takes_the_pool_section_field_by_field():
+    config = _config("pool.sampler=popularity", "pool.alpha=0.5", "pool.seed=3")
+    properties = json.loads(_node_properties(config, "NegativePoolBuilder"))
+    assert {name: properties[name] for name in ("sampler", "alpha", "seed")} == {
+        "sampler": "popularity", "alpha": 0.5, "seed": 3}
+    assert properties["max_unknown_item_share"] == config.pool.max_unknown_item_share

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline import contract as contract_lib
+from twotower import contract as contract_lib
 from pipeline.data import synthetic
 from serving import server as server_lib
 from serving.flags import ServerOptions

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from components.ingestion.component import DataValidationReport
-from components.pusher import versions
+from twotower import versions
 from pipeline import artifacts, cli
-from pipeline import config as config_lib
+from twotower import config as config_lib
 from pipeline.data import synthetic
 
 pytestmark = pytest.mark.e2e

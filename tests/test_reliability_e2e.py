@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from components.pusher import versions
+from twotower import versions
 from pipeline import cli
 from pipeline.data import synthetic
 
@@ -43,7 +43,7 @@ def _complete_versions_only(base: pathlib.Path) -> list[int]:
 
 
 def _spawned_child(processes):
-    """Whether one of `processes` is a multiprocessing child (components/child_process.py)."""
+    """Whether one of `processes` is a multiprocessing child (twotower/child_process.py)."""
     for process in processes:
         with contextlib.suppress(psutil.Error):
             if any("spawn_main" in part for part in process.cmdline()):

@@ -2,9 +2,10 @@
 import pandas as pd
 import pytest
 
-from pipeline import config as config_lib
-from pipeline import contract, schema_init
-from pipeline.errors import ConfigError
+from twotower import config as config_lib
+from pipeline import schema_init
+from twotower import contract
+from twotower.errors import ConfigError
 
 
 @pytest.mark.parametrize("values, name, kind", [

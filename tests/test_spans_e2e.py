@@ -4,7 +4,7 @@ error. Synthetic data (3,000 events) split into three date-named spans."""
 import pandas as pd
 import pytest
 
-from components.pusher import versions
+from twotower import versions
 from pipeline import cli
 from pipeline.data import spans as spans_data
 from pipeline.data import synthetic

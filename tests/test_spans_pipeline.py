@@ -10,9 +10,9 @@ import yaml
 
 from components.ingestion import spans
 from pipeline import cli
-from pipeline import config as config_lib
+from twotower import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 from pipeline.runners import airflow_dag, kubeflow_v2
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

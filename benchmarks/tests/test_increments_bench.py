@@ -5,7 +5,7 @@ import json
 import pytest
 
 from benchmarks import increments
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 
 def test_ingest_row_sums_the_three_stages_and_keeps_their_peak():

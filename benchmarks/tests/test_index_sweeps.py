@@ -5,7 +5,7 @@ import builtins
 import pytest
 
 from benchmarks import index
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 
 def test_doubling_ends_at_the_exhaustive_value():

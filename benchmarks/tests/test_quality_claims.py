@@ -7,8 +7,8 @@ import pytest
 
 from benchmarks import baselines, quality, quality_claims, quality_history, quality_rows
 from components.negative_pool import artifact_io
-from pipeline import config as config_lib
-from pipeline import contract as contract_lib
+from twotower import config as config_lib
+from twotower import contract as contract_lib
 from pipeline.data import synthetic
 
 pytestmark = pytest.mark.e2e

@@ -63,7 +63,7 @@ def test_growth_divides_the_last_size_by_the_first():
 def test_config_bounds_scoring_and_runs_the_pool_in_its_own_worker_count(tmp_path):
     config = scale.pipeline_config(tmp_path, workers=2, pool_workers=1, train_steps=7,
                                    batch_size=64, eval_interactions=300)
-    from pipeline import config as config_lib  # pylint: disable=import-outside-toplevel
+    from twotower import config as config_lib  # pylint: disable=import-outside-toplevel
     parsed = config_lib.from_dict(config)
     assert parsed.training.train_steps == 7 and parsed.validation.max_eval_interactions == 300
     assert "--direct_running_mode=multi_processing" in parsed.orchestration.beam_pipeline_args

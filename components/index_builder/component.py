@@ -26,9 +26,9 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components import keys
+from twotower import keys
 from components.index_builder import executor
-from pipeline.config import IndexConfig, ValidationConfig
+from twotower.config import IndexConfig, ValidationConfig
 
 DEFAULTS = IndexConfig()
 DEFAULT_REPORT_QUERIES = 1000

@@ -14,15 +14,16 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import keys
+from twotower import keys
 from components.index_builder import report as report_lib
-from components.index_builder import retrieval_model, scann_settings, warmup
+from components.index_builder import retrieval_model, scann_settings
+from twotower import warmup
 from components.negative_pool import artifact_io
-from components.pusher import versions
+from twotower import versions
 from components.trainer import export as trainer_export
 from components.trainer import features
-from pipeline.config import IndexConfig
-from pipeline.contract import Contract
+from twotower.config import IndexConfig
+from twotower.contract import Contract
 
 WARMUP_BATCHES = 3
 WARMUP_ROWS = 4

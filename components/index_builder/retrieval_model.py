@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from components.index_builder import repeat, scann_settings
 from components.trainer import export as trainer_export
+from twotower.scann_ops import import_scann_ops
 
 ITEM_IDS_OUTPUT = "item_ids"
 SCORES_OUTPUT = "scores"
@@ -81,7 +82,7 @@ class ScannSearch(tf.Module):
 
     def __call__(self, queries: tf.Tensor, k: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """[B, D] queries -> ([B, k] catalogue indices, [B, k] scores)."""
-        scann_ops = scann_settings.import_scann_ops()
+        scann_ops = import_scann_ops()
         reorder = tf.where(self.reorder > 0, tf.maximum(k, self.reorder), -1)
         result = scann_ops.searcher_from_module(self.state).search_batched(
             queries, final_num_neighbors=k, pre_reorder_num_neighbors=reorder,

@@ -16,26 +16,13 @@ from typing import Optional
 
 import numpy as np
 
-from pipeline.config import IndexConfig
-from pipeline.errors import TwoTowerError
+from twotower.config import IndexConfig
+from twotower.errors import TwoTowerError
+from twotower.scann_ops import import_scann_ops
 
 DIMENSIONS_PER_BLOCK = 2
 LEAF_SEARCH_FRACTION = 20
 MIN_LEAVES_TO_SEARCH = 5
-
-
-class ScannUnavailableError(TwoTowerError):
-    """ScaNN is not installed in this environment."""
-
-
-def import_scann_ops():
-    """scann's TF ops module (registers the ops), or an error with the install command."""
-    try:
-        from scann.scann_ops.py import scann_ops  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
-        raise ScannUnavailableError("ScaNN is not installed: pip install -c constraints.txt "
-                                    "scann==1.3.2 (its TF ops match TensorFlow 2.16)") from e
-    return scann_ops
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,10 +32,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components import keys
+from twotower import keys
 from components.ingestion import driver, executor, spans
-from pipeline import event_times
-from pipeline.config import DataConfig
+from twotower import event_times
+from twotower.config import DataConfig
 
 INPUT_FORMATS = ("csv", "parquet", "tfrecord")
 SPLIT_METHODS = (keys.SPLIT_TIME, keys.SPLIT_HASH, keys.SPLIT_NONE)
@@ -92,7 +92,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
                  span_wait_minutes: int = 0) -> None:
         """Builds the component; checks argument combinations now, not mid-run.
 
-        Defaults are pipeline.config.DataConfig's.
+        Defaults are twotower.config.DataConfig's.
 
         Args:
           input_base: Folder (local or gs://) holding the input files.
@@ -102,7 +102,7 @@ class SchemaExampleGen(example_gen_component.FileBasedExampleGen):
           split_method: "time", "hash", or "none" (one split named "catalog").
           time_feature: The event-time column, for the time split and the history (the
             contract's event_time column).
-          time_format: How the files write it (pipeline/event_times.py); rows are read as
+          time_format: How the files write it (twotower/event_times.py); rows are read as
             integer seconds. TFRecord input must hold integer seconds already.
           cutoff_quantile: Quantile of event times used as the cutoff, in (0, 1).
           cutoff_timestamp: Explicit cutoff; overrides the quantile.

@@ -12,7 +12,7 @@ from typing import Mapping
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from pipeline.errors import DataValidationError
+from twotower.errors import DataValidationError
 
 L_INFINITY = "L-infinity distance"
 JENSEN_SHANNON = "Jensen-Shannon divergence"

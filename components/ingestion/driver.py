@@ -9,7 +9,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import spans
 
 

@@ -20,11 +20,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import (drift, history, report, rows, shuffle, spans, splits,
                                   window)
-from pipeline import event_times
-from pipeline.errors import DataValidationError, IngestionError
+from twotower import event_times
+from twotower.errors import DataValidationError, IngestionError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 

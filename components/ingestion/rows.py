@@ -27,8 +27,8 @@ import apache_beam as beam
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline import event_times
-from pipeline.errors import IngestionError
+from twotower import event_times
+from twotower.errors import IngestionError
 
 INT, FLOAT, BYTES = 0, 1, 2
 KIND_NAMES = {INT: "INT", FLOAT: "FLOAT", BYTES: "BYTES"}
@@ -107,7 +107,7 @@ def row_to_example(row: Row, kinds: Mapping[str, int]) -> tf.train.Example:
 
 @dataclasses.dataclass(frozen=True)
 class EventTime:
-    """The event time column and its declared format (pipeline/event_times.py)."""
+    """The event time column and its declared format (twotower/event_times.py)."""
 
     column: str
     form: str = event_times.SECONDS

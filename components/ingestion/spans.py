@@ -15,7 +15,7 @@ from absl import logging
 from tfx.components.example_gen import utils
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from pipeline.errors import IngestionError
+from twotower.errors import IngestionError
 
 LATEST = "latest"
 AIRFLOW_LOGICAL_DATE = "{{ ds }}"  # rendered by Airflow into the run's logical date

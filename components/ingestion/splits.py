@@ -20,7 +20,7 @@ import apache_beam as beam
 import tensorflow as tf
 
 from components.ingestion import rows
-from pipeline.errors import IngestionError
+from twotower.errors import IngestionError
 
 QUANTILE_RESOLUTION = 1000
 

@@ -26,7 +26,7 @@ from tfx.utils import io_utils
 
 import ml_metadata as mlmd
 
-from components import keys
+from twotower import keys
 
 
 def span_of(artifact: types.Artifact) -> int:

@@ -29,9 +29,9 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components import keys
+from twotower import keys
 from components.model_validator import executor
-from pipeline.config import ValidationConfig
+from twotower.config import ValidationConfig
 
 DEFAULTS = ValidationConfig()
 

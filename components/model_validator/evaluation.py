@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from components.negative_pool import artifact_io
 from components.trainer import eval_events, eval_sample, export, features, metrics
-from pipeline.contract import Contract
+from twotower.contract import Contract
 
 TRAIN_BATCH = 8192
 

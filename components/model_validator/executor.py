@@ -14,11 +14,11 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import window
 from components.model_validator import evaluation, gating, plot
 from components.trainer import metrics
-from pipeline.config import ValidationConfig
+from twotower.config import ValidationConfig
 
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
 PLOTTED = ("recall_at_10", "recall_at_50", "recall_at_100", "ndcg_at_10")

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from components.trainer import eval_sample
-from pipeline.config import ValidationConfig
+from twotower.config import ValidationConfig
 
 MAX_K_SHARE = 0.1
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from components import keys, records
-from pipeline import contract as contract_lib
+from twotower import keys, records
+from twotower import contract as contract_lib
 
 
 def records_pattern(uri: str, folder: str) -> str:

@@ -5,10 +5,10 @@ Usage (see pipeline/pipeline.py):
     pool = NegativePoolBuilder(
         interactions=interactions_gen.outputs["examples"],   # only its train split is read
         items=items_gen.outputs["examples"],                 # the catalogue ("catalog" split)
-        contract=contract,                                   # pipeline/contract.load(...)
+        contract=contract,                                   # twotower.contract.load(...)
         interactions_report=interactions_gate.outputs["report"],
         items_report=items_gate.outputs["report"],
-        sampler="uniform", pool_size=None, seed=42)
+        pool=PoolConfig(sampler="uniform", pool_size=None, seed=42))   # config's `pool:`
 
 Output `negative_pool` (NegativePool), a folder with:
   item_frequencies/*.tfrecord.gz  item_id, train_count, in_catalog, probability (in-batch,
@@ -18,12 +18,11 @@ Output `negative_pool` (NegativePool), a folder with:
                                   two ids (over train interactions) and every categorical,
                                   multi_categorical and text feature (preprocessing.py)
   numeric.json                    numeric features: quantile boundaries, mean, std
-  contract.json                   the feature set (pipeline/contract.py) it was built for
+  contract.json                   the feature set (twotower/contract.py) it was built for
   stats.json                      catalogue size, never-seen items, unknown ids, pool size, ...
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from tfx import types
@@ -31,11 +30,12 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components import keys
+from twotower import keys
 from components.ingestion.component import DataValidationReport
 from components.negative_pool import executor
-from components.negative_pool.pool import DEFAULTS, PoolSettings
-from pipeline.contract import Contract
+from twotower import config as config_lib
+from twotower.config import PoolConfig
+from twotower.contract import Contract
 
 
 class NegativePool(types.Artifact):
@@ -48,17 +48,9 @@ class NegativePoolBuilderSpec(types.ComponentSpec):
     """Inputs: train interactions, catalogue, (optionally) their validation reports."""
 
     PARAMETERS = {
-        keys.SAMPLER_KEY: ExecutionParameter(type=str),
-        keys.ALPHA_KEY: ExecutionParameter(type=float),
-        keys.UNSEEN_WEIGHT_KEY: ExecutionParameter(type=float),
-        keys.POOL_SIZE_KEY: ExecutionParameter(type=int, optional=True),
-        keys.MAX_POOL_SIZE_KEY: ExecutionParameter(type=int),
-        keys.SMOOTHING_KEY: ExecutionParameter(type=float),
-        keys.MIN_COUNT_KEY: ExecutionParameter(type=int),
-        keys.SEED_KEY: ExecutionParameter(type=int),
+        **executor.POOL_PARAMETERS,
         keys.CONTRACT_KEY: ExecutionParameter(type=str),
         keys.SEPARATE_PROCESS_KEY: ExecutionParameter(type=int, optional=True),
-        keys.MAX_UNKNOWN_ITEM_SHARE_KEY: ExecutionParameter(type=float, optional=True),
     }
     INPUTS = {
         keys.INTERACTIONS_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -78,50 +70,26 @@ class NegativePoolBuilder(base_beam_component.BaseBeamComponent):
     def __init__(self, interactions: types.BaseChannel, items: types.BaseChannel,
                  contract: Contract, interactions_report: Optional[types.BaseChannel] = None,
                  items_report: Optional[types.BaseChannel] = None,
-                 sampler: str = DEFAULTS.sampler, alpha: float = DEFAULTS.alpha,
-                 unseen_weight: float = DEFAULTS.unseen_weight,
-                 pool_size: Optional[int] = DEFAULTS.pool_size,
-                 max_pool_size: int = DEFAULTS.max_pool_size,
-                 smoothing: float = DEFAULTS.smoothing, min_count: int = DEFAULTS.min_count,
-                 seed: int = DEFAULTS.seed, separate_process: bool = True,
-                 max_unknown_item_share: float = DEFAULTS.max_unknown_item_share) -> None:
-        """Builds the component; invalid parameter combinations raise ValueError now.
-
-        Defaults are pipeline.config.PoolConfig's.
+                 pool: PoolConfig = PoolConfig(), separate_process: bool = True) -> None:
+        """Builds the component; an invalid pool config raises ConfigError (a ValueError) now.
 
         Args:
           interactions: Examples with a `train` split (eval is never read).
           items: Examples with a `catalog` split, one row per item.
-          contract: The feature set (pipeline/contract.py): the id columns and the features
+          contract: The feature set (twotower/contract.py): the id columns and the features
             whose vocabularies and numeric statistics are computed.
           interactions_report: The interactions ValidationGate's report (orders the run).
           items_report: The items ValidationGate's report.
-          sampler: Pool sampling distribution: `uniform` (default, as in mixed negative
-            sampling), `popularity` ((count + smoothing)^alpha; alpha = 0 is uniform), or
-            `unseen_boost` (never-seen items weigh `unseen_weight`, seen items 1).
-          alpha: Popularity exponent; only with sampler `popularity`.
-          unseen_weight: Weight of never-seen items under `unseen_boost`.
-          pool_size: Items in the pool; None means the whole catalogue, capped at max_pool_size.
-          max_pool_size: Cap on the pool.
-          smoothing: Add-k smoothing of in-batch probabilities (and popularity weights).
-          min_count: Ids seen fewer times are left out of the vocabularies (map to OOV).
-          seed: Seed of the per-key hash that picks pool members when the catalogue is capped.
+          pool: The config's `pool` section (twotower/config.py PoolConfig: the sampler, the
+            pool's size, smoothing, min_count, seed and the unknown-item limit); each field
+            is one execution property, so TFX's cache sees exactly these values.
           separate_process: Run the Beam pipeline in a child process (see
-            pipeline.config.OrchestrationConfig.separate_processes).
-          max_unknown_item_share: Fail when more of the train interactions than this
-            share name an item missing from the catalogue.
+            twotower.config.OrchestrationConfig.separate_processes).
         """
-        settings = PoolSettings(sampler=sampler, alpha=alpha, unseen_weight=unseen_weight,
-                                pool_size=pool_size, max_pool_size=max_pool_size,
-                                smoothing=smoothing, min_count=min_count, seed=seed)
-        settings.validate()
+        config_lib.check_section("pool", pool)
         spec = NegativePoolBuilderSpec(
             interactions=interactions, items=items, interactions_report=interactions_report,
-            items_report=items_report, sampler=sampler, alpha=alpha,
-            unseen_weight=unseen_weight, pool_size=pool_size, max_pool_size=max_pool_size,
-            smoothing=smoothing, min_count=min_count, seed=seed,
-            separate_process=int(separate_process),
-            max_unknown_item_share=max_unknown_item_share,
-            contract=json.dumps(contract.to_dict(), sort_keys=True),
+            items_report=items_report, separate_process=int(separate_process),
+            **executor.properties_from_config(pool, contract),
             negative_pool=types.Channel(type=NegativePool))
         super().__init__(spec=spec)

@@ -1,8 +1,10 @@
 """NegativePoolBuilder executor: reads the splits, runs `pool.build_pool`, writes the files."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import typing
 from typing import Any
 
 import tensorflow as tf
@@ -11,28 +13,46 @@ import apache_beam as beam
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
+from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import io_utils
 
-from components import child_process, keys
+from twotower import child_process, keys
 from components.ingestion import window
 from components.negative_pool import artifact_io, counting, pool, preprocessing
-from pipeline import contract as contract_lib
-from pipeline.errors import NegativePoolError
+from twotower import config as config_lib
+from twotower import contract as contract_lib
+from twotower.config import PoolConfig
+from twotower.errors import NegativePoolError
 
 
-def settings_from_properties(exec_properties: dict[str, Any]) -> pool.PoolSettings:
-    """The typed settings from the component's execution properties (validated)."""
-    settings = pool.PoolSettings(
-        sampler=exec_properties[keys.SAMPLER_KEY],
-        alpha=float(exec_properties[keys.ALPHA_KEY]),
-        unseen_weight=float(exec_properties[keys.UNSEEN_WEIGHT_KEY]),
-        pool_size=exec_properties.get(keys.POOL_SIZE_KEY),
-        max_pool_size=int(exec_properties[keys.MAX_POOL_SIZE_KEY]),
-        smoothing=float(exec_properties[keys.SMOOTHING_KEY]),
-        min_count=int(exec_properties[keys.MIN_COUNT_KEY]),
-        seed=int(exec_properties[keys.SEED_KEY]))
-    settings.validate()
-    return settings
+def _parameter(hint: Any) -> ExecutionParameter:
+    """The execution parameter of a PoolConfig field's type (str, int, float, a Literal of
+    strings, or Optional of one)."""
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    optional = typing.get_origin(hint) is typing.Union
+    if optional:
+        hint = args[0]
+    if typing.get_origin(hint) is typing.Literal:
+        hint = type(typing.get_args(hint)[0])
+    return ExecutionParameter(type=hint, optional=optional)
+
+
+# One execution property per PoolConfig field, named as the field (the config is the one
+# definition: a field added there reaches the component, its cache key and the Beam job).
+POOL_PARAMETERS = {name: _parameter(hint)
+                   for name, hint in typing.get_type_hints(PoolConfig).items()}
+
+
+def config_from_properties(exec_properties: dict[str, Any]) -> PoolConfig:
+    """The pool config from the component's execution properties (checked again: a spec
+    may have been written by hand or by another version).
+
+    Raises:
+      ConfigError: naming the bad field.
+    """
+    pool_config = PoolConfig(**{name: exec_properties.get(name) for name in POOL_PARAMETERS})
+    config_lib.check_section("pool", pool_config)
+    return pool_config
 
 
 def contract_from_properties(exec_properties: dict[str, Any]) -> contract_lib.Contract:
@@ -40,14 +60,11 @@ def contract_from_properties(exec_properties: dict[str, Any]) -> contract_lib.Co
     return contract_lib.from_dict(json.loads(exec_properties[keys.CONTRACT_KEY]))
 
 
-def properties_from_settings(settings: pool.PoolSettings, contract: contract_lib.Contract
-                             ) -> dict[str, Any]:
-    """The execution properties that `settings_from_properties` and
+def properties_from_config(pool_config: PoolConfig, contract: contract_lib.Contract
+                           ) -> dict[str, Any]:
+    """The execution properties that `config_from_properties` and
     `contract_from_properties` read back."""
-    return {keys.SAMPLER_KEY: settings.sampler, keys.ALPHA_KEY: settings.alpha,
-            keys.UNSEEN_WEIGHT_KEY: settings.unseen_weight, keys.POOL_SIZE_KEY: settings.pool_size,
-            keys.MAX_POOL_SIZE_KEY: settings.max_pool_size, keys.SMOOTHING_KEY: settings.smoothing,
-            keys.MIN_COUNT_KEY: settings.min_count, keys.SEED_KEY: settings.seed,
+    return {**dataclasses.asdict(pool_config),
             keys.CONTRACT_KEY: json.dumps(contract.to_dict(), sort_keys=True)}
 
 
@@ -93,7 +110,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        settings = settings_from_properties(exec_properties)
+        settings = config_from_properties(exec_properties)
         contract = contract_from_properties(exec_properties)
         interactions = input_dict[keys.INTERACTIONS_KEY]
         for artifact in interactions:
@@ -109,11 +126,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             build(*args)
         artifact_io.write_contract(contract, out)
         stats = artifact_io.read_stats(out)
-        check_stats(stats, exec_properties.get(keys.MAX_UNKNOWN_ITEM_SHARE_KEY, 1.0))
+        check_stats(stats, settings.max_unknown_item_share)
         logging.info("NegativePool stats: %s", pool.stats_json(stats))
 
 
-def build(train: list[str], catalog: str, out: str, settings: pool.PoolSettings,
+def build(train: list[str], catalog: str, out: str, settings: PoolConfig,
           contract: contract_lib.Contract, beam_pipeline_args: list[str]) -> None:
     """Runs the Beam pipeline that writes the NegativePool files under `out` (plain
     arguments: they pickle for a child process)."""

@@ -26,55 +26,13 @@ from typing import Any, Optional
 import apache_beam as beam
 import tensorflow as tf
 
-from components import keys
+from twotower import keys
 from components.negative_pool import counting, preprocessing
-from pipeline.config import PoolConfig
-from pipeline.contract import Contract
+from twotower.config import PoolConfig
+from twotower.contract import Contract
 
-SAMPLERS = ("uniform", "popularity", "unseen_boost")
-DEFAULTS = PoolConfig()
 SEPARATORS = ("\t", "\n", "\r")
 _HASH_SCALE = float(1 << 64)
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolSettings:
-    """The NegativePoolBuilder's parameters (see component.py for their meaning); the
-    defaults are pipeline.config.PoolConfig's."""
-
-    sampler: str = DEFAULTS.sampler
-    alpha: float = DEFAULTS.alpha
-    unseen_weight: float = DEFAULTS.unseen_weight
-    pool_size: Optional[int] = DEFAULTS.pool_size
-    max_pool_size: int = DEFAULTS.max_pool_size
-    smoothing: float = DEFAULTS.smoothing
-    min_count: int = DEFAULTS.min_count
-    seed: int = DEFAULTS.seed
-
-    def validate(self) -> None:
-        """Raises ValueError naming the bad parameter or combination."""
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if self.alpha != 0 and self.sampler != "popularity":
-            raise ValueError(f"alpha={self.alpha} only applies to sampler='popularity' "
-                             f"(sampler is {self.sampler!r}); set alpha to 0 or change sampler")
-        if self.unseen_weight <= 0:
-            raise ValueError(f"unseen_weight must be > 0, got {self.unseen_weight}")
-        if self.max_pool_size < 1:
-            raise ValueError(f"max_pool_size must be >= 1, got {self.max_pool_size}")
-        if self.pool_size is not None and not 1 <= self.pool_size <= self.max_pool_size:
-            raise ValueError(f"pool_size must be in [1, max_pool_size={self.max_pool_size}] or "
-                             f"None (whole catalogue, capped), got {self.pool_size}")
-        if self.smoothing < 0:
-            raise ValueError(f"smoothing must be >= 0, got {self.smoothing}")
-        if self.min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
-
-    @property
-    def capacity(self) -> int:
-        return self.pool_size if self.pool_size is not None else self.max_pool_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,14 +68,7 @@ def in_batch_probability(count: int, total: int, table_size: int, smoothing: flo
     return (count + smoothing) / denominator if denominator > 0 else 0.0
 
 
-def settings_from_config(config: PoolConfig) -> PoolSettings:
-    """The PoolSettings of a config's pool section (its checks, such as
-    max_unknown_item_share, are the executor's, not the Beam pipeline's)."""
-    return PoolSettings(**{field.name: getattr(config, field.name)
-                           for field in dataclasses.fields(PoolSettings)})
-
-
-def pool_weight(count: int, settings: PoolSettings) -> float:
+def pool_weight(count: int, settings: PoolConfig) -> float:
     """Unnormalised pool sampling weight of an item seen `count` times in training."""
     if settings.sampler == "popularity":
         return (count + settings.smoothing) ** settings.alpha
@@ -265,7 +216,7 @@ class PoolOutputs:
 
 
 def build_pool(interactions: beam.PCollection, catalog: beam.PCollection,
-               settings: PoolSettings, contract: Contract) -> PoolOutputs:
+               settings: PoolConfig, contract: Contract) -> PoolOutputs:
     """Builds every NegativePool output from serialised train interactions and catalogue rows.
 
     Args:
@@ -362,7 +313,7 @@ STAT_KEYS = ("catalog_size", "catalog_duplicate_rows", "train_interactions",
              "item_ids_with_separators", "pool_size")
 
 
-def finish_stats(counters: dict[str, float], settings: PoolSettings) -> dict[str, Any]:
+def finish_stats(counters: dict[str, float], settings: PoolConfig) -> dict[str, Any]:
     """Fills absent counters with 0, adds the interactions missing an item id to the
     training count, and records the settings."""
     stats: dict[str, Any] = {key: int(counters.get(key, 0)) for key in STAT_KEYS}

@@ -1,6 +1,6 @@
 """Preprocessing statistics of the declared features, computed with Beam (docs/architecture.md).
 
-For every feature of a tower (pipeline/contract.py) except the two ids (whose vocabularies
+For every feature of a tower (twotower/contract.py) except the two ids (whose vocabularies
 pool.py builds from the id counts):
   * categorical, multi_categorical, text (unless hashed): a vocabulary of its values or
     tokens, most frequent first, capped by `max_tokens`, values below `min_count` left out;
@@ -25,7 +25,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.coders import example_coder
 
 from components.negative_pool import counting
-from pipeline.contract import (CANDIDATE, CATEGORICAL, NUMERIC, QUERY, TEXT, Contract,
+from twotower.contract import (CANDIDATE, CATEGORICAL, NUMERIC, QUERY, TEXT, Contract,
                                FeatureSpec)
 
 PERCENTILES = 101  # 0th..100th

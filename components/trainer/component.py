@@ -22,10 +22,11 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from components import keys
+from twotower import keys
 from components.negative_pool.component import NegativePool
 from components.trainer.executor import TrainerExecutor
-from pipeline.config import PipelineConfig
+from twotower import config as config_lib
+from twotower.config import PipelineConfig
 
 RUN_FN_MODULE = "components.trainer.trainer_module"
 
@@ -56,7 +57,9 @@ class TwoTowerTrainer(trainer_component.Trainer):
             of spans (window.training_patterns says which splits train and which score).
           negative_pool: The NegativePoolBuilder's output.
           items: The catalogue Examples (`catalog` split).
-          config: The pipeline config; its model, loss and training sections are used.
+          config: The pipeline config; only what the Trainer reads reaches it
+            (twotower/config.py TRAINER_FIELDS: model, loss, training and two fields of
+            validation and orchestration), so other edits do not retrain.
           base_model: A previous Model (a resolver's output) to warm-start from; the
             pipeline passes it when training.warm_start is on (null: with spans).
         """
@@ -65,7 +68,7 @@ class TwoTowerTrainer(trainer_component.Trainer):
             hyperparameters=None, negative_pool=negative_pool, items=items,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             module_file=None, module_path=RUN_FN_MODULE, run_fn=None,
-            custom_config=json_utils.dumps({keys.CONFIG: config.to_dict()}),
+            custom_config=json_utils.dumps({keys.CONFIG: config_lib.trainer_dict(config)}),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun))
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -10,7 +10,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import window
 
 

@@ -4,7 +4,7 @@ catalogue's candidate embeddings.
 Layout under the Trainer's serving model dir:
   query_tower/          SavedModel, serving_default: query features -> {"embedding": [B, D']}
   candidate_tower/      SavedModel, serving_default: item features -> {"embedding": [B, D]}
-  contract.json         the feature set (pipeline/contract.py): inputs, their kinds and dtypes
+  contract.json         the feature set (twotower/contract.py): inputs, their kinds and dtypes
   candidate_embeddings.tfrecord.gz   one tf.Example per catalogue item: its id, embedding
                         [D'], the vectors to index
   eval_events.npz       the scored eval events behind metrics.json (eval_events.py)
@@ -24,11 +24,11 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import keys, records
+from twotower import keys, records
 from components.negative_pool import artifact_io
 from components.trainer import features as features_lib
 from components.trainer import eval_events, prior, towers, warm_start
-from pipeline.contract import Contract
+from twotower.contract import Contract
 
 QUERY_TOWER_DIR = "query_tower"
 CANDIDATE_TOWER_DIR = "candidate_tower"

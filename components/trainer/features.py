@@ -1,4 +1,4 @@
-"""Raw features of the two towers, as the data contract declares them (pipeline/contract.py).
+"""Raw features of the two towers, as the data contract declares them (twotower/contract.py).
 
 Parsing: every declared feature is a scalar per row with the contract's dtype (string,
 int64, float32), except a history: a list of item ids, batched as [B, L] strings padded
@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import eval_sample
-from pipeline.contract import FLOAT32, INT64, Contract, FeatureSpec
+from twotower.contract import FLOAT32, INT64, Contract, FeatureSpec
 
 MISSING_STRING = ""
 MISSING_INT = np.iinfo(np.int64).min

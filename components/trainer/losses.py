@@ -2,25 +2,32 @@
 
 Layout. A batch has B queries with positives p_1..p_B and M pool items n_1..n_M. The
 candidate matrix has C = B + M columns [p_1..p_B, n_1..n_M], so row i's positive is column i
-(labels = eye(B, C), as in tfrs.tasks.Retrieval). Every function below works on
+(labels = eye(B, C), tfrs.tasks.Retrieval's layout; across replicas the gathered columns
+are rolled so this replica's come first, as TFRS does on TPUs).
+
+Sampled softmax (the default) is `tfrs.tasks.Retrieval`: its temperature, accidental-hit
+removal (tfrs.layers.loss.RemoveAccidentalHits) and hard-negative mining
+(tfrs.layers.loss.HardNegativeMining) as they are; only the logQ term is ours
+(`softmax_loss`), because TFRS clips the sampling probability to [1e-6, 1], which flattens
+the long tail of a million-item catalogue (p ~ 1e-7) and cannot hold the mixture's expected
+count q > 1 (B p_freq of a popular item).
+
+The pairwise losses (BCE, BPR, hinge) are ours: TFRS has none, and they average over the
+kept valid negatives, so they work on
 
   scores [B, C] float, labels [B, C] float one-hot, valid [B, C] bool,
 
 where `valid` is False for masked entries (accidental hits). Hard-negative mining keeps the
 same three tensors, with fewer columns.
-
-Why not tfrs.tasks.Retrieval as is: its logQ correction clips the sampling probability to
-[1e-6, 1], which flattens the long tail of a million-item catalogue (p ~ 1e-7) and cannot
-hold an expected count q > 1; and it has no pairwise losses averaged over the kept
-negatives. The layout and masking follow it.
 """
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Optional
 
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
-LossName = Literal["softmax", "bce", "bpr", "hinge"]
+PairwiseLoss = Literal["bce", "bpr", "hinge"]
 MASKED_LOGIT = -1e9
 
 
@@ -76,43 +83,34 @@ def logq_correct(scores: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
     return scores - log_q[tf.newaxis, :]
 
 
-def positive_labels(batch: tf.Tensor, columns: tf.Tensor, offset: tf.Tensor | int = 0,
+def positive_labels(batch: tf.Tensor, columns: tf.Tensor,
                     dtype: tf.DType = tf.float32) -> tf.Tensor:
-    """[B, C] one-hot labels: row i's positive is column offset + i.
-
-    The offset is 0 on one replica; after gathering candidates across replicas it is the
-    replica's first column in the global candidate matrix.
-    """
-    return tf.one_hot(tf.range(batch) + offset, columns, dtype=dtype)
+    """[B, C] one-hot labels: row i's positive is column i (tf.eye(B, C), as in TFRS)."""
+    return tf.eye(batch, columns, dtype=dtype)
 
 
-def accidental_hits(positive_ids: tf.Tensor, candidate_ids: tf.Tensor,
-                    offset: tf.Tensor | int = 0) -> tf.Tensor:
+def accidental_hits(positive_ids: tf.Tensor, candidate_ids: tf.Tensor) -> tf.Tensor:
     """[B, C] bool: True where column j holds row i's positive item but is not its own column.
 
     Args:
       positive_ids: [B] id of each row's positive.
       candidate_ids: [C] id of each column's item.
-      offset: Column of row 0's positive (see `positive_labels`).
     """
     same = tf.equal(positive_ids[:, tf.newaxis], candidate_ids[tf.newaxis, :])
-    own = positive_labels(tf.shape(positive_ids)[0], tf.shape(candidate_ids)[0], offset,
-                          tf.float32) > 0
+    own = positive_labels(tf.shape(positive_ids)[0], tf.shape(candidate_ids)[0], tf.float32) > 0
     return tf.logical_and(same, tf.logical_not(own))
 
 
-def build_logits(scores: tf.Tensor, hits: tf.Tensor | None = None,
-                 offset: tf.Tensor | int = 0) -> Logits:
-    """Labels (positive of row i at column offset + i) and the validity mask; masked scores
-    are set to MASKED_LOGIT.
+def build_logits(scores: tf.Tensor, hits: tf.Tensor | None = None) -> Logits:
+    """Labels (positive of row i at column i) and the validity mask; masked scores are set
+    to MASKED_LOGIT.
 
     Args:
       scores: [B, C] (after temperature and logQ).
       hits: [B, C] bool accidental hits to mask, or None.
-      offset: Column of row 0's positive.
     """
     batch, columns = tf.shape(scores)[0], tf.shape(scores)[1]
-    labels = positive_labels(batch, columns, offset, scores.dtype)
+    labels = positive_labels(batch, columns, scores.dtype)
     valid = tf.ones_like(scores, dtype=tf.bool) if hits is None else tf.logical_not(hits)
     scores = tf.where(valid, scores, tf.cast(MASKED_LOGIT, scores.dtype))
     return Logits(scores, labels, valid)
@@ -136,11 +134,57 @@ def hard_negatives(logits: Logits, num_hard: int) -> Logits:
                   tf.gather(logits.valid, index, batch_dims=1))
 
 
-def softmax_loss(logits: Logits) -> tf.Tensor:
-    """Sampled softmax: mean over rows of -log softmax(s_i)[positive]."""
-    masked = tf.where(logits.valid, logits.scores, tf.cast(MASKED_LOGIT, logits.scores.dtype))
-    per_row = tf.nn.softmax_cross_entropy_with_logits(labels=logits.labels, logits=masked)
-    return tf.reduce_mean(per_row)
+def softmax_task(num_hard_negatives: Optional[int],
+                 remove_accidental_hits: bool) -> tfrs.tasks.Retrieval:
+    """TFRS's retrieval task for sampled softmax: cross-entropy of each row against its
+    column, summed over rows (TFRS's default, and the reduction Keras allows inside a
+    tf.distribute strategy); no metrics (the Trainer evaluates over the whole catalogue
+    afterwards, metrics.py)."""
+    return tfrs.tasks.Retrieval(
+        loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                     reduction=tf.keras.losses.Reduction.SUM),
+        num_hard_negatives=num_hard_negatives, remove_accidental_hits=remove_accidental_hits)
+
+
+def softmax_loss(task: tfrs.tasks.Retrieval, queries: tf.Tensor, candidates: tf.Tensor,
+                 candidate_ids: tf.Tensor, temperature: tf.Tensor,
+                 log_q: Optional[tf.Tensor] = None, reduction: str = "mean") -> tf.Tensor:
+    """Sampled softmax through `task` with s_ij = <u_i, v_j> / tau - log q_j.
+
+    TFRS scores q·c. The temperature divides the queries, and -log q rides in one extra
+    column (the queries' entry 1), so the task's scores are exactly those above: unclipped,
+    and the same for a learnable temperature (its gradient does not reach the log q term).
+
+    Args:
+      task: softmax_task's Retrieval.
+      queries: [B, D] query embeddings u.
+      candidates: [C, D] candidate embeddings v, row i's positive first (column i).
+      candidate_ids: [C] item keys (equal keys are accidental hits when the task removes them).
+      temperature: scalar tau > 0.
+      log_q: [C] log q of each column (mixture_log_q), or None for no correction.
+      reduction: `mean` over the B rows or `sum` (see pairwise_loss).
+
+    Returns:
+      Scalar loss.
+
+    Raises:
+      ValueError: for another reduction.
+    """
+    _check_reduction(reduction)
+    rows = tf.cast(tf.shape(queries)[0], queries.dtype)
+    queries = queries / temperature
+    if log_q is not None:
+        queries = tf.concat([queries, tf.ones_like(queries[:, :1])], axis=1)
+        candidates = tf.concat([candidates, -tf.cast(log_q, candidates.dtype)[:, tf.newaxis]],
+                               axis=1)
+    total = task(queries, candidates, candidate_ids=candidate_ids, compute_metrics=False,
+                 compute_batch_metrics=False)
+    return total if reduction == "sum" else total / rows
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be mean or sum; got {reduction!r}")
 
 
 def bce_loss(logits: Logits) -> tf.Tensor:
@@ -170,24 +214,22 @@ def hinge_loss(logits: Logits, margin: float) -> tf.Tensor:
     return tf.reduce_sum(tf.nn.relu(margin - gap) * weight) / tf.reduce_sum(weight)
 
 
-def retrieval_loss(logits: Logits, loss: LossName, margin: float = 0.5,
-                   reduction: str = "mean") -> tf.Tensor:
-    """The configured loss (config `loss.loss`), averaged over rows or, with reduction
-    `sum`, summed over the batch's B query rows (B times the mean), as tfrs.tasks.Retrieval
-    does. The scale matters to Adagrad: its initial accumulator makes small gradients take
+def pairwise_loss(logits: Logits, loss: PairwiseLoss, margin: float = 0.5,
+                  reduction: str = "mean") -> tf.Tensor:
+    """The configured pairwise or pointwise loss (config `loss.loss`), averaged or, with
+    reduction `sum`, times the batch's B query rows, as tfrs.tasks.Retrieval's SUM does for
+    softmax. The scale matters to Adagrad: its initial accumulator makes small gradients take
     small steps."""
-    if loss == "softmax":
-        value = softmax_loss(logits)
-    elif loss == "bce":
+    if loss == "bce":
         value = bce_loss(logits)
     elif loss == "bpr":
         value = bpr_loss(logits)
     elif loss == "hinge":
         value = hinge_loss(logits, margin)
     else:
-        raise ValueError(f"loss must be one of softmax, bce, bpr, hinge; got {loss!r}")
+        raise ValueError(f"loss must be one of bce, bpr, hinge (softmax: softmax_loss); "
+                         f"got {loss!r}")
+    _check_reduction(reduction)
     if reduction == "sum":
         return value * tf.cast(tf.shape(logits.scores)[0], value.dtype)
-    if reduction != "mean":
-        raise ValueError(f"reduction must be mean or sum; got {reduction!r}")
     return value

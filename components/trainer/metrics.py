@@ -25,8 +25,8 @@ import pandas as pd
 import tensorflow as tf
 
 from components.trainer import eval_sample, towers
-from pipeline import logs
-from pipeline.contract import Contract
+from twotower import logs
+from twotower.contract import Contract
 
 KS = (10, 50, 100)
 MISS_RANK = np.iinfo(np.int64).max

@@ -1,11 +1,12 @@
-"""The two-tower retrieval model: towers + mixed negatives + the loss of docs/architecture.md.
+"""The two-tower retrieval model (a tfrs.models.Model): towers + mixed negatives + the loss
+of docs/architecture.md.
 
 Per training batch of B rows: the positives' candidate embeddings, plus M = round(r·B) pool
 items drawn from P_pool (stateless, seeded by (seed, step, replica)) through the same
 candidate tower. Under a multi-replica tf.distribute strategy the candidate embeddings,
 ids and log q are all-gathered, so every replica scores its queries against the global
-batch (TFRS's Retrieval task does not do this); row i's positive is then at column
-replica * (B + M) + i.
+batch (TFRS's Retrieval task alone does not), and rolled so this replica's columns come
+first (TFRS's own cross-replica layout): row i's positive stays column i.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from typing import Any, Mapping
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
-from components import keys
+from twotower import keys
 from components.negative_pool import artifact_io, sampling
 from components.trainer import features as features_lib
 from components.trainer import losses
-from pipeline.config import LossConfig, ModelConfig
-from pipeline.contract import Contract
+from twotower.config import LossConfig, ModelConfig
+from twotower.contract import Contract
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1.0
 
@@ -72,8 +74,12 @@ def num_pool_negatives(pool_ratio: float, batch_size: int) -> int:
     return int(round(pool_ratio * batch_size))
 
 
-class TwoTowerModel(tf.keras.Model):
-    """Trains both towers with in-batch + pool negatives; `call` returns query embeddings."""
+class TwoTowerModel(tfrs.models.Model):
+    """Trains both towers with in-batch + pool negatives; `call` returns query embeddings.
+
+    `compute_loss` is TFRS's hook: sampled softmax runs through tfrs.tasks.Retrieval
+    (losses.softmax_loss), BCE/BPR/hinge through losses.pairwise_loss.
+    """
 
     def __init__(self, query_tower: tf.keras.Model, candidate_tower: tf.keras.Model,
                  pool: PoolData, model_config: ModelConfig, loss_config: LossConfig,
@@ -85,6 +91,9 @@ class TwoTowerModel(tf.keras.Model):
         self.candidate_names = contract.candidate_names
         self.item_id = contract.item_id
         self.loss_config = loss_config
+        self.task = (losses.softmax_task(loss_config.num_hard_negatives,
+                                         loss_config.remove_accidental_hits)
+                     if loss_config.loss == "softmax" else None)
         self.num_pool = num_pool_negatives(loss_config.pool_ratio, batch_size)
         self.seed = seed
         self.pool_features = pool.features
@@ -115,14 +124,15 @@ class TwoTowerModel(tf.keras.Model):
         index = sampling.draw_pool_indices(self.pool_probabilities, self.num_pool, seed)
         return {name: tf.gather(values, index) for name, values in self.pool_features.items()}
 
-    def batch_loss(self, batch: Mapping[str, tf.Tensor], training: bool = True) -> tf.Tensor:
+    def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False
+                     ) -> tf.Tensor:
         """The loss of one batch (per replica, before cross-replica averaging)."""
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         replica = context.replica_id_in_sync_group if context else 0
-        queries = self.query_tower(features_lib.select(batch, self.query_names),
+        queries = self.query_tower(features_lib.select(inputs, self.query_names),
                                    training=training)
-        positives = features_lib.select(batch, self.candidate_names)
+        positives = features_lib.select(inputs, self.candidate_names)
         if self.num_pool > 0:
             pooled = self._pool_batch(replica)
             candidate_features = {name: tf.concat([positives[name], pooled[name]], axis=0)
@@ -135,36 +145,41 @@ class TwoTowerModel(tf.keras.Model):
         candidate_keys = id_keys(candidate_features[self.item_id])
         index = self.frequency_index.lookup(candidate_features[self.item_id])
         batch_size = tf.shape(queries)[0]
-        offset = 0
         if replicas > 1:
-            candidates = context.all_gather(candidates, axis=0)
-            candidate_keys = context.all_gather(candidate_keys, axis=0)
-            index = context.all_gather(index, axis=0)
-            offset = replica * (batch_size + self.num_pool)
+            shift = -replica * (batch_size + self.num_pool)
+            candidates, candidate_keys, index = (
+                tf.roll(context.all_gather(values, axis=0), shift, axis=0)
+                for values in (candidates, candidate_keys, index))
+        log_q = (losses.mixture_log_q(tf.gather(self.in_batch_probability, index),
+                                      tf.gather(self.pool_probability, index),
+                                      batch_size * replicas, self.num_pool * replicas)
+                 if self.loss_config.logq_correction else None)
+        if self.task is not None:
+            return losses.softmax_loss(self.task, queries, candidates, candidate_keys,
+                                       self.temperature, log_q, self.loss_config.reduction)
         scores = losses.scaled_scores(queries, candidates, self.temperature)
-        if self.loss_config.logq_correction:
-            log_q = losses.mixture_log_q(tf.gather(self.in_batch_probability, index),
-                                         tf.gather(self.pool_probability, index),
-                                         batch_size * replicas, self.num_pool * replicas)
+        if log_q is not None:
             scores = losses.logq_correct(scores, log_q)
-        hits = (losses.accidental_hits(id_keys(batch[self.item_id]), candidate_keys, offset)
+        hits = (losses.accidental_hits(candidate_keys[:batch_size], candidate_keys)
                 if self.loss_config.remove_accidental_hits else None)
-        logits = losses.build_logits(scores, hits, offset)
+        logits = losses.build_logits(scores, hits)
         if self.loss_config.num_hard_negatives is not None:
             logits = losses.hard_negatives(logits, self.loss_config.num_hard_negatives)
-        return losses.retrieval_loss(logits, self.loss_config.loss, self.loss_config.margin,
-                                     self.loss_config.reduction)
+        return losses.pairwise_loss(logits, self.loss_config.loss, self.loss_config.margin,
+                                    self.loss_config.reduction)
 
-    def train_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
+    def train_step(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, Any]:
+        """TFRS's train step (compute_loss plus regularization losses) with two additions:
+        the loss is divided by the number of replicas before the gradient (Keras sums the
+        replicas' gradients; TFRS's step would take an N-times step on N replicas), and the
+        step counter that seeds the pool draws advances."""
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         with tf.GradientTape() as tape:
-            loss = self.batch_loss(batch, training=True)
-            scaled = loss / replicas
+            loss = self.compute_loss(inputs, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+            scaled = total / replicas
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.step.assign_add(1)
         return {"loss": loss, "temperature": self.temperature}
-
-    def test_step(self, batch: Mapping[str, tf.Tensor]) -> dict[str, Any]:
-        return {"loss": self.batch_loss(batch, training=False)}

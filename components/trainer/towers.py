@@ -1,4 +1,4 @@
-"""The query and candidate towers, built from the data contract (pipeline/contract.py).
+"""The query and candidate towers, built from the data contract (twotower/contract.py).
 
 Each declared feature of a tower gets one layer by its kind, parameterised by the statistics
 the NegativePoolBuilder computed from the data (vocabularies, quantile boundaries, mean and
@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import features as features_lib
-from pipeline.config import HISTORY_ID_DROPOUT, ModelConfig
-from pipeline.contract import (CANDIDATE, CATEGORICAL, HISTORY, ID, MULTI_CATEGORICAL, NUMERIC,
+from twotower.config import HISTORY_ID_DROPOUT, ModelConfig
+from twotower.contract import (CANDIDATE, CATEGORICAL, HISTORY, ID, MULTI_CATEGORICAL, NUMERIC,
                                QUERY, TEXT, TIMESTAMP, Contract, FeatureSpec)
 
 SECONDS_PER_HOUR, HOURS_PER_DAY, DAYS_PER_WEEK = 3600, 24, 7

@@ -7,15 +7,16 @@ from typing import Any, Mapping, Optional, Sequence
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import child_process, keys
+from twotower import child_process, keys
 from components.trainer import training
-from pipeline import config as config_lib
+from twotower import config as config_lib
 
 
 def run_fn(fn_args: FnArgs) -> None:
     """Trains, evaluates and exports into fn_args.serving_model_dir.
 
-    fn_args.custom_config holds the pipeline config (validated again here) and, added by
+    fn_args.custom_config holds the Trainer's part of the pipeline config
+    (twotower/config.py trainer_dict; validated again here) and, added by
     TrainerExecutor from the input channels, the NegativePool URI and the catalogue's files.
     fn_args.base_model, when the pipeline passes one (training.warm_start; on by default
     with spans), is the latest blessed model's serving dir and initialises the towers.

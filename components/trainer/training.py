@@ -10,14 +10,14 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from components import records
+from twotower import records
 from components.negative_pool import artifact_io
 from components.trainer import (eval_events, eval_sample, export, features, metrics, optimizers, prior, towers,
                                 warm_start)
 from components.trainer import model as model_lib
-from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError
-from pipeline.contract import Contract
+from twotower.config import PipelineConfig
+from twotower.errors import ConfigError
+from twotower.contract import Contract
 
 CATALOG_BATCH = 4096
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.trainer import features, towers
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 
 WARM_START_DIR = "warm_start"
 _INPUTS = "inputs"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data import tables
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 DATE_PATTERN = "{YYYY}-{MM}-{DD}"
 NUMBER_PATTERN = "span-{SPAN}"

@@ -1,6 +1,6 @@
 """Where and how data sources write their tables (interactions, items, users).
 
-Each source has its own columns; its data contract (pipeline/contract.py) says what they are.
+Each source has its own columns; its data contract (twotower/contract.py) says what they are.
 """
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ import os
 from typing import Any
 
 from components.ingestion import spans
-from pipeline import config as config_lib
-from pipeline import paths
-from pipeline.config import PipelineConfig
-from pipeline.errors import TwoTowerError
+from twotower import config as config_lib
+from twotower import paths
+from twotower.config import PipelineConfig
+from twotower.errors import TwoTowerError
 from pipeline.pipeline import create_pipeline, sqlite_metadata
 
 RETRY_DELAY = datetime.timedelta(minutes=5)
@@ -122,7 +122,7 @@ import pathlib
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from pipeline import config as config_lib  # noqa: E402  pylint: disable=wrong-import-position
+from twotower import config as config_lib  # noqa: E402  pylint: disable=wrong-import-position
 from pipeline.runners import airflow_dag  # noqa: E402  pylint: disable=wrong-import-position
 
 DAG = airflow_dag.create_dag(

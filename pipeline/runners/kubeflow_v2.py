@@ -22,11 +22,11 @@ from tfx.orchestration import data_types
 
 from components.ingestion import spans
 
-from pipeline import config as config_lib
-from pipeline import contract as contract_lib
-from pipeline import paths
-from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError
+from twotower import config as config_lib
+from twotower import contract as contract_lib
+from twotower import paths
+from twotower.config import PipelineConfig
+from twotower.errors import ConfigError
 from pipeline.pipeline import create_pipeline
 
 # Where ./Dockerfile installs the repository (WORKDIR); the schemas are read from here.

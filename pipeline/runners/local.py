@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-from pipeline.config import PipelineConfig
+from twotower.config import PipelineConfig
 from pipeline.pipeline import create_pipeline, sqlite_metadata
 
 

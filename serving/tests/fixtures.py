@@ -7,8 +7,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components.index_builder import retrieval_model, warmup
-from components.pusher import versions
+from components.index_builder import retrieval_model
+from twotower import warmup
+from twotower import versions
 
 ITEMS = [f"i{i}" for i in range(50)]
 DIM = 8

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pipeline.errors import TwoTowerError
+from twotower.errors import TwoTowerError
 from serving import batching, batching_params, metrics, proto_call, signatures
 from serving import server as server_lib
 from serving.batching_params import BatchingParameters

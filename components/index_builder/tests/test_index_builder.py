@@ -13,11 +13,12 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
 from benchmarks import example_files
-from components import keys
-from components.index_builder import executor, warmup
+from twotower import keys
+from components.index_builder import executor
+from twotower import warmup
 from components.index_builder.component import IndexBuilder
 from components.trainer.tests import small_world
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 
@@ -149,7 +150,7 @@ def test_scann_top_k_signature_takes_k_up_to_max_k(built):
 
 
 def test_model_server_loads_and_describes_the_scann_model(built, tmp_path):
-    from components.pusher import versions  # pylint: disable=import-outside-toplevel
+    from twotower import versions  # pylint: disable=import-outside-toplevel
     from serving import model_manager  # pylint: disable=import-outside-toplevel
     from serving.grpc_service import signature_def  # pylint: disable=import-outside-toplevel
     root, _, outputs = built

@@ -81,8 +81,8 @@ def test_scann_variant_merges_the_same_way_after_a_save_and_load(tower_dir, tmp_
 
 def test_the_builder_takes_the_history_feature_from_the_contract_and_settings_from_config():
     from components.index_builder import executor  # pylint: disable=import-outside-toplevel
-    from pipeline.config import IndexConfig  # pylint: disable=import-outside-toplevel
-    from pipeline.contract import HISTORY, ID, ITEM_ID, QUERY, USER_ID, Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
+    from twotower.config import IndexConfig  # pylint: disable=import-outside-toplevel
+    from twotower.contract import HISTORY, ID, ITEM_ID, QUERY, USER_ID, Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
     plain = Contract((FeatureSpec("user", USER_ID, ID), FeatureSpec("item", ITEM_ID, ID)))
     config = IndexConfig(history_policy="exclude", repeat_weight=0.0)
     assert executor.history_settings(plain, config) is None

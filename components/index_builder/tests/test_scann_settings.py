@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from components.index_builder import report, scann_settings
 from components.trainer import metrics
-from pipeline.config import IndexConfig
-from pipeline.errors import TwoTowerError
+from twotower.config import IndexConfig
+from twotower.errors import TwoTowerError
 
 
 def test_small_catalogue_is_brute_force():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 
 from components.ingestion import drift, report
-from pipeline.errors import DataValidationError
+from twotower.errors import DataValidationError
 
 
 def _statistics(genres, ages):

@@ -11,9 +11,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import executor
-from pipeline import config as config_lib
+from twotower import config as config_lib
 from pipeline.data import synthetic
 
 

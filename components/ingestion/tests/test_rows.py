@@ -7,7 +7,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.ingestion import rows
-from pipeline.errors import IngestionError
+from twotower.errors import IngestionError
 
 SCHEMA = schema_pb2.Schema(feature=[
     schema_pb2.Feature(name="user_id", type=schema_pb2.BYTES),

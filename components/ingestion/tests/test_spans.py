@@ -7,9 +7,9 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import keys
+from twotower import keys
 from components.ingestion import component, driver, spans, window
-from pipeline.errors import IngestionError
+from twotower.errors import IngestionError
 
 DATE_PATTERN = "{YYYY}-{MM}-{DD}/interactions.csv"
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components.ingestion import splits
-from pipeline.errors import IngestionError
+from twotower.errors import IngestionError
 
 
 def _example(t: int, user: str = "u") -> tf.train.Example:

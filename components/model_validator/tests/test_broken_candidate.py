@@ -10,12 +10,12 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from benchmarks import example_files
-from components import keys
+from twotower import keys
 from components.index_builder import executor as index_executor
 from components.model_validator import executor as validator_executor
-from components.negative_pool.pool import PoolSettings
 from components.pusher import executor as pusher_executor
-from components.pusher import versions
+from twotower import versions
+from twotower.config import PoolConfig
 from components.trainer.tests import small_world
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def _shuffled_labels(root, broken):
     os.symlink(root / "inter" / "Split-eval", broken / "inter" / "Split-eval")
     os.symlink(root / "items", broken / "items")
     return example_files.build_pool_artifact(broken / "inter", broken / "items", broken / "pool",
-                                             PoolSettings(seed=0), small_world.CONTRACT)
+                                             PoolConfig(seed=0), small_world.CONTRACT)
 
 
 def _read(folder):

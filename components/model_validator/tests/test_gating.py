@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from components.model_validator import gating
-from pipeline.config import ValidationConfig
+from twotower.config import ValidationConfig
 
 CONFIG = ValidationConfig(k=100, min_recall=0.1, max_relative_regression=0.05,
                           min_scann_recall=0.95)

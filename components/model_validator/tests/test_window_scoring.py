@@ -3,7 +3,7 @@ from tfx.types import standard_artifacts
 
 from components.model_validator import evaluation
 from components.model_validator import executor as validator_executor
-from pipeline.config import ValidationConfig
+from twotower.config import ValidationConfig
 
 
 def _span(tmp_path, span):

@@ -1,4 +1,5 @@
 """The executor end to end on Examples artifacts written to disk, and its errors."""
+import dataclasses
 import os
 
 import numpy as np
@@ -7,14 +8,17 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import keys
 from components.negative_pool import artifact_io, executor
-from components.negative_pool.component import NegativePool, NegativePoolBuilder
-from components.negative_pool.pool import PoolSettings
+from components.negative_pool.component import (NegativePool, NegativePoolBuilder,
+                                                NegativePoolBuilderSpec)
 from components.negative_pool.tests.test_pool import CATALOG, CONTRACT, TRAIN
-from pipeline.errors import NegativePoolError
+from twotower import keys
+from twotower.config import PoolConfig
+from twotower.errors import ConfigError, NegativePoolError
 
-PROPERTIES = executor.properties_from_settings(PoolSettings(max_pool_size=1000), CONTRACT)
+# x (in TRAIN, not in CATALOG) is 1 of 6 train rows: allowed here, refused in its own test.
+PROPERTIES = executor.properties_from_config(
+    PoolConfig(max_pool_size=1000, max_unknown_item_share=1.0), CONTRACT)
 
 
 def _examples(root, splits):
@@ -107,14 +111,30 @@ def test_wrong_split_names_the_expected_one(tmp_path):
 
 
 def test_properties_round_trip():
-    settings = PoolSettings(sampler="popularity", alpha=0.5, pool_size=10, seed=3)
-    properties = executor.properties_from_settings(settings, CONTRACT)
-    assert executor.settings_from_properties(properties) == settings
+    settings = PoolConfig(sampler="popularity", alpha=0.5, pool_size=10, seed=3,
+                          max_unknown_item_share=0.2)
+    properties = executor.properties_from_config(settings, CONTRACT)
+    assert executor.config_from_properties(properties) == settings
     assert executor.contract_from_properties(properties) == CONTRACT
+
+
+def test_every_pool_config_field_is_one_execution_property():
+    """A field added to PoolConfig reaches the component's spec and TFX's cache key."""
+    fields = {field.name for field in dataclasses.fields(PoolConfig)}
+    assert set(executor.POOL_PARAMETERS) == fields
+    assert fields <= set(NegativePoolBuilderSpec.PARAMETERS)
+
+
+def test_properties_written_by_hand_are_checked_like_the_config():
+    properties = executor.properties_from_config(PoolConfig(), CONTRACT)
+    with pytest.raises(ConfigError, match=r"^pool.alpha: got -1.0; expected a number from 0"):
+        executor.config_from_properties({**properties, "alpha": -1.0})
 
 
 def test_component_checks_combinations_at_build_time():
     examples = standard_artifacts.Examples
-    with pytest.raises(ValueError, match="only applies to sampler='popularity'"):
+    with pytest.raises(ConfigError, match="^pool.alpha: got 0.5; expected 0 unless "
+                                          "pool.sampler is popularity$"):
         NegativePoolBuilder(interactions=types.Channel(type=examples),
-                            items=types.Channel(type=examples), contract=CONTRACT, alpha=0.5)
+                            items=types.Channel(type=examples), contract=CONTRACT,
+                            pool=PoolConfig(alpha=0.5))

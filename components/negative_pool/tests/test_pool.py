@@ -11,9 +11,12 @@ from apache_beam.testing.util import assert_that, equal_to
 import pytest
 import tensorflow as tf
 
-from components import keys
 from components.negative_pool import pool
-from pipeline.contract import Contract, FeatureSpec
+from twotower import config as config_lib
+from twotower import keys
+from twotower.config import PoolConfig
+from twotower.contract import Contract, FeatureSpec
+from twotower.errors import ConfigError
 
 CONTRACT = Contract((FeatureSpec("user_id", "user_id", "id"), FeatureSpec("item_id", "item_id", "id"),
                      FeatureSpec("title", "candidate", "text")))
@@ -81,7 +84,7 @@ def test_frequencies_pool_vocabularies_and_stats_by_hand():
             "users": 3, "user_vocab_size": 3, "item_vocab_size": 3,
             "user_ids_with_separators": 0, "item_ids_with_separators": 0, "pool_size": 4}]),
             label="stats")
-    _run(pool.PoolSettings(), check)
+    _run(PoolConfig(), check)
 
 
 def test_an_anonymous_contract_counts_items_and_no_users():
@@ -90,7 +93,7 @@ def test_an_anonymous_contract_counts_items_and_no_users():
     with TestPipeline() as p:
         outputs = pool.build_pool(p | "Train" >> beam.Create([TRAIN]),
                                   p | "Catalog" >> beam.Create([CATALOG]),
-                                  pool.PoolSettings(), anonymous)
+                                  PoolConfig(), anonymous)
         assert outputs.user_vocabulary is None
         assert_that(outputs.item_vocabulary, equal_to([["a\t3", "b\t1", "x\t1"]]))
         assert_that(outputs.stats | beam.Map(lambda s: (s["users"], s["user_vocab_size"],
@@ -100,13 +103,13 @@ def test_an_anonymous_contract_counts_items_and_no_users():
 
 @pytest.mark.parametrize("settings, expected", [
     # popularity, alpha 1: weights (count + 1) = a 4, b 2, c 1, d 1; total 8.
-    (pool.PoolSettings(sampler="popularity", alpha=1.0),
+    (PoolConfig(sampler="popularity", alpha=1.0),
      {"a": 0.5, "b": 0.25, "c": 0.125, "d": 0.125}),
     # alpha 0 is uniform.
-    (pool.PoolSettings(sampler="popularity", alpha=0.0),
+    (PoolConfig(sampler="popularity", alpha=0.0),
      {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}),
     # unseen_boost 5: a 1, b 1, c 5, d 5; total 12.
-    (pool.PoolSettings(sampler="unseen_boost", unseen_weight=5.0),
+    (PoolConfig(sampler="unseen_boost", unseen_weight=5.0),
      {"a": round(1 / 12, 6), "b": round(1 / 12, 6), "c": round(5 / 12, 6),
       "d": round(5 / 12, 6)}),
 ])
@@ -124,7 +127,7 @@ def test_min_count_and_no_smoothing():
         assert_that(outputs.frequencies | beam.Map(lambda r: (_frequency_rows(r)[0], _frequency_rows(r)[3])),
                     equal_to([("a", 0.6), ("b", 0.2), ("c", 0.0), ("d", 0.0), ("x", 0.2)]),
                     label="frequencies")
-    _run(pool.PoolSettings(min_count=2, smoothing=0.0), check)
+    _run(PoolConfig(min_count=2, smoothing=0.0), check)
 
 
 def test_capped_pool_keeps_items_whose_key_is_below_capacity_over_catalogue():
@@ -139,7 +142,7 @@ def test_capped_pool_keeps_items_whose_key_is_below_capacity_over_catalogue():
                     label="pool")
         assert_that(outputs.stats | beam.Map(lambda s: s["pool_size"]),
                     equal_to([len(members)]), label="size")
-    _run(pool.PoolSettings(pool_size=2, seed=7), check)
+    _run(PoolConfig(pool_size=2, seed=7), check)
 
 
 @pytest.mark.parametrize("size, capacity, fraction", [(4, 4, 1.0), (3, 4, 1.0), (8, 2, 0.25)])
@@ -180,14 +183,16 @@ def test_vocabulary_lines_drop_ids_with_separators():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sampler": "zipf"}, "sampler must be one of"),
-    ({"alpha": 0.5}, "only applies to sampler='popularity'"),
-    ({"sampler": "popularity", "alpha": -1.0}, "alpha must be >= 0"),
-    ({"pool_size": 10, "max_pool_size": 5}, "pool_size must be in"),
-    ({"smoothing": -1.0}, "smoothing must be >= 0"),
-    ({"min_count": 0}, "min_count must be >= 1"),
-    ({"sampler": "unseen_boost", "unseen_weight": 0.0}, "unseen_weight must be > 0"),
+    ({"sampler": "zipf"}, "pool.sampler: got 'zipf'; expected one of uniform, popularity"),
+    ({"alpha": 0.5}, "pool.alpha: got 0.5; expected 0 unless pool.sampler is popularity"),
+    ({"sampler": "popularity", "alpha": -1.0}, "pool.alpha: got -1.0; expected a number from 0"),
+    ({"pool_size": 10, "max_pool_size": 5}, r"pool.pool_size: got 10; expected at most "
+                                            r"pool.max_pool_size \(5\)"),
+    ({"pool_size": 0}, "pool.pool_size: got 0; expected a number from 1"),
+    ({"smoothing": -1.0}, "pool.smoothing: got -1.0; expected a number from 0"),
+    ({"min_count": 0}, "pool.min_count: got 0; expected a number from 1"),
+    ({"sampler": "unseen_boost", "unseen_weight": 0.0}, "pool.unseen_weight: got 0.0"),
 ])
-def test_invalid_settings(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        pool.PoolSettings(**kwargs).validate()
+def test_invalid_pool_configs_are_refused_naming_the_field(kwargs, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        config_lib.check_section("pool", PoolConfig(**kwargs))

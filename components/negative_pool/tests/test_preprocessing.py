@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from components.negative_pool import pool, preprocessing
 from components.trainer import towers
-from pipeline.contract import Contract, FeatureSpec
+from twotower.contract import Contract, FeatureSpec
 
 
 def _example(**features) -> bytes:

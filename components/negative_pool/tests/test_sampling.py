@@ -5,19 +5,20 @@ from scipy import stats
 import tensorflow as tf
 
 from components.negative_pool import pool, sampling
+from twotower.config import PoolConfig
 
 COUNTS = [50, 20, 10, 5, 2, 1, 0, 0]
 
 
-def _pool_probabilities(settings: pool.PoolSettings) -> np.ndarray:
+def _pool_probabilities(settings: PoolConfig) -> np.ndarray:
     weights = np.array([pool.pool_weight(count, settings) for count in COUNTS])
     return weights / weights.sum()
 
 
 @pytest.mark.parametrize("settings", [
-    pool.PoolSettings(),
-    pool.PoolSettings(sampler="popularity", alpha=0.75),
-    pool.PoolSettings(sampler="unseen_boost", unseen_weight=5.0),
+    PoolConfig(),
+    PoolConfig(sampler="popularity", alpha=0.75),
+    PoolConfig(sampler="unseen_boost", unseen_weight=5.0),
 ])
 def test_draws_match_the_sampler_distribution(settings):
     probabilities = _pool_probabilities(settings)
@@ -27,13 +28,13 @@ def test_draws_match_the_sampler_distribution(settings):
     _, p_value = stats.chisquare(observed, probabilities * len(draws))
     assert p_value > 0.001
     # The same check has power: a different sampler's distribution is rejected.
-    other = _pool_probabilities(pool.PoolSettings(sampler="popularity", alpha=1.5))
+    other = _pool_probabilities(PoolConfig(sampler="popularity", alpha=1.5))
     _, p_wrong = stats.chisquare(observed, other * len(draws))
     assert p_wrong < 1e-6
 
 
 def test_draws_are_reproducible_per_seed():
-    probabilities = tf.constant(_pool_probabilities(pool.PoolSettings()))
+    probabilities = tf.constant(_pool_probabilities(PoolConfig()))
     first = sampling.draw_pool_indices(probabilities, 64, tf.constant([1, 2]))
     assert first.shape == (64,) and first.dtype == tf.int64
     assert np.array_equal(first, sampling.draw_pool_indices(probabilities, 64, tf.constant([1, 2])))

@@ -9,10 +9,9 @@ import tensorflow as tf
 
 from benchmarks import example_files
 from components.negative_pool import artifact_io
-from components.negative_pool.pool import PoolSettings
 from components.trainer import training, towers
-from pipeline import config as config_lib
-from pipeline import contract as contract_lib
+from twotower import config as config_lib
+from twotower import contract as contract_lib
 from pipeline.data import synthetic
 
 USERS, ITEMS = 200, 120
@@ -42,7 +41,7 @@ def write_data(root: pathlib.Path, seed: int = 3) -> str:
     example_files.write_split([frame.iloc[cut:]], root / "inter", "eval")
     example_files.write_split([items], root / "items", "catalog")
     return example_files.build_pool_artifact(root / "inter", root / "items", root / "pool",
-                                             PoolSettings(seed=0), CONTRACT)
+                                             config_lib.PoolConfig(seed=0), CONTRACT)
 
 
 def patterns(root: pathlib.Path) -> tuple[str, str, str]:

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from components.trainer import features, model as model_lib, towers
     from components.trainer.tests.small_world import CONTRACT, preprocessing
-    from pipeline.config import LossConfig, ModelConfig
+    from twotower.config import LossConfig, ModelConfig
 
     items = ["a", "b", "c", "d", "e", "f"]
     pool = model_lib.PoolData(
@@ -55,14 +55,14 @@ SCRIPT = textwrap.dedent('''
         return model
 
     single = build_and_call()
-    single_loss = float(single.batch_loss(batch, training=False))
+    single_loss = float(single.compute_loss(batch, training=False))
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         mirrored = build_and_call()
     mirrored.set_weights(single.get_weights())
     dataset = tf.data.Dataset.from_tensor_slices(batch).batch(4)
     distributed = next(iter(strategy.experimental_distribute_dataset(dataset)))
-    per_replica = strategy.run(lambda b: mirrored.batch_loss(b, training=False), (distributed,))
+    per_replica = strategy.run(lambda b: mirrored.compute_loss(b, training=False), (distributed,))
     replica_losses = [float(x) for x in strategy.experimental_local_results(per_replica)]
     print("RESULT " + json.dumps({"single": single_loss, "replicas": replica_losses}))
 ''')

@@ -58,18 +58,17 @@ def test_accidental_hits_mask_other_columns_with_the_positive_item():
                                          [True, False, False, False]])
 
 
-def test_offset_moves_the_positive_and_own_columns():
-    # Replica 1 of 2 with B = 2 local rows and 4 global columns: its positives are columns 2, 3.
-    hits = losses.accidental_hits(tf.constant(["a", "b"]), tf.constant(["b", "x", "a", "b"]), 2)
-    np.testing.assert_array_equal(hits, [[False, False, False, False],
-                                         [True, False, False, False]])
-    np.testing.assert_array_equal(losses.positive_labels(2, 4, 2), [[0, 0, 1, 0], [0, 0, 0, 1]])
-
-
 def test_labels_put_each_positive_on_its_own_column_and_pool_columns_negative():
     logits = _logits()
     np.testing.assert_array_equal(logits.labels, [[1, 0, 0], [0, 1, 0]])
     assert bool(tf.reduce_all(logits.valid))
+
+
+def _softmax(ids=("p1", "p2", "n1"), log_q=None, hard=None, hits=True, reduction="mean"):
+    """The running example through tfrs.tasks.Retrieval (losses.softmax_loss), tau = 0.5."""
+    task = losses.softmax_task(hard, hits)
+    return float(losses.softmax_loss(task, U, V, tf.constant(list(ids)), tf.constant(0.5),
+                                     None if log_q is None else tf.constant(log_q), reduction))
 
 
 def test_softmax_loss():
@@ -77,15 +76,42 @@ def test_softmax_loss():
     # Row 2: -log(e^1.6 / (e^0 + e^1.6 + e^2)) = log(e^-1.6 + 1 + e^0.4).
     row1 = math.log(1 + math.exp(-0.8) + math.exp(-2))
     row2 = math.log(math.exp(-1.6) + 1 + math.exp(0.4))
-    assert float(losses.softmax_loss(_logits())) == pytest.approx((row1 + row2) / 2, rel=1e-5)
+    assert _softmax() == pytest.approx((row1 + row2) / 2, rel=1e-5)
+
+
+def test_softmax_subtracts_log_q_unclipped():
+    # q = [1.2, 0.7, 1e-8]: TFRS would clip 1.2 to 1 and 1e-8 to 1e-6; the loss must use them
+    # as they are. Row 1 scores [2 - log 1.2, 1.2 - log 0.7, 0 - log 1e-8], positive first.
+    q = [1.2, 0.7, 1e-8]
+    rows = [[2.0, 1.2, 0.0], [0.0, 1.6, 2.0]]
+    expected = 0.0
+    for i, row in enumerate(rows):
+        corrected = [s - math.log(x) for s, x in zip(row, q)]
+        top = max(corrected)
+        expected += -(corrected[i] - top - math.log(sum(math.exp(c - top) for c in corrected)))
+    assert _softmax(log_q=np.log(q).astype(np.float32)) == pytest.approx(expected / 2, rel=1e-4)
 
 
 def test_masked_column_drops_out_of_softmax():
-    logits = _logits(hits=[[False, False, True], [False, False, False]])
-    assert float(logits.scores[0, 2]) == losses.MASKED_LOGIT
+    # Column 3 holds row 1's positive item again (an accidental hit): gone from row 1 only.
     row1 = math.log(1 + math.exp(-0.8))
     row2 = math.log(math.exp(-1.6) + 1 + math.exp(0.4))
-    assert float(losses.softmax_loss(logits)) == pytest.approx((row1 + row2) / 2, rel=1e-5)
+    assert _softmax(ids=("a", "b", "a")) == pytest.approx((row1 + row2) / 2, rel=1e-5)
+    # Without removal the hit counts as a negative.
+    assert _softmax(ids=("a", "b", "a"), hits=False) == pytest.approx(_softmax(), rel=1e-6)
+
+
+def test_softmax_hard_negatives_keep_the_positive_and_the_hardest():
+    # Row 1 keeps p1 (2) and p2 (1.2); row 2 keeps p2 (1.6) and n1 (2).
+    expected = (math.log(1 + math.exp(-0.8)) + math.log(1 + math.exp(0.4))) / 2
+    assert _softmax(hard=1) == pytest.approx(expected, rel=1e-5)
+    assert _softmax(hard=10) == pytest.approx(_softmax(), rel=1e-6)
+
+
+def test_softmax_sum_reduction_is_rows_times_the_mean():
+    assert _softmax(reduction="sum") == pytest.approx(2 * _softmax(), rel=1e-6)
+    with pytest.raises(ValueError, match="mean or sum"):
+        _softmax(reduction="max")
 
 
 def test_bce_loss():
@@ -115,8 +141,9 @@ def test_hard_negatives_keep_the_positive_and_the_hardest_valid_negatives():
     # Row 1 keeps p1 (2) and its hardest negative p2 (1.2); row 2 keeps p2 (1.6) and n1 (2).
     np.testing.assert_allclose(mined.scores, [[2.0, 1.2], [1.6, 2.0]], rtol=1e-6)
     np.testing.assert_array_equal(mined.labels, [[1, 0], [1, 0]])
-    expected = (math.log(1 + math.exp(-0.8)) + math.log(1 + math.exp(0.4))) / 2
-    assert float(losses.softmax_loss(mined)) == pytest.approx(expected, rel=1e-5)
+    # BPR over the kept pairs: row 1 (2 - 1.2), row 2 (1.6 - 2).
+    expected = (softplus(-0.8) + softplus(0.4)) / 2
+    assert float(losses.bpr_loss(mined)) == pytest.approx(expected, rel=1e-5)
     # A masked negative is never picked while a valid one remains.
     masked = losses.hard_negatives(_logits(hits=[[False, False, False], [False, False, True]]), 1)
     np.testing.assert_allclose(masked.scores[1], [1.6, 0.0], rtol=1e-6)
@@ -126,24 +153,23 @@ def test_hard_negatives_keep_the_positive_and_the_hardest_valid_negatives():
 def test_hard_negatives_larger_than_the_row_keep_everything():
     mined = losses.hard_negatives(_logits(), 10)
     assert mined.scores.shape == (2, 3)
-    assert float(losses.softmax_loss(mined)) == pytest.approx(float(losses.softmax_loss(_logits())))
+    assert float(losses.bpr_loss(mined)) == pytest.approx(float(losses.bpr_loss(_logits())))
 
 
-@pytest.mark.parametrize("name, function", [("softmax", losses.softmax_loss),
-                                            ("bce", losses.bce_loss), ("bpr", losses.bpr_loss)])
+@pytest.mark.parametrize("name, function", [("bce", losses.bce_loss), ("bpr", losses.bpr_loss)])
 def test_dispatch(name, function):
-    assert float(losses.retrieval_loss(_logits(), name)) == pytest.approx(float(function(_logits())))
+    assert float(losses.pairwise_loss(_logits(), name)) == pytest.approx(float(function(_logits())))
 
 
 def test_dispatch_rejects_unknown_loss():
     with pytest.raises(ValueError, match="loss must be one of"):
-        losses.retrieval_loss(_logits(), "focal")
+        losses.pairwise_loss(_logits(), "softmax")
 
 
 def test_sum_reduction_is_rows_times_the_mean():
-    # _logits() has 2 query rows: tfrs.tasks.Retrieval's SUM reduction is 2x the mean.
-    mean = float(losses.retrieval_loss(_logits(), "softmax"))
-    assert float(losses.retrieval_loss(_logits(), "softmax", reduction="sum")) == \
+    # _logits() has 2 query rows: like tfrs.tasks.Retrieval's SUM, 2x the mean.
+    mean = float(losses.pairwise_loss(_logits(), "bpr"))
+    assert float(losses.pairwise_loss(_logits(), "bpr", reduction="sum")) == \
         pytest.approx(2 * mean)
     with pytest.raises(ValueError, match="mean or sum"):
-        losses.retrieval_loss(_logits(), "softmax", reduction="max")
+        losses.pairwise_loss(_logits(), "bpr", reduction="max")

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components.trainer import metrics
-from pipeline.contract import Contract, FeatureSpec
+from twotower.contract import Contract, FeatureSpec
 
 CATALOG = ["a", "b", "c", "d"]
 IDS = Contract((FeatureSpec("user_id", "user_id", "id"), FeatureSpec("item_id", "item_id", "id")))

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from components.trainer import features, towers
 from components.trainer.tests.small_world import CONTRACT, preprocessing
-from pipeline.config import HISTORY_ID_DROPOUT, ModelConfig
-from pipeline.contract import Contract, FeatureSpec
+from twotower.config import HISTORY_ID_DROPOUT, ModelConfig
+from twotower.contract import Contract, FeatureSpec
 
 USERS = ["u1", "u2"]
 ITEMS = ["a", "b", "c"]

@@ -9,8 +9,8 @@ import tensorflow as tf
 from components.model_validator import evaluation
 from components.trainer import export, training
 from components.trainer.tests import small_world
-from pipeline import config as config_lib
-from pipeline.errors import ConfigError
+from twotower import config as config_lib
+from twotower.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
 
@@ -103,7 +103,7 @@ def test_lazy_adam_leaves_the_rows_a_batch_does_not_use(data, optimizer):
     model = training.build_model(pool_uri, config)
     model.compile(optimizer=training.make_optimizer(config))
     batches = small_world.train_batches(root, pool_uri, config.training.batch_size)
-    model.batch_loss(next(batches), training=False)  # builds the variables
+    model.compute_loss(next(batches), training=False)  # builds the variables
     table = next(v for v in model.trainable_variables if "user_id_table" in v.name)
     snapshots = [table.numpy()]
     for _ in range(2):

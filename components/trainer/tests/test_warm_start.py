@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from components.trainer import towers, warm_start
 from components.trainer.tests.small_world import CONTRACT, preprocessing
-from pipeline.config import ModelConfig
-from pipeline.contract import Contract
+from twotower.config import ModelConfig
+from twotower.contract import Contract
 
 CONFIG = ModelConfig(embedding_dim=4, hidden_layers=(8,), id_embedding_dim=4,
                      feature_embedding_dim=2)

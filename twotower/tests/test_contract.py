@@ -3,9 +3,9 @@ import pathlib
 
 import pytest
 
-from pipeline import config as config_lib
-from pipeline import contract
-from pipeline.errors import ConfigError
+from twotower import config as config_lib
+from twotower import contract
+from twotower.errors import ConfigError
 
 SCHEMA = """
 feature {{ name: "customer" type: BYTES }}

@@ -12,8 +12,8 @@ import time
 import psutil
 import pytest
 
-from components import child_process
-from pipeline.errors import ConfigError
+from twotower import child_process
+from twotower.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,7 +78,7 @@ def test_a_script_without_a_main_guard_is_told_so(tmp_path):
     """The spawned child imports the parent's script again; unguarded, the script starts
     another child while the first one bootstraps, which Python refuses."""
     script = tmp_path / "unguarded.py"
-    script.write_text("import os\nfrom components import child_process\n"
+    script.write_text("import os\nfrom twotower import child_process\n"
                       "child_process.run('adding', os.getpid)\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=300, check=False,
@@ -131,8 +131,8 @@ def test_the_child_and_its_workers_die_with_the_parent(tmp_path, signum):
     """What a scheduler's timeout (SIGTERM) or `kill -9` of the run does: nothing of the
     run is left (it used to train on as an orphan, then block on its dead parent's pipe)."""
     script = tmp_path / "parent.py"
-    script.write_text("import sys\nfrom components import child_process\n"
-                      "from components.tests.test_child_process import _start_worker_and_wait\n"
+    script.write_text("import sys\nfrom twotower import child_process\n"
+                      "from twotower.tests.test_child_process import _start_worker_and_wait\n"
                       "if __name__ == '__main__':\n"
                       "    child_process.run('waiting', _start_worker_and_wait, sys.argv[1])\n")
     path = str(tmp_path / "pids")

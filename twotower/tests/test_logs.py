@@ -1,7 +1,7 @@
-"""Progress lines of long phases inside components (pipeline/logs.py)."""
+"""Progress lines of long phases inside components (twotower/logs.py)."""
 import logging
 
-from pipeline import logs
+from twotower import logs
 
 
 def test_a_meter_reports_at_most_every_period_with_rate_and_time_left(capsys):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import records
+from twotower import records
 
 
 def _write(path, rows):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from components.pusher import versions
+from twotower import versions
 
 
 def _model(path, source):

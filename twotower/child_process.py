@@ -32,8 +32,8 @@ from typing import Any, Callable, Optional
 from absl import logging as absl_logging
 import psutil
 
-from pipeline import logs
-from pipeline.errors import TwoTowerError
+from twotower import logs
+from twotower.errors import TwoTowerError
 
 
 # How often a child checks that its parent is alive.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from pipeline.config import PipelineConfig
+from twotower.config import PipelineConfig
 
 PATH_FIELDS = (("data", "interactions"), ("data", "items"), ("data", "schema_dir"),
                ("orchestration", "pipeline_root"), ("orchestration", "metadata_path"),

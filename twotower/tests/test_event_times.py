@@ -1,10 +1,10 @@
-"""Event times in the forms logs carry them (pipeline/event_times.py), against values worked
+"""Event times in the forms logs carry them (twotower/event_times.py), against values worked
 out by hand: 2024-06-01T00:00:00Z is 1717200000 Unix seconds."""
 import datetime
 
 import pytest
 
-from pipeline import event_times
+from twotower import event_times
 
 JUNE_1 = 1_717_200_000
 

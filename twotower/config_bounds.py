@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator
 
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 SEED = (0, 2**31 - 1)
 WIDTH = (1, 4096)
@@ -86,12 +86,14 @@ def numeric_fields(config: Any) -> Iterator[tuple[str, Any]]:
     """(section.field, value) of every numeric field of a PipelineConfig (None included;
     a tuple of numbers as one field)."""
     for section in dataclasses.fields(config):
-        values = getattr(config, section.name)
-        for field in dataclasses.fields(values):
-            value = getattr(values, field.name)
-            if str(field.type) in NUMERIC_TYPES:
-                yield (f"{section.name}.{field.name}",
-                       value if isinstance(value, tuple) else (value,))
+        yield from _section_fields(section.name, getattr(config, section.name))
+
+
+def _section_fields(name: str, values: Any) -> Iterator[tuple[str, Any]]:
+    for field in dataclasses.fields(values):
+        value = getattr(values, field.name)
+        if str(field.type) in NUMERIC_TYPES:
+            yield f"{name}.{field.name}", value if isinstance(value, tuple) else (value,)
 
 
 def check(config: Any) -> None:
@@ -100,13 +102,23 @@ def check(config: Any) -> None:
     Raises:
       ConfigError: `model.embedding_dim: got 100000000; expected a number from 1 to 4096`.
     """
-    for name, numbers in numeric_fields(config):
-        bound = BOUNDS[name]
+    for section in dataclasses.fields(config):
+        check_section(section.name, getattr(config, section.name))
+
+
+def check_section(name: str, values: Any) -> None:
+    """`check` for one section (e.g. name `pool`, values a PoolConfig).
+
+    Raises:
+      ConfigError: naming the first numeric field outside its range.
+    """
+    for field, numbers in _section_fields(name, values):
+        bound = BOUNDS[field]
         for number in numbers:
             if number is not None and not bound.low <= number <= bound.high:
                 hint = f" ({bound.hint})" if bound.hint else ""
                 shown = numbers if len(numbers) > 1 else number
-                raise ConfigError(f"{name}: got {shown!r}; expected a number from "
+                raise ConfigError(f"{field}: got {shown!r}; expected a number from "
                                   f"{_number(bound.low)} to {_number(bound.high)}{hint}")
 
 

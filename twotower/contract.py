@@ -14,7 +14,7 @@ features.yaml:
       user_id:   {role: user_id}                  # query tower's id (kind id)
       item_id:   {role: item_id}                  # candidate tower's id (kind id)
       timestamp: {role: event_time, format: iso8601}  # the time split's key (format:
-                                                      # pipeline/event_times.py)
+                                                      # twotower/event_times.py)
       rating:    {role: ignored}
       age:       {role: query, kind: numeric, buckets: 8}
       device:    {role: query, kind: categorical} # a per-event context column
@@ -47,8 +47,8 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from pipeline import event_times
-from pipeline.errors import ConfigError
+from twotower import event_times
+from twotower.errors import ConfigError
 
 FEATURES_FILE = "features.yaml"
 INTERACTIONS_SCHEMA = "interactions.pbtxt"
@@ -94,7 +94,7 @@ class FeatureSpec:
       prefix: categorical: keep only the first N characters (e.g. a zip code's region).
       length: history: the user's last `length` items before the event.
       format: event_time only: how the files write the time (`seconds`, `milliseconds`,
-        `iso8601` or a strptime pattern; pipeline/event_times.py); ingestion reads it as
+        `iso8601` or a strptime pattern; twotower/event_times.py); ingestion reads it as
         integer seconds.
       pooling: history: `mean` of the items' embeddings, or `recency` (weights halving every
         `length` / 4 steps back). The defaults, 10 items and recency, were the best of 10,

@@ -13,7 +13,6 @@ import time
 from typing import Any, Optional
 
 import tensorflow as tf
-from tfx.utils import io_utils
 
 SOURCE_FILE = os.path.join("assets.extra", "twotower_source.json")
 STAGING_PREFIX = ".incoming-"
@@ -64,6 +63,16 @@ def already_published(model_dir: str, base_path: str) -> Optional[int]:
     return latest if read_source(os.path.join(base_path, str(latest))) == source else None
 
 
+def _copy_tree(source: str, destination: str) -> None:
+    """Copies a folder recursively with tf.io.gfile (any filesystem TensorFlow reads)."""
+    for folder, _, files in tf.io.gfile.walk(source):
+        relative = os.path.relpath(folder, source)
+        target = os.path.normpath(os.path.join(destination, relative))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
+
+
 def publish(model_dir: str, base_path: str, version: int) -> str:
     """Copies model_dir to <base_path>/<version> through a staging folder and a rename."""
     final = os.path.join(base_path, str(version))
@@ -72,6 +81,6 @@ def publish(model_dir: str, base_path: str, version: int) -> str:
     staging = os.path.join(base_path, f"{STAGING_PREFIX}{version}")
     if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
-    io_utils.copy_dir(model_dir, staging)
+    _copy_tree(model_dir, staging)
     tf.io.gfile.rename(staging, final)
     return final

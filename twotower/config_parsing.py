@@ -1,4 +1,4 @@
-"""Generic parsing behind pipeline/config.py: YAML values checked against dataclass field
+"""Generic parsing behind twotower/config.py: YAML values checked against dataclass field
 annotations (bool, int, float, str, Literal, Optional, Union, tuple, dict), and `section.field=value`
 overrides. Every problem raises ConfigError naming the field."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from pipeline.errors import ConfigError
+from twotower.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):

@@ -17,12 +17,13 @@ import dataclasses
 import datetime
 import pathlib
 import re
+import typing
 from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 
-from pipeline import config_bounds, config_parsing
-from pipeline.errors import ConfigError
+from twotower import config_bounds, config_parsing
+from twotower.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCHEMAS_ROOT = REPO_ROOT / "schemas"
@@ -41,7 +42,7 @@ class DataConfig:
       cutoff_quantile: For `split: time`, the quantile of event times used as the cutoff.
       cutoff_timestamp: For `split: time`, an explicit cutoff; overrides the quantile.
       eval_percent: For `split: hash`, the share of rows sent to eval, in percent.
-      schema_dir: The data contract folder (pipeline/contract.py): `features.yaml` (each
+      schema_dir: The data contract folder (twotower/contract.py): `features.yaml` (each
         column's role and kind; the event time of the time split is its `event_time`
         column) and the TFMD schemas `interactions.pbtxt`, `items.pbtxt`.
     """
@@ -127,12 +128,22 @@ class PoolConfig:
     max_unknown_item_share: float = 0.05
 
     def validate(self) -> None:
+        _check(self.sampler in POOL_SAMPLERS, "pool.sampler", self.sampler,
+               f"one of {', '.join(POOL_SAMPLERS)}")
         _check(self.alpha == 0.0 or self.sampler == "popularity", "pool.alpha", self.alpha,
                "0 unless pool.sampler is popularity")
         _check(self.pool_size is None or self.pool_size <= self.max_pool_size,
                "pool.pool_size", self.pool_size, f"at most pool.max_pool_size "
                f"({self.max_pool_size})")
 
+    @property
+    def capacity(self) -> int:
+        """The most items the pool holds: pool_size, or max_pool_size when that is null."""
+        return self.pool_size if self.pool_size is not None else self.max_pool_size
+
+
+POOL_SAMPLERS: tuple[str, ...] = typing.get_args(
+    typing.get_type_hints(PoolConfig)["sampler"])
 
 # model.id_dropout when left null and the contract declares a history feature.
 HISTORY_ID_DROPOUT = 0.3
@@ -321,7 +332,18 @@ class IndexConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ServingConfig:
-    """Where models are pushed and how the model server listens."""
+    """Where models are pushed and how the model server listens: the defaults of
+    `twotower serve` and `twotower query` (serving/flags.py; a flag wins over the config).
+
+    Attributes:
+      base_path: Folder the Pushers write `<model_name>/<version>/` under.
+      model_name: The served model's name (the ScaNN variant; the stock one adds `-stock`).
+      host: Address the server binds and the client asks.
+      grpc_port: TF Serving's gRPC API port.
+      rest_port: TF Serving's REST API port.
+      poll_seconds: Seconds between the server's looks for new versions.
+      max_batch_size: Rows a request may carry.
+    """
 
     base_path: str = "serving_models"
     model_name: str = "twotower"
@@ -423,6 +445,34 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# What the Trainer reads (components/trainer): whole sections, or named fields of one. Only
+# these reach its custom_config, so editing serving.*, index.* or a gate threshold leaves
+# the Trainer's execution properties (TFX's cache key) alone and does not retrain.
+TRAINER_FIELDS: dict[str, Optional[tuple[str, ...]]] = {
+    "model": None, "loss": None, "training": None,
+    "validation": ("max_eval_interactions",), "orchestration": ("separate_processes",)}
+
+
+def trainer_dict(config: PipelineConfig) -> dict[str, Any]:
+    """The part of `config` the Trainer reads (TRAINER_FIELDS), as nested dicts that
+    `from_dict` reads back (every other field then takes its default)."""
+    full = config.to_dict()
+    return {section: full[section] if fields is None
+            else {field: full[section][field] for field in fields}
+            for section, fields in TRAINER_FIELDS.items()}
+
+
+def check_section(name: str, section: Any) -> None:
+    """Checks one section alone (ranges, then its own rules), as a component built from it
+    does: `check_section("pool", PoolConfig(alpha=-1))` raises like a loaded config would.
+
+    Raises:
+      ConfigError: naming the field, e.g. `pool.alpha: got -1; expected a number from 0 to 2`.
+    """
+    config_bounds.check_section(name, section)
+    section.validate()
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:

@@ -4,9 +4,9 @@ import typing
 import pytest
 
 from pipeline import cli
-from pipeline import config as config_lib
-from pipeline import config_bounds
-from pipeline.config import ConfigError
+from twotower import config as config_lib
+from twotower import config_bounds
+from twotower.config import ConfigError
 
 
 def test_defaults_are_valid_and_cover_every_section():
