@@ -200,6 +200,8 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
     commit = common.git_commit()
     table: dict[str, dict[str, Any]] = {}
     started = time.time()
+    if workdir is not None:
+        pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for protocol in protocol_names:
             epochs = f"training.epochs={EPOCHS[protocol]}"
