@@ -136,19 +136,3 @@ def test_missing_required_feature_is_named(tmp_path, data_dir, capsys):
     _, err = capsys.readouterr()
     assert code == cli.EXIT_USER_ERROR
     assert "feature 'item_id': Column dropped" in err
-
-
-def test_parquet_input_with_hash_split(tmp_path, data_dir, capsys):
-    parquet = tmp_path / "parquet"
-    parquet.mkdir()
-    for table in ("interactions", "items"):
-        pd.read_csv(data_dir / f"{table}.csv", dtype={"user_id": str, "item_id": str,
-                                                       "zip": str}).to_parquet(
-            parquet / f"{table}.parquet", index=False)
-    code, _ = _run(tmp_path, parquet / "interactions.parquet", parquet / "items.parquet",
-                   "data.input_format=parquet", "data.split=hash", "data.eval_percent=30")
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    sizes = re.search(r"interactions: train: (\d+) examples, eval: (\d+) examples", out)
-    assert int(sizes.group(1)) + int(sizes.group(2)) == ROWS
-    assert int(sizes.group(2)) == pytest.approx(0.3 * ROWS, abs=100)
