@@ -447,23 +447,6 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
 
-# What the Trainer reads (components/trainer): whole sections, or named fields of one. Only
-# these reach its custom_config, so editing serving.*, index.* or a gate threshold leaves
-# the Trainer's execution properties (TFX's cache key) alone and does not retrain.
-TRAINER_FIELDS: dict[str, Optional[tuple[str, ...]]] = {
-    "model": None, "loss": None, "training": None,
-    "validation": ("max_eval_interactions",), "orchestration": ("separate_processes",)}
-
-
-def trainer_dict(config: PipelineConfig) -> dict[str, Any]:
-    """The part of `config` the Trainer reads (TRAINER_FIELDS), as nested dicts that
-    `from_dict` reads back (every other field then takes its default)."""
-    full = config.to_dict()
-    return {section: full[section] if fields is None
-            else {field: full[section][field] for field in fields}
-            for section, fields in TRAINER_FIELDS.items()}
-
-
 def check_section(name: str, section: Any) -> None:
     """Checks one section alone (ranges, then its own rules), as a component built from it
     does: `check_section("pool", PoolConfig(alpha=-1))` raises like a loaded config would.

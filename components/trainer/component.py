@@ -12,7 +12,7 @@ export.py); `model_run` (ModelRun) with the training logs.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from tfx import types
 from tfx.components.trainer import component as trainer_component
@@ -22,13 +22,28 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from twotower import keys
 from components.negative_pool.component import NegativePool
 from components.trainer.executor import TrainerExecutor
-from twotower import config as config_lib
+from twotower import keys
 from twotower.config import PipelineConfig
 
 RUN_FN_MODULE = "components.trainer.trainer_module"
+
+# What the Trainer reads (this folder): whole sections, or named fields of one. Only
+# these reach its custom_config, so editing serving.*, index.* or a gate threshold leaves
+# the Trainer's execution properties (TFX's cache key) alone and does not retrain.
+TRAINER_FIELDS: dict[str, Optional[tuple[str, ...]]] = {
+    "model": None, "loss": None, "training": None,
+    "validation": ("max_eval_interactions",), "orchestration": ("separate_processes",)}
+
+
+def trainer_dict(config: PipelineConfig) -> dict[str, Any]:
+    """The part of `config` the Trainer reads (TRAINER_FIELDS), as nested dicts that
+    `twotower.config.from_dict` reads back (every other field then takes its default)."""
+    full = config.to_dict()
+    return {section: full[section] if fields is None
+            else {field: full[section][field] for field in fields}
+            for section, fields in TRAINER_FIELDS.items()}
 
 
 class TwoTowerTrainerSpec(standard_component_specs.TrainerSpec):
@@ -58,7 +73,7 @@ class TwoTowerTrainer(trainer_component.Trainer):
           negative_pool: The NegativePoolBuilder's output.
           items: The catalogue Examples (`catalog` split).
           config: The pipeline config; only what the Trainer reads reaches it
-            (twotower/config.py TRAINER_FIELDS: model, loss, training and two fields of
+            (TRAINER_FIELDS: model, loss, training and two fields of
             validation and orchestration), so other edits do not retrain.
           base_model: A previous Model (a resolver's output) to warm-start from; the
             pipeline passes it when training.warm_start is on (null: with spans).
@@ -68,7 +83,7 @@ class TwoTowerTrainer(trainer_component.Trainer):
             hyperparameters=None, negative_pool=negative_pool, items=items,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             module_file=None, module_path=RUN_FN_MODULE, run_fn=None,
-            custom_config=json_utils.dumps({keys.CONFIG: config_lib.trainer_dict(config)}),
+            custom_config=json_utils.dumps({keys.CONFIG: trainer_dict(config)}),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun))
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -16,7 +16,7 @@ def run_fn(fn_args: FnArgs) -> None:
     """Trains, evaluates and exports into fn_args.serving_model_dir.
 
     fn_args.custom_config holds the Trainer's part of the pipeline config
-    (twotower/config.py trainer_dict; validated again here) and, added by
+    (component.py trainer_dict; validated again here) and, added by
     TrainerExecutor from the input channels, the NegativePool URI and the catalogue's files.
     fn_args.base_model, when the pipeline passes one (training.warm_start; on by default
     with spans), is the latest blessed model's serving dir and initialises the towers.
