@@ -19,3 +19,7 @@ class NegativePoolError(TwoTowerError):
 
 class ConfigError(TwoTowerError, ValueError):
     """A config field is unknown, of the wrong type, or out of range."""
+
+
+class TrainingError(TwoTowerError):
+    """Training stopped (e.g. a worker of a multi-worker Trainer was lost); nothing exported."""

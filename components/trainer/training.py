@@ -14,8 +14,9 @@ from twotower import records
 from components.negative_pool import artifact_io
 from components.trainer import (eval_events, eval_sample, export, features, metrics, optimizers, prior, towers,
                                 warm_start)
+from components.trainer import distribution
 from components.trainer import model as model_lib
-from twotower.config import PipelineConfig
+from twotower.config import PipelineConfig, TrainingConfig
 from twotower.errors import ConfigError
 from twotower.contract import Contract
 
@@ -145,9 +146,13 @@ def build_model(pool_uri: str, config: PipelineConfig) -> model_lib.TwoTowerMode
     pool = model_lib.load_pool_data(pool_uri, contract)
     preprocessing = read_preprocessing(pool_uri, contract)
     tf.keras.utils.set_random_seed(config.training.seed)
+    # Under a strategy each replica gets batch_size / replicas rows of the global batch and
+    # draws its own share of the pool negatives.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     model = model_lib.TwoTowerModel(towers.query_tower(contract, preprocessing, config.model),
                                     towers.candidate_tower(contract, preprocessing, config.model),
-                                    pool, config.model, config.loss, config.training.batch_size,
+                                    pool, config.model, config.loss,
+                                    max(1, config.training.batch_size // replicas),
                                     config.training.seed, contract)
     logging.info("Embedding tables: ~%.1f MiB with optimizer state",
                  check_memory(model, config) / 2**20)
@@ -220,11 +225,38 @@ def check_enough_rows(train_rows: int, batch_size: int) -> None:
 
 def train_dataset(train_pattern: Union[str, Sequence[str]], catalog_pattern: str,
                   contract: Contract, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled full training batches, each row with its item's catalogue features."""
+    """Shuffled full training batches, each row with its item's catalogue features.
+
+    Under several workers each takes its part of every global batch (auto-shard by data:
+    a split may be one file, and the seeded shuffle gives every worker the same order, so
+    the parts are disjoint).
+    """
     catalog = features.CatalogLookup(contract, records.read_columns(
         catalog_pattern, features.parse_spec(contract, contract.candidate_names)))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return features.dataset(train_pattern, batch_size, True, seed, contract,
-                            features.interaction_names(contract), catalog=catalog)
+                            features.interaction_names(contract),
+                            catalog=catalog).with_options(options)
+
+
+def _fit(model: model_lib.TwoTowerModel, data: tf.data.Dataset, training: TrainingConfig,
+         train_rows: int, strategy: tf.distribute.Strategy, timer: EpochTimer,
+         incremental: bool) -> tf.keras.callbacks.History:
+    """model.fit for training.train_steps steps, or its epochs (incremental_epochs when
+    warm-started and set)."""
+    if training.train_steps is not None:
+        return model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
+                         verbose=0, callbacks=[timer])
+    epochs = training.epochs
+    if incremental and training.incremental_epochs is not None:
+        epochs = training.incremental_epochs
+    if distribution.is_multi_worker(strategy):
+        # Every worker takes the same number of steps (a sharded finite dataset could end
+        # one step earlier on one worker and leave the other waiting).
+        return model.fit(data.repeat(), epochs=epochs, verbose=0, callbacks=[timer],
+                         steps_per_epoch=train_rows // training.batch_size)
+    return model.fit(data, epochs=epochs, verbose=0, callbacks=[timer])
 
 
 def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
@@ -232,8 +264,12 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
                        pool_uri: str, config: PipelineConfig,
                        serving_dir: Optional[str] = None,
                        strategy: Optional[tf.distribute.Strategy] = None,
-                       base_model_dir: Optional[str] = None) -> TrainResult:
+                       base_model_dir: Optional[str] = None) -> Optional[TrainResult]:
     """Trains on the train split, evaluates on eval against the whole catalogue, exports.
+
+    With TF_CONFIG naming several processes (distribution.py) each trains its share of
+    every global batch under MultiWorkerMirroredStrategy; only the chief evaluates and
+    exports, the others return None.
 
     Args:
       train_pattern: Files of the train split (gzipped tf.Examples), or a list of patterns
@@ -243,17 +279,18 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
       pool_uri: NegativePool artifact.
       config: The pipeline config (model, loss, training sections).
       serving_dir: Where to export (see export.py); None skips the export.
-      strategy: A tf.distribute strategy; None uses the default.
+      strategy: A tf.distribute strategy; None: distribution.strategy_from_environment().
       base_model_dir: A previous export (serving dir) to warm-start the towers from; then
         training.incremental_epochs (when set) replaces training.epochs.
 
     Returns:
-      The model, catalogue embeddings and metrics (plus examples_per_sec).
+      The model, catalogue embeddings and metrics (plus examples_per_sec); None on a
+      worker that is not the chief.
     """
+    strategy = strategy or distribution.strategy_from_environment()
     training = config.training
-    check_enough_rows(artifact_io.read_stats(pool_uri)["train_interactions"],
-                      training.batch_size)
-    strategy = strategy or tf.distribute.get_strategy()
+    train_rows = artifact_io.read_stats(pool_uri)["train_interactions"]
+    check_enough_rows(train_rows, training.batch_size)
     with strategy.scope():
         model = build_model(pool_uri, config)
         warm = warm_start_towers(model, base_model_dir) if base_model_dir else {}
@@ -262,17 +299,15 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
     data = train_dataset(train_pattern, catalog_pattern, contract, training.batch_size,
                          training.seed)
     timer = EpochTimer()
-    if training.train_steps is not None:
-        history = model.fit(data.repeat(), epochs=1, steps_per_epoch=training.train_steps,
-                            verbose=0, callbacks=[timer])
-    else:
-        epochs = training.epochs
-        if base_model_dir and training.incremental_epochs is not None:
-            epochs = training.incremental_epochs
-        history = model.fit(data, epochs=epochs, verbose=0, callbacks=[timer])
+    with distribution.lost_workers_fail_clearly(strategy):
+        history = _fit(model, data, training, train_rows, strategy, timer,
+                       incremental=bool(base_model_dir))
     steps = int(model.step.numpy())
     logging.info("Trained %d steps in %.1fs; loss %s", steps, sum(timer.seconds),
                  history.history["loss"])
+    if not distribution.is_chief(strategy):
+        logging.info("Not the chief: the chief evaluates and exports")
+        return None
 
     ids, embeddings = export.catalog_embeddings(model.candidate_tower, iter(features.dataset(
         catalog_pattern, CATALOG_BATCH, False, 0, contract, contract.candidate_names)))
