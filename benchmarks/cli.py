@@ -26,7 +26,7 @@ COMMANDS = (("--help",), ("run", "--help"), ("serve", "--help"), ("query", "--he
             ("bench", "quality", "--help"), ("bench", "pool", "--help"),
             ("bench", "serving", "--help"), ("bench", "scale", "--help"),
             ("bench", "increments", "--help"), ("bench", "span_quality", "--help"),
-            ("bench", "index", "--help"))
+            ("bench", "index", "--help"), ("bench", "multi_worker", "--help"))
 
 
 def executable() -> list[str]:
