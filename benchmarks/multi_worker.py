@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +33,6 @@ TRAIN = ("import json, sys\n"
          "trainer_module.train(*json.loads(sys.argv[1]))\n")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for probe in sockets:
-        probe.bind(("localhost", 0))
-    ports = [probe.getsockname()[1] for probe in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
-
-
 def train(workers: int, arguments: list[Any], serving_dir: pathlib.Path) -> dict[str, Any]:
     """Runs the Trainer's run_fn in `workers` processes (TF_CONFIG when more than one) and
     returns the chief's exported metrics plus the wall time.
@@ -51,7 +40,7 @@ def train(workers: int, arguments: list[Any], serving_dir: pathlib.Path) -> dict
     Raises:
       TwoTowerError: naming the process that failed, with the end of its output.
     """
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(workers)]}
+    cluster = {"worker": [f"localhost:{port}" for port in common.free_ports(workers)]}
     started = time.time()
     processes = []
     for index in range(workers):

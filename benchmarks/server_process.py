@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,18 +13,12 @@ import time
 import urllib.request
 from typing import Optional
 
+from benchmarks import common
 from twotower.errors import TwoTowerError
 
 _REQUESTS = re.compile(r'^twotower_requests_total\{protocol="(?P<protocol>\w+)",'
                        r'method="Predict",model="[^"]*",code="(?P<code>\w+)"\} (?P<count>\d+)$',
                        re.MULTILINE)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def predict_counts(metrics_text: str) -> dict[tuple[str, str], int]:
@@ -49,7 +42,7 @@ class ServerProcess:
         Raises:
           TwoTowerError: the server exits or is not ready in 180 s; its log is quoted.
         """
-        self.grpc_port, self.rest_port = free_port(), free_port()
+        self.grpc_port, self.rest_port = common.free_ports(2)
         command = [os.path.join(os.path.dirname(sys.executable), "twotower"), "serve",
                    "--model_name", "twotower", "--model_base_path", base_path,
                    "--port", str(self.grpc_port), "--rest_api_port", str(self.rest_port),

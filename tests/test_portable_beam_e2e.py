@@ -26,6 +26,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from benchmarks import common
 from components.negative_pool import artifact_io
 from components.negative_pool.component import NegativePool
 from pipeline import artifacts, cli
@@ -38,18 +39,12 @@ SPLITS = {"InteractionsExampleGen": ("train", "eval"), "ItemsExampleGen": ("cata
 STATISTICS = {"InteractionsStatisticsGen": ("train", "eval"), "ItemsStatisticsGen": ("catalog",)}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(name="worker_pool")
 def fixture_worker_pool(tmp_path):
     """Beam's SDK worker pool in its own process; each SDK worker it starts is a process
     too (`python` from this interpreter's folder). Stopped with SIGINT, which makes it stop
     its workers."""
-    port = _free_port()
+    (port,) = common.free_ports(1)
     log = tmp_path / "worker_pool.log"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     with open(log, "w") as out:

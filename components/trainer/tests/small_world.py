@@ -5,11 +5,13 @@ from __future__ import annotations
 import pathlib
 from typing import Iterator, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from benchmarks import example_files
 from components.negative_pool import artifact_io
-from components.trainer import training, towers
+from components.trainer import features, training, towers
+from components.trainer import model as model_lib
 from twotower import config as config_lib
 from twotower import contract as contract_lib
 from pipeline.data import synthetic
@@ -27,6 +29,38 @@ def preprocessing(users: list[str], items: list[str]) -> towers.Preprocessing:
                       "title": ["toy", "story"], "genres": ["Animation", "Comedy", "Drama"]},
         numeric={"age": towers.NumericStats((18.0, 25.0, 35.0), 30.0, 10.0),
                  "release_year": towers.NumericStats((1990.0, 2000.0), 1995.0, 5.0)})
+
+
+def tiny_model() -> tuple[model_lib.TwoTowerModel, dict[str, tf.Tensor]]:
+    """A small model over 6 items (no pool negatives, seeded: the same weights in every
+    process that builds it) and a 4-row batch, the towers called once on it. Build it
+    inside a strategy's scope to have its variables mirrored."""
+    items = ["a", "b", "c", "d", "e", "f"]
+    pool = model_lib.PoolData(
+        features={"item_id": tf.constant(items), "title": tf.constant([""] * 6),
+                  "genres": tf.constant([""] * 6), "release_year": tf.zeros([6], tf.int64)},
+        probabilities=tf.fill([6], 1 / 6), item_ids=np.array(items, dtype=object),
+        in_batch=np.full(6, 1 / 6, np.float32), pool=np.full(6, 1 / 6, np.float32),
+        floor=1 / 6)
+    model_config = config_lib.ModelConfig(embedding_dim=4, hidden_layers=(8,))
+    batch = {"user_id": tf.constant(["u1", "u2", "u3", "u1"]),
+             "age": tf.constant([20, 30, 40, 20], tf.int64),
+             "gender": tf.constant(["M", "F", "M", "M"]),
+             "occupation": tf.constant(["a", "b", "c", "a"]),
+             "zip": tf.constant(["1", "2", "3", "1"]),
+             "item_id": tf.constant(["a", "b", "a", "c"]),
+             "title": tf.constant(["x", "y", "x", "z"]),
+             "genres": tf.constant(["g", "h", "g", "i"]),
+             "release_year": tf.constant([1990, 2000, 1990, 2010], tf.int64)}
+    tf.keras.utils.set_random_seed(0)
+    statistics = preprocessing(["u1", "u2", "u3"], items)
+    model = model_lib.TwoTowerModel(
+        towers.query_tower(CONTRACT, statistics, model_config),
+        towers.candidate_tower(CONTRACT, statistics, model_config), pool, model_config,
+        config_lib.LossConfig(pool_ratio=0.0), 2, 0, CONTRACT)
+    model.query_tower(features.select(batch, CONTRACT.query_names))
+    model.candidate_tower(features.select(batch, CONTRACT.candidate_names))
+    return model, batch
 
 
 def write_data(root: pathlib.Path, seed: int = 3) -> str:

@@ -13,52 +13,16 @@ SCRIPT = textwrap.dedent('''
     import json
     import os
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from components.trainer import features, model as model_lib, towers
-    from components.trainer.tests.small_world import CONTRACT, preprocessing
-    from twotower.config import LossConfig, ModelConfig
+    from components.trainer.tests.small_world import tiny_model
 
-    items = ["a", "b", "c", "d", "e", "f"]
-    pool = model_lib.PoolData(
-        features={"item_id": tf.constant(items), "title": tf.constant([""] * 6),
-                  "genres": tf.constant([""] * 6), "release_year": tf.zeros([6], tf.int64)},
-        probabilities=tf.fill([6], 1 / 6), item_ids=np.array(items, dtype=object),
-        in_batch=np.full(6, 1 / 6, np.float32), pool=np.full(6, 1 / 6, np.float32),
-        floor=1 / 6)
-    model_config = ModelConfig(embedding_dim=4, hidden_layers=(8,))
-    loss_config = LossConfig(pool_ratio=0.0)
-    batch = {"user_id": tf.constant(["u1", "u2", "u3", "u1"]),
-             "age": tf.constant([20, 30, 40, 20], tf.int64),
-             "gender": tf.constant(["M", "F", "M", "M"]),
-             "occupation": tf.constant(["a", "b", "c", "a"]),
-             "zip": tf.constant(["1", "2", "3", "1"]),
-             "item_id": tf.constant(["a", "b", "a", "c"]),
-             "title": tf.constant(["x", "y", "x", "z"]),
-             "genres": tf.constant(["g", "h", "g", "i"]),
-             "release_year": tf.constant([1990, 2000, 1990, 2010], tf.int64)}
-
-    def build():
-        tf.keras.utils.set_random_seed(0)
-        statistics = preprocessing(["u1", "u2", "u3"], items)
-        return model_lib.TwoTowerModel(
-            towers.query_tower(CONTRACT, statistics, model_config),
-            towers.candidate_tower(CONTRACT, statistics, model_config), pool, model_config,
-            loss_config, 2, 0, CONTRACT)
-
-    def build_and_call():
-        model = build()
-        model.query_tower(features.select(batch, CONTRACT.query_names))
-        model.candidate_tower(features.select(batch, CONTRACT.candidate_names))
-        return model
-
-    single = build_and_call()
+    single, batch = tiny_model()
     single_loss = float(single.compute_loss(batch, training=False))
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        mirrored = build_and_call()
+        mirrored, _ = tiny_model()
     mirrored.set_weights(single.get_weights())
     dataset = tf.data.Dataset.from_tensor_slices(batch).batch(4)
     distributed = next(iter(strategy.experimental_distribute_dataset(dataset)))

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,45 +20,20 @@ from typing import Sequence
 
 import pytest
 
+from benchmarks import common
 from components.trainer.tests import small_world
 
 REPO = str(pathlib.Path(__file__).resolve().parents[3])
 
 LOSS_SCRIPT = textwrap.dedent('''
     import json
-    import numpy as np
     import tensorflow as tf
-    from components.trainer import distribution, features, model as model_lib, towers
+    from components.trainer import distribution
     strategy = distribution.strategy_from_environment()
-    from components.trainer.tests.small_world import CONTRACT, preprocessing
-    from twotower.config import LossConfig, ModelConfig
+    from components.trainer.tests.small_world import tiny_model
 
-    items = ["a", "b", "c", "d", "e", "f"]
-    pool = model_lib.PoolData(
-        features={"item_id": tf.constant(items), "title": tf.constant([""] * 6),
-                  "genres": tf.constant([""] * 6), "release_year": tf.zeros([6], tf.int64)},
-        probabilities=tf.fill([6], 1 / 6), item_ids=np.array(items, dtype=object),
-        in_batch=np.full(6, 1 / 6, np.float32), pool=np.full(6, 1 / 6, np.float32),
-        floor=1 / 6)
-    model_config = ModelConfig(embedding_dim=4, hidden_layers=(8,))
-    batch = {"user_id": tf.constant(["u1", "u2", "u3", "u1"]),
-             "age": tf.constant([20, 30, 40, 20], tf.int64),
-             "gender": tf.constant(["M", "F", "M", "M"]),
-             "occupation": tf.constant(["a", "b", "c", "a"]),
-             "zip": tf.constant(["1", "2", "3", "1"]),
-             "item_id": tf.constant(["a", "b", "a", "c"]),
-             "title": tf.constant(["x", "y", "x", "z"]),
-             "genres": tf.constant(["g", "h", "g", "i"]),
-             "release_year": tf.constant([1990, 2000, 1990, 2010], tf.int64)}
     with strategy.scope():
-        tf.keras.utils.set_random_seed(0)
-        statistics = preprocessing(["u1", "u2", "u3"], items)
-        model = model_lib.TwoTowerModel(
-            towers.query_tower(CONTRACT, statistics, model_config),
-            towers.candidate_tower(CONTRACT, statistics, model_config), pool, model_config,
-            LossConfig(pool_ratio=0.0), 2, 0, CONTRACT)
-        model.query_tower(features.select(batch, CONTRACT.query_names))
-        model.candidate_tower(features.select(batch, CONTRACT.candidate_names))
+        model, batch = tiny_model()
     whole = float(model.compute_loss(batch))  # one process's view of the whole batch
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -83,20 +57,10 @@ TRAIN_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for probe in sockets:
-        probe.bind(("localhost", 0))
-    ports = [probe.getsockname()[1] for probe in sockets]
-    for probe in sockets:
-        probe.close()
-    return ports
-
-
 def _start_workers(script: str, *argv: str, logs: Sequence[pathlib.Path] = ()
                    ) -> list[subprocess.Popen]:
     """Two processes with TF_CONFIG naming both; stderr to `logs` when given."""
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"localhost:{port}" for port in common.free_ports(2)]}
     workers = []
     for index in range(2):
         env = {**os.environ, "PYTHONPATH": REPO, "TF_USE_LEGACY_KERAS": "1",
