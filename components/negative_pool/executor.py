@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import typing
+import uuid
 from typing import Any
 
 import tensorflow as tf
@@ -164,9 +165,28 @@ def write_vocabulary(element: tuple[str, list[str]], folder: str) -> None:
         f.write("\n".join(lines))
 
 
+# zlib level 1: the files are read once per training run; the default level (6) doubles
+# the pool's write time (about 3 s of a 1M-item build) for files 20% smaller.
+_FAST_GZIP = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
+
+
+def write_shard(element: tuple[int, list[bytes]], folder: str) -> None:
+    """Writes one shard's serialised rows to <folder>/part-SSSSS-of-NNNNN.tfrecord.gz,
+    through a temporary name, so a retried or repeated shard replaces the file whole (its
+    content is fixed by the data) and readers never see half a file."""
+    shard, rows = element
+    tf.io.gfile.makedirs(folder)
+    path = os.path.join(folder, f"part-{shard:05d}-of-{counting.SHARDS:05d}"
+                                f"{keys.POOL_RECORD_SUFFIX}")
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tf.io.TFRecordWriter(temporary, options=_FAST_GZIP) as writer:
+        for row in rows:
+            writer.write(row)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
 def _write_records(rows: beam.PCollection, out: str, folder: str, label: str) -> None:
-    _ = rows | f"Write{label}" >> beam.io.WriteToTFRecord(
-        os.path.join(out, folder, "part"), file_name_suffix=keys.POOL_RECORD_SUFFIX)
+    _ = rows | f"Write{label}" >> beam.Map(write_shard, os.path.join(out, folder))
 
 
 def _write_single(text: beam.PCollection, prefix: str, suffix: str, label: str) -> None:

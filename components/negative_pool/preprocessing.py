@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx_bsl.coders import example_coder
 
 from components.negative_pool import counting
 from twotower.contract import (CANDIDATE, CATEGORICAL, NUMERIC, QUERY, TEXT, Contract,
@@ -57,33 +56,27 @@ def tokens(column: pa.Array, feature: FeatureSpec) -> pa.Array:
     return pc.cast(values, pa.large_binary())
 
 
+def decoded_features(features: Sequence[FeatureSpec]) -> dict[str, int]:
+    """name -> TFMD type of the features whose statistics are computed (for `Decode`)."""
+    return {feature.name: _SCHEMA_TYPES[feature.dtype] for feature in features}
+
+
 class _FeatureStats(beam.DoFn):
-    """Per record batch: ((feature, token), count) pairs pre-aggregated over a bundle, and
+    """Per record batch: (feature, (token, count) table) pre-aggregated over a bundle, and
     (feature, [values]) batches of numeric values (tagged NUMBERS)."""
 
     NUMBERS = "numbers"
 
     def __init__(self, features: Sequence[FeatureSpec]) -> None:
         self._features = list(features)
-        self._decoder = None
         self._counts: dict[str, list[pa.StructArray]] = {}
-
-    def setup(self) -> None:
-        schema = schema_pb2.Schema(feature=[
-            schema_pb2.Feature(name=feature.name, type=_SCHEMA_TYPES[feature.dtype])
-            for feature in self._features])
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
 
     def start_bundle(self) -> None:
         self._counts = {}
 
-    def process(self, batch: list[bytes]) -> Iterator[Any]:
-        decoded = self._decoder.DecodeBatch(batch)
+    def process(self, decoded: pa.RecordBatch) -> Iterator[Any]:
         for feature in self._features:
-            index = decoded.schema.get_field_index(feature.name)
-            if index < 0:
-                continue
-            column = decoded.column(index)
+            column = decoded.column(decoded.schema.get_field_index(feature.name))
             if feature.kind == NUMERIC:
                 values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
                 values = values[np.isfinite(values.astype(np.float64))]
@@ -95,8 +88,9 @@ class _FeatureStats(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[Any]:
         for name, parts in self._counts.items():
-            for token, count in counting.sum_counts(parts):
-                yield counting.global_window_value(((name, token), count))
+            summed = counting.sum_counts(parts)
+            if summed.num_rows:
+                yield counting.global_window_value((name, summed))
         self._counts = {}
 
 
@@ -153,10 +147,11 @@ def build_feature_stats(interactions: beam.PCollection, catalog: beam.PCollectio
     """Vocabularies and numeric statistics of every non-id tower feature.
 
     Args:
-      interactions: Lists of serialised train tf.Examples (query features).
-      catalog: Lists of serialised catalogue tf.Examples (candidate features).
+      interactions: Record batches of the train split (counting.Decode) holding at least
+        the query features of `tower_features`.
+      catalog: Record batches of the catalogue holding at least its candidate features.
       contract: The feature set.
-      vocabulary_lines: pool.vocabulary_lines(counts, min_count, max_tokens).
+      vocabulary_lines: pool.vocabulary_lines(counts table, min_count, max_tokens).
     """
     streams = []
     for role, source, label in ((QUERY, interactions, "Query"), (CANDIDATE, catalog, "Item")):
@@ -168,22 +163,19 @@ def build_feature_stats(interactions: beam.PCollection, catalog: beam.PCollectio
     if not streams:
         empty = pipeline | "NoFeatures" >> beam.Create([])
         return FeatureOutputs(empty, pipeline | "NoNumeric" >> beam.Create([{}]))
-    counts = ([stream.counts for stream in streams] | "FlattenCounts" >> beam.Flatten()
-              | "SumTokens" >> beam.CombinePerKey(sum))
     numbers = [stream[_FeatureStats.NUMBERS] for stream in streams] | "FlattenNumbers" >> (
         beam.Flatten())
     specs = {feature.name: feature for feature in contract.features}
 
-    def lines(element: tuple[str, list]) -> tuple[str, list[str]]:
-        name, pairs = element
+    def lines(name: str, parts: Sequence[pa.Table]) -> tuple[str, list[str]]:
         feature = specs[name]
-        return name, vocabulary_lines(pairs, feature.min_count or 1, feature.max_tokens)
+        return name, vocabulary_lines(counting.merge_counts(list(parts)),
+                                      feature.min_count or 1, feature.max_tokens)
 
-    vocabularies = (counts
-                    | "ByFeature" >> beam.Map(lambda pair: (pair[0][0], (pair[0][1], pair[1])))
+    vocabularies = ([stream.counts for stream in streams]
+                    | "FlattenCounts" >> beam.Flatten()
                     | "GroupTokens" >> beam.GroupByKey()
-                    | "VocabularyLines" >> beam.Map(lambda element: lines(
-                        (element[0], list(element[1])))))
+                    | "VocabularyLines" >> beam.MapTuple(lines))
     quantiles = numbers | "Percentiles" >> beam.ApproximateQuantiles.PerKey(
         PERCENTILES, input_batched=True)
     moments = numbers | "Moments" >> beam.CombinePerKey(_Moments())

@@ -8,10 +8,11 @@ With smoothing k=1: p(a)=(3+1)/(5+5)=0.4, p(b)=0.2, p(c)=p(d)=0.1, p(x)=0.2 (sum
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from components.negative_pool import pool
+from components.negative_pool import counting, pool
 from twotower import config as config_lib
 from twotower import keys
 from twotower.config import PoolConfig
@@ -56,6 +57,12 @@ def _pool_rows(serialized):
             round(features[keys.POOL_POOL_PROBABILITY].float_list.value[0], 6))
 
 
+def _rows(shards):
+    """The serialised rows of (shard, rows) elements, each shard checked to be a shard."""
+    return shards | f"Rows{shards.producer.full_label}" >> beam.FlatMapTuple(lambda shard, rows: rows if 0 <= shard < counting.SHARDS
+                                      else [f"bad shard {shard}"])
+
+
 def _run(settings, check):
     with TestPipeline() as p:
         # Two batches each, as ReadRecordBatches would emit them.
@@ -67,11 +74,11 @@ def _run(settings, check):
 
 def test_frequencies_pool_vocabularies_and_stats_by_hand():
     def check(outputs):
-        assert_that(outputs.frequencies | beam.Map(_frequency_rows), equal_to([
+        assert_that(_rows(outputs.frequencies) | beam.Map(_frequency_rows), equal_to([
             ("a", 3, 1, 0.4, 0.25), ("b", 1, 1, 0.2, 0.25), ("c", 0, 1, 0.1, 0.25),
             ("d", 0, 1, 0.1, 0.25), ("x", 1, 0, 0.2, 0.0)]), label="frequencies")
         # The duplicate d rows are resolved to the smallest serialisation ("D1").
-        assert_that(outputs.pool | beam.Map(_pool_rows), equal_to([
+        assert_that(_rows(outputs.pool) | beam.Map(_pool_rows), equal_to([
             ("a", "A", 0.25), ("b", "B", 0.25), ("c", "C", 0.25), ("d", "D1", 0.25)]),
             label="pool")
         assert_that(outputs.item_vocabulary, equal_to([["a\t3", "b\t1", "x\t1"]]), label="iv")
@@ -115,7 +122,7 @@ def test_an_anonymous_contract_counts_items_and_no_users():
 ])
 def test_sampler_probabilities(settings, expected):
     def check(outputs):
-        assert_that(outputs.pool | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),
+        assert_that(_rows(outputs.pool) | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),
                     equal_to(sorted(expected.items())))
     _run(settings, check)
 
@@ -124,7 +131,7 @@ def test_min_count_and_no_smoothing():
     def check(outputs):
         assert_that(outputs.item_vocabulary, equal_to([["a\t3"]]), label="iv")
         # k = 0: p = count / N; never-seen items get 0.
-        assert_that(outputs.frequencies | beam.Map(lambda r: (_frequency_rows(r)[0], _frequency_rows(r)[3])),
+        assert_that(_rows(outputs.frequencies) | beam.Map(lambda r: (_frequency_rows(r)[0], _frequency_rows(r)[3])),
                     equal_to([("a", 0.6), ("b", 0.2), ("c", 0.0), ("d", 0.0), ("x", 0.2)]),
                     label="frequencies")
     _run(PoolConfig(min_count=2, smoothing=0.0), check)
@@ -137,7 +144,7 @@ def test_capped_pool_keeps_items_whose_key_is_below_capacity_over_catalogue():
     assert 0 < len(members) < 4, keys_by_item
 
     def check(outputs):
-        assert_that(outputs.pool | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),
+        assert_that(_rows(outputs.pool) | beam.Map(lambda row: (_pool_rows(row)[0], _pool_rows(row)[2])),
                     equal_to([(item, round(1 / len(members), 6)) for item in members]),
                     label="pool")
         assert_that(outputs.stats | beam.Map(lambda s: s["pool_size"]),
@@ -176,10 +183,25 @@ def test_in_batch_probability(count, total, size, k, expected):
     assert pool.in_batch_probability(count, total, size, k) == pytest.approx(expected)
 
 
+def _counts(pairs):
+    return pa.table({counting.ID: pa.array([i for i, _ in pairs], pa.large_binary()),
+                     counting.COUNT: pa.array([c for _, c in pairs], pa.int64())})
+
+
 def test_vocabulary_lines_drop_ids_with_separators():
-    lines = pool.vocabulary_lines([(b"ok", 2), (b"tab\tid", 5), (b"new\nline", 5), (b"z", 2)], 1)
+    lines = pool.vocabulary_lines(_counts([(b"ok", 2), (b"tab\tid", 5), (b"new\nline", 5),
+                                           (b"z", 2), (b"cr\r", 9)]), 1)
     assert lines == ["ok\t2", "z\t2"]
-    assert pool.has_separator("a\tb".encode()) and not pool.has_separator("é".encode())
+    assert pool.has_separator(pa.array(["a\tb".encode(), "é".encode(), b"x\ry"])).tolist() == [
+        True, False, True]
+
+
+def test_vocabulary_lines_order_by_count_then_id_bytes_and_cap():
+    pairs = [(b"b", 2), (b"a", 2), ("é".encode(), 2), (b"c", 7), (b"\xff", 1), (b"d", 1)]
+    assert pool.vocabulary_lines(_counts(pairs), 1) == [
+        "c\t7", "a\t2", "b\t2", "é\t2", "d\t1", "\ufffd\t1"]
+    assert pool.vocabulary_lines(_counts(pairs), 2, max_tokens=2) == ["c\t7", "a\t2"]
+    assert pool.vocabulary_lines(_counts([]), 1) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [

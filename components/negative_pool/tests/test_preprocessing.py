@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from components.negative_pool import pool, preprocessing
+from components.negative_pool import counting, pool, preprocessing
 from components.trainer import towers
 from twotower.contract import Contract, FeatureSpec
 
@@ -41,15 +41,17 @@ CATALOG = [_example(sku="a", tags="x;y", name="Red Apple", brand="b1", price=10)
            _example(sku="c", tags="z;;y", name="apple pie", brand="b1", price=30)]
 
 
-def _lines(counts):
-    return pool.vocabulary_lines(counts, 1)
+def _decoded(role):
+    return preprocessing.decoded_features(preprocessing.tower_features(CONTRACT, role))
 
 
 def test_vocabularies_and_numeric_statistics():
     with TestPipeline() as p:
-        out = preprocessing.build_feature_stats(
-            p | "Train" >> beam.Create([TRAIN[:2], TRAIN[2:]]),
-            p | "Catalog" >> beam.Create([CATALOG]), CONTRACT, pool.vocabulary_lines)
+        train = p | "Train" >> beam.Create([TRAIN[:2], TRAIN[2:]]) | "DecodeTrain" >> (
+            counting.Decode(_decoded("query")))  # pylint: disable=no-value-for-parameter
+        catalog = p | "Catalog" >> beam.Create([CATALOG]) | "DecodeCatalog" >> (
+            counting.Decode(_decoded("candidate")))  # pylint: disable=no-value-for-parameter
+        out = preprocessing.build_feature_stats(train, catalog, CONTRACT, pool.vocabulary_lines)
         # device: ios 3, web 1; region cut to 2 characters: NY 2, CA 1 (the row without it
         # adds nothing); tags split on ';' (empty tokens dropped): y 3, x 1, z 1, min_count 2
         # keeps only y; name lower-cased and split on whitespace: apple 2, red 2, pear 1,

@@ -11,7 +11,7 @@ COUNTS = [50, 20, 10, 5, 2, 1, 0, 0]
 
 
 def _pool_probabilities(settings: PoolConfig) -> np.ndarray:
-    weights = np.array([pool.pool_weight(count, settings) for count in COUNTS])
+    weights = pool.pool_weight(np.array(COUNTS), settings)
     return weights / weights.sum()
 
 
