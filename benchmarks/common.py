@@ -123,13 +123,16 @@ class TreeMemory:
 
 
 def run_measured(command: Sequence[str], log: pathlib.Path,
-                 samples: Optional[list[tuple[float, float]]] = None) -> dict[str, float]:
+                 samples: Optional[list[tuple[float, float]]] = None,
+                 code: Optional[pathlib.Path] = None) -> dict[str, float]:
     """Runs a command, returning its wall time and peak memory of its process tree.
 
     Args:
       command: The command line.
       log: Receives its stdout and stderr.
       samples: If given, receives the memory samples (see TreeMemory.samples).
+      code: Run with this folder's copy of the code first on the import path (its working
+        directory too), e.g. `code_at`'s older revision.
 
     Raises:
       RuntimeError: if the command fails (its log is named in the message). Whatever stops
@@ -138,7 +141,9 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
     """
     started = time.time()
     with open(log, "w") as out:
-        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
+        env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=code, env=env)
         with TreeMemory(process.pid) as memory:
             try:
                 code = process.wait()
@@ -152,6 +157,30 @@ def run_measured(command: Sequence[str], log: pathlib.Path,
     return {"wall_s": round(time.time() - started, 1),
             "peak_rss_mb": round(memory.peak_total_mb), "peak_process_rss_mb":
             round(memory.peak_process_mb)}
+
+
+def code_at(revision: str, folder: pathlib.Path) -> tuple[str, pathlib.Path]:
+    """The repository's files at `revision` unpacked into `folder` (git archive), to measure
+    an older implementation beside the current one in the same run.
+
+    Returns:
+      (the revision's full commit hash, the folder).
+
+    Raises:
+      ValueError: if this is not a git clone or the revision is unknown.
+    """
+    resolved = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                              capture_output=True, text=True, check=False)
+    if resolved.returncode != 0:
+        raise ValueError(f"cannot measure revision {revision!r}: {resolved.stderr.strip()} "
+                         "(run the bench in a git clone with that commit)")
+    commit = resolved.stdout.strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(["git", "archive", commit], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(folder)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise ValueError(f"git archive {commit} failed")
+    return commit, folder
 
 
 def direct_runner_args(workers: int) -> list[str]:
