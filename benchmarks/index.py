@@ -1,18 +1,24 @@
-"""`twotower bench index`: ScaNN against exact search and FAISS on 1M x 64 embeddings.
+"""`twotower bench index`: ScaNN against exact search and FAISS.
 
-Data sets (unit vectors; queries drawn like the database but not in it):
-  * clustered: 1,000 centres, Gaussian noise 0.6 around them (easy);
-  * hard: 10,000 centres, noise 1.5 (overlapping clusters).
-Methods, one query at a time on one thread, recall@10 against exact top-10:
+Data sets:
+  * clustered: 1M x 64 unit vectors around 1,000 centres, Gaussian noise 0.6 (easy);
+  * hard: the same around 10,000 centres, noise 1.5 (overlapping clusters); queries of both
+    are drawn like the database but are not in it;
+  * trained (`--trained CONFIG`): the catalogue embeddings of the newest model the
+    pipeline of CONFIG trained, queried with its query tower's embeddings of the first
+    eval interactions: the vectors the served index holds.
+Methods, one query at a time on one thread, recall@10 against exact top-10, each swept from
+its cheapest setting:
   * exact: brute force (FAISS IndexFlatIP, one thread);
-  * scann: the IndexBuilder's settings for this catalogue size
-    (components/index_builder/scann_settings.derive), swept over leaves searched and
-    reordering depth at query time;
-  * faiss_ivf: IndexIVFFlat (√n lists, inner product), nprobe doubled until recall@10 >= 0.99
-    or every list is probed (exhaustive);
-  * faiss_hnsw: IndexHNSWFlat (M 32), efSearch doubled until recall@10 >= 0.99 or 16384.
-Each sweep stops at the first operating point with recall@10 ≥ 0.99. The notes compare the
-best queries/s at recall ≥ 0.95 per method. Writes reports/index.json (docs/benchmarks.md).
+  * scann: the IndexBuilder's tree and quantisation for this catalogue size
+    (components/index_builder/scann_settings.derive) at its default operating point, then
+    leaves searched doubled from 1 (reordering max(100, 2 x leaves));
+  * faiss_ivf: IndexIVFFlat (√n lists, inner product), nprobe doubled from 1 until every
+    list is probed (exhaustive);
+  * faiss_hnsw: IndexHNSWFlat (M 32), efSearch doubled from 16 up to 16384.
+Each sweep stops at the first operating point with recall@10 ≥ 0.99. The report's `best`
+and notes give each method's best queries/s at recall@10 0.90, 0.95 and 0.99. Writes
+reports/index.json (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -20,20 +26,22 @@ import argparse
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from benchmarks import common
+from twotower import config as config_lib
 from twotower.config import IndexConfig
 from twotower.errors import TwoTowerError
 
 DATASETS = {"clustered": (1_000, 0.6), "hard": (10_000, 1.5)}
+TARGETS = (0.90, 0.95, 0.99)
 TARGET_RECALL = 0.95
 STOP_RECALL = 0.99
 K = 10
-SCANN_SWEEP = ((10, 100), (25, 100), (50, 100), (100, 200), (200, 400), (400, 800),
-               (1000, 2000))
+SCANN_MIN_REORDER = 100
+METHODS = ("exact", "scann", "faiss_ivf", "faiss_hnsw")
 # Doubling sweeps until recall@10 >= STOP_RECALL: IVF's nprobe up to every list (exhaustive,
 # so it always reaches the target), HNSW's efSearch up to HNSW_MAX_EF.
 IVF_START, HNSW_START, HNSW_MAX_EF = 1, 16, 16384
@@ -57,6 +65,36 @@ def faiss_module():
                             "[bench] extra) or `.venv/bin/pip install -c constraints.txt -e "
                             "'.[bench]'`") from e
     return faiss
+
+
+def scann_sweep(num_leaves: int) -> list[tuple[int, int]]:
+    """(leaves searched, reordering depth) from the cheapest: leaves doubled from 1 to all,
+    reordering max(SCANN_MIN_REORDER, 2 x leaves)."""
+    return [(leaves, max(SCANN_MIN_REORDER, 2 * leaves)) for leaves in doubling(1, num_leaves)]
+
+
+def trained_dataset(config_path: str, queries: int) -> tuple[str, np.ndarray, np.ndarray,
+                                                             dict[str, Any]]:
+    """The newest trained model of a pipeline: (name, catalogue embeddings [N, D], query
+    embeddings of the first `queries` eval rows [Q, D], what was read).
+
+    Raises:
+      TwoTowerError: if that pipeline has not trained a model yet.
+    """
+    from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
+    from pipeline import artifacts, tune  # pylint: disable=import-outside-toplevel
+    config = config_lib.load(config_path)
+    model = artifacts.latest_output_uri(config, "Trainer", "Model")
+    if model is None:
+        raise TwoTowerError(f"no trained model under {config.orchestration.pipeline_root}: run "
+                            f"`twotower run --config {config_path}` first")
+    model_dir = path_utils.serving_model_path(model)
+    query_vectors, items = tune.trained_embeddings(tune.latest_run_data(config), model_dir,
+                                                   queries)
+    source = {"config": config_path, "model": model_dir, "items": len(items),
+              "dim": int(items.shape[1]), "queries": len(query_vectors)}
+    return (config.orchestration.pipeline_name, items.astype(np.float32),
+            query_vectors.astype(np.float32), source)
 
 
 def make_dataset(name: str, rows: int, dim: int, queries: int, seed: int
@@ -129,8 +167,8 @@ def _scann(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
                           settings.anisotropic_quantization_threshold)
                 .reorder(settings.reorder).build())
     build_s = round(time.perf_counter() - started, 1)
-    points = [(settings.num_leaves_to_search, settings.reorder)] + [
-        point for point in SCANN_SWEEP if point[0] <= settings.num_leaves]
+    points = [(settings.num_leaves_to_search, settings.reorder)] + scann_sweep(
+        settings.num_leaves)
     for leaves, reorder in dict.fromkeys(points):
         row = measure(lambda q, l=leaves, r=reorder: searcher.search(
             q, final_num_neighbors=K, pre_reorder_num_neighbors=r, leaves_to_search=l)[0],
@@ -175,11 +213,19 @@ def _faiss(kind: str, database: np.ndarray, queries: np.ndarray, truth: np.ndarr
     faiss.omp_set_num_threads(2)
 
 
-def best_at_target(rows: list[dict[str, Any]], dataset: str, name: str) -> Optional[dict]:
-    """The fastest operating point of one method with recall@10 ≥ 0.95, if any."""
+def best_at_target(rows: list[dict[str, Any]], dataset: str, name: str,
+                   target: float = TARGET_RECALL) -> Optional[dict]:
+    """The fastest operating point of one method with recall@10 ≥ target, if any."""
     hits = [r for r in rows if r["dataset"] == dataset and r["name"] == name
-            and r["recall_at_10"] >= TARGET_RECALL]
+            and r["recall_at_10"] >= target]
     return max(hits, key=lambda r: r["qps"]) if hits else None
+
+
+def best_table(rows: list[dict[str, Any]], datasets: list[str]) -> dict[str, Any]:
+    """{dataset: {target: {method: best q/s at recall@10 ≥ target, or None}}}."""
+    return {dataset: {f"{target:.2f}": {
+        name: (best["qps"] if (best := best_at_target(rows, dataset, name, target)) else None)
+        for name in METHODS if name != "exact"} for target in TARGETS} for dataset in datasets}
 
 
 def _notes(rows: list[dict[str, Any]], datasets: list[str]) -> str:
@@ -189,23 +235,41 @@ def _notes(rows: list[dict[str, Any]], datasets: list[str]) -> str:
              "IndexBuilder's default settings."]
     for dataset in datasets:
         exact = next(r for r in rows if r["dataset"] == dataset and r["name"] == "exact")
-        best = {name: best_at_target(rows, dataset, name)
-                for name in ("scann", "faiss_ivf", "faiss_hnsw")}
-        summary = ", ".join(f"{name} {row['qps']:.0f} q/s ({row['qps'] / exact['qps']:.1f}x "
-                            f"exact)" if row else f"{name} did not reach {TARGET_RECALL}"
-                            for name, row in best.items())
-        parts.append(f"{dataset}: exact {exact['qps']:.0f} q/s; best at recall@10 >= "
-                     f"{TARGET_RECALL}: {summary}.")
+        parts.append(f"{dataset}: exact {exact['qps']:.0f} q/s.")
+        for target in TARGETS:
+            best = {name: best_at_target(rows, dataset, name, target)
+                    for name in METHODS if name != "exact"}
+            summary = ", ".join(
+                f"{name} {row['qps']:.0f} q/s ({row['qps'] / exact['qps']:.1f}x exact)" if row
+                else f"{name} did not reach it" for name, row in best.items())
+            parts.append(f"Best at recall@10 >= {target:.2f}: {summary}.")
     return " ".join(parts)
 
 
+def _data_sets(synthetic: list[str], trained: list[str], rows_count: int, dim: int,
+               queries_count: int, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray,
+                                                                dict[str, Any]]]:
+    """(name, database, queries, description) of every data set, made or loaded in turn."""
+    for name in synthetic:
+        centres, noise = DATASETS[name]
+        yield (name, *make_dataset(name, rows_count, dim, queries_count, seed),
+               {"centres": centres, "noise": noise, "rows": rows_count, "dim": dim,
+                "queries": queries_count})
+    for config_path in trained:
+        yield trained_dataset(config_path, queries_count)
+
+
 def run(datasets: list[str], rows_count: int, dim: int, queries_count: int, seed: int,
-        methods: list[str], out: Optional[pathlib.Path]) -> pathlib.Path:
+        methods: list[str], out: Optional[pathlib.Path],
+        trained: Sequence[str] = ()) -> pathlib.Path:
     """Measures every method on every data set and writes the report."""
     rows: list[dict[str, Any]] = []
+    described: dict[str, Any] = {}
     commit = common.git_commit()
-    for dataset in datasets:
-        database, queries = make_dataset(dataset, rows_count, dim, queries_count, seed)
+    for dataset, database, queries, description in _data_sets(
+            datasets, list(trained), rows_count, dim, queries_count, seed):
+        described[dataset] = description
+        _log(f"{dataset}: {len(database):,} x {database.shape[1]}, {len(queries):,} queries")
         truth = exact_top_k(database, queries)
         for method in methods:
             _log(f"{dataset}: {method}")
@@ -219,11 +283,10 @@ def run(datasets: list[str], rows_count: int, dim: int, queries_count: int, seed
                 rows.append({"dataset": dataset, **row})
                 _log(f"{dataset} {row['name']} {row['params']}: recall@10 "
                      f"{row['recall_at_10']:.4f}, {row['qps']:.0f} q/s")
-    config = {"datasets": {name: dict(zip(("centres", "noise"), DATASETS[name]))
-                           for name in datasets},
-              "rows": rows_count, "dim": dim, "queries": queries_count, "seed": seed, "k": K,
-              "methods": methods}
-    return common.write_report("index", config, rows, _notes(rows, datasets), out, commit)
+    config = {"datasets": described, "seed": seed, "k": K, "methods": methods}
+    names = list(described)
+    return common.write_report("index", config, rows, _notes(rows, names), out, commit,
+                               extra={"best": best_table(rows, names)})
 
 
 def _log(message: str) -> None:
@@ -231,18 +294,20 @@ def _log(message: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="*", choices=list(DATASETS), default=list(DATASETS),
+                        help="synthetic data sets (none: only --trained ones)")
+    parser.add_argument("--trained", nargs="+", default=[], metavar="CONFIG",
+                        help="also the embeddings of the newest model each pipeline config "
+                             "trained (e.g. configs/movielens.yaml after `make demo`)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="database vectors")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", default=["exact", "scann", "faiss_ivf",
-                                                         "faiss_hnsw"],
-                        choices=["exact", "scann", "faiss_ivf", "faiss_hnsw"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=pathlib.Path, help="report path (default reports/index.json)")
 
 
 def main_from_args(args: argparse.Namespace) -> None:
     path = run(args.datasets, args.rows, args.dim, args.queries, args.seed, args.methods,
-               args.out)
+               args.out, args.trained)
     print(f"wrote {path}")

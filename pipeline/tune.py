@@ -53,23 +53,38 @@ def latest_run_data(config: PipelineConfig) -> RunData:
                    found["NegativePoolBuilder"])
 
 
+def _eval_batch(data: RunData, sample: int) -> dict[str, Any]:
+    """The query features of the first `sample` eval rows, as one batch."""
+    from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
+    from components.trainer import features  # pylint: disable=import-outside-toplevel
+    contract = artifact_io.read_contract(data.pool_uri)
+    return next(iter(features.dataset(data.eval, sample, False, 0, contract,
+                                      contract.query_names)))
+
+
+def trained_embeddings(data: RunData, model_dir: str, sample: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """[sample, D] query embeddings of the first eval rows and [N, D] catalogue embeddings
+    of a Trainer export (its query tower and candidate_embeddings file)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components.trainer import export, features  # pylint: disable=import-outside-toplevel
+    batch = _eval_batch(data, sample)
+    tower = tf.saved_model.load(os.path.join(model_dir, export.QUERY_TOWER_DIR))
+    serve = tower.signatures["serving_default"]
+    inputs = features.select(batch, sorted(serve.structured_input_signature[1]))
+    queries = serve(**inputs)[export.EMBEDDING_OUTPUT].numpy()
+    _, items = export.read_embeddings(os.path.join(model_dir, export.EMBEDDINGS_FILE))
+    return queries, items
+
+
 def unnormalised_embeddings(data: RunData, config: PipelineConfig, model_dir: Optional[str],
                             sample: int) -> tuple[np.ndarray, np.ndarray]:
     """Query embeddings of `sample` eval rows and all catalogue embeddings of an
     unnormalised model: loaded from a Trainer export, or trained now (L2 off, τ = 1)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components.negative_pool import artifact_io  # pylint: disable=import-outside-toplevel
-    from components.trainer import export, features, training  # pylint: disable=import-outside-toplevel
-    contract = artifact_io.read_contract(data.pool_uri)
-    batch = next(iter(features.dataset(data.eval, sample, False, 0, contract,
-                                       contract.query_names)))
+    from components.trainer import training  # pylint: disable=import-outside-toplevel
     if model_dir:
-        tower = tf.saved_model.load(os.path.join(model_dir, export.QUERY_TOWER_DIR))
-        serve = tower.signatures["serving_default"]
-        inputs = features.select(batch, sorted(serve.structured_input_signature[1]))
-        queries = serve(**inputs)[export.EMBEDDING_OUTPUT].numpy()
-        _, items = export.read_embeddings(os.path.join(model_dir, export.EMBEDDINGS_FILE))
-        return queries, items
+        return trained_embeddings(data, model_dir, sample)
+    batch = _eval_batch(data, sample)
     raw = dataclasses.replace(config, model=dataclasses.replace(
         config.model, l2_normalize=False, temperature=1.0, learnable_temperature=False,
         popularity_prior=0.0))
