@@ -281,7 +281,8 @@ def create_pipeline(config: PipelineConfig,
                     check_schemas: bool = True,
                     contract: Optional[contract_lib.Contract] = None,
                     span: Any = None,
-                    cross_run_resolvers: bool = True) -> tfx_pipeline.Pipeline:
+                    cross_run_resolvers: bool = True,
+                    trainer_cluster: bool = False) -> tfx_pipeline.Pipeline:
     """Builds the twotower pipeline from a validated config and its data contract.
 
     Args:
@@ -294,9 +295,13 @@ def create_pipeline(config: PipelineConfig,
         RuntimeParameter).
       cross_run_resolvers: Resolve the window of spans and the drift baseline from ML
         Metadata (custom resolver strategies; Kubeflow v2 cannot compile them).
+      trainer_cluster: The orchestrator can run the Trainer as a Vertex AI custom job of
+        orchestration.trainer_workers replicas (compiled Kubeflow specs).
 
     Raises:
-      ConfigError: the contract is invalid or does not fit the config (naming the fix).
+      ConfigError: the contract is invalid or does not fit the config, or
+        orchestration.trainer_workers asks for a cluster this orchestrator cannot start
+        (naming the fix).
 
     Returns:
       A TFX pipeline: ingestion and validation of interactions (train/eval split; with
@@ -305,6 +310,12 @@ def create_pipeline(config: PipelineConfig,
       latest blessed model when training.warm_start), the IndexBuilder, the ModelValidator
       (baseline: the latest blessed model) and one Pusher per model variant.
     """
+    workers = config.orchestration.trainer_workers
+    if workers > 1 and not trainer_cluster:
+        raise ConfigError(f"orchestration.trainer_workers: got {workers}; local and Airflow "
+                          "runs train in one process: set it to 1, compile for Kubeflow / "
+                          "Vertex AI (`twotower compile kubeflow`), or start the workers by "
+                          "hand with TF_CONFIG (docs/operations.md)")
     schema_dir = config.data.schema_dir
     contract = contract or contract_lib.load(schema_dir)
     check_contract_settings(config, contract)
@@ -338,6 +349,7 @@ def create_pipeline(config: PipelineConfig,
         negative_pool=negative_pool.outputs[keys.NEGATIVE_POOL_KEY],
         items=items.example_gen.outputs[keys.EXAMPLES_KEY], config=config,
         base_model=blessed.outputs[keys.MODEL_KEY] if warm_start else None,
+        cluster=workers > 1,
     ).with_id(TRAINER_ID)
     orchestration = config.orchestration
     nodes = (interactions.nodes + items.nodes + extra + [negative_pool, blessed, trainer]

@@ -114,6 +114,39 @@ def test_kubeflow_spec_loads_with_kfp_and_has_every_component(tmp_path):
     assert "gs://bucket/data/interactions" in text and "gs://bucket/serving/twotower" in text
 
 
+def test_kubeflow_spec_runs_the_trainer_as_a_vertex_job_of_several_replicas(tmp_path):
+    out = tmp_path / "spec.json"
+    overrides = (*GCS, "orchestration.trainer_workers=3", "orchestration.vertex_project=proj")
+    assert cli.main(["compile", "kubeflow", "--config", str(REPO / "configs" / "movielens.yaml"),
+                     *[arg for o in overrides for arg in ("--set", o)], "--out", str(out)]) == 0
+    spec = json.loads(out.read_text())
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    trainer = next(e["container"] for name, e in executors.items() if name.startswith("Trainer"))
+    assert "components.trainer.vertex.VertexTrainerExecutor" in trainer["args"]
+    custom = json.loads(spec["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]["inputs"][
+        "parameters"]["custom_config"]["runtimeValue"]["constant"])
+    pools = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert [pool["replica_count"] for pool in pools] == [1, 2]
+    assert {pool["container_spec"]["image_uri"] for pool in pools} == {
+        "europe-docker.pkg.dev/p/r/twotower:1.2"}
+    assert custom["ai_platform_training_args"]["project"] == "proj"
+    assert custom["config"]["training"]["epochs"] == _config().training.epochs
+    # Without the override the Trainer runs in its own pod, as before.
+    assert cli.main(["compile", "kubeflow", "--config", str(REPO / "configs" / "movielens.yaml"),
+                     *[arg for o in GCS for arg in ("--set", o)], "--out", str(out)]) == 0
+    assert "VertexTrainerExecutor" not in out.read_text()
+
+
+def test_local_runs_refuse_a_trainer_cluster_and_vertex_needs_a_project():
+    with pytest.raises(ConfigError, match=r"orchestration.trainer_workers: got 2; local and "
+                                          r"Airflow runs train in one process"):
+        pipeline_lib.create_pipeline(_config("orchestration.trainer_workers=2",
+                                             "orchestration.vertex_project=p"))
+    with pytest.raises(ConfigError, match="orchestration.vertex_project: got ''; expected a "
+                                          "Google Cloud project"):
+        _config("orchestration.trainer_workers=2")
+
+
 def test_kubeflow_refuses_relative_paths():
     with pytest.raises(ConfigError, match="data.interactions: got 'data/movielens/interactions"
                                           ".csv'; Kubeflow pods cannot read relative local "

@@ -384,6 +384,14 @@ class OrchestrationConfig:
       task_timeout_minutes: Airflow's execution_timeout of each task (0: none); a task
         past it fails, and its child process goes with it (docs/operations.md).
       image: Container image for Kubeflow Pipelines.
+      trainer_workers: Training processes of the Trainer in a compiled Kubeflow spec: above
+        1 it runs as a Vertex AI custom job of one chief and trainer_workers - 1 workers on
+        `image` under MultiWorkerMirroredStrategy (components/trainer/vertex.py). Local
+        and Airflow runs train in one process and refuse more (docs/operations.md says
+        how to start workers by hand).
+      vertex_project: The Google Cloud project of that custom job (required above 1).
+      vertex_region: Its Vertex AI region.
+      trainer_machine_type: The machine type of each of its replicas.
       separate_processes: Run the memory-heavy work (the NegativePoolBuilder's Beam
         pipeline, the Trainer's training) in child Python processes. Local and Airflow runs
         execute every component in one process, and neither the DirectRunner's buffers nor
@@ -404,6 +412,10 @@ class OrchestrationConfig:
     retries: int = 1
     task_timeout_minutes: float = 0.0
     image: str = "twotower:latest"
+    trainer_workers: int = 1
+    vertex_project: str = ""
+    vertex_region: str = "us-central1"
+    trainer_machine_type: str = "n1-standard-8"
     separate_processes: bool = True
 
     def validate(self) -> None:
@@ -417,6 +429,10 @@ class OrchestrationConfig:
             datetime.date.fromisoformat(self.start_date)
         except ValueError:
             _check(False, "orchestration.start_date", self.start_date, "an ISO date YYYY-MM-DD")
+        _check(self.trainer_workers == 1 or bool(self.vertex_project),
+               "orchestration.vertex_project", self.vertex_project,
+               f"a Google Cloud project: orchestration.trainer_workers is "
+               f"{self.trainer_workers}, which runs the Trainer as a Vertex AI custom job")
 
     @property
     def resolved_metadata_path(self) -> str:

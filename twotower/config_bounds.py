@@ -78,6 +78,7 @@ BOUNDS: dict[str, Bound] = {
     "serving.poll_seconds": Bound(0.01, 86_400),
     "serving.max_batch_size": Bound(1, 1_048_576),
     "orchestration.retries": Bound(0, 100),
+    "orchestration.trainer_workers": Bound(1, 256),
     "orchestration.task_timeout_minutes": Bound(0.0, 10_080, "0: no timeout"),
 }
 

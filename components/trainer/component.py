@@ -64,7 +64,8 @@ class TwoTowerTrainer(trainer_component.Trainer):
 
     def __init__(self, examples: types.BaseChannel, negative_pool: types.BaseChannel,
                  items: types.BaseChannel, config: PipelineConfig,
-                 base_model: Optional[types.BaseChannel] = None) -> None:
+                 base_model: Optional[types.BaseChannel] = None,
+                 cluster: bool = False) -> None:
         """Builds the component; the config was validated when it was loaded.
 
         Args:
@@ -77,13 +78,21 @@ class TwoTowerTrainer(trainer_component.Trainer):
             validation and orchestration), so other edits do not retrain.
           base_model: A previous Model (a resolver's output) to warm-start from; the
             pipeline passes it when training.warm_start is on (null: with spans).
+          cluster: Train as a Vertex AI custom job of orchestration.trainer_workers
+            replicas (vertex.py; compiled Kubeflow specs) instead of in this process.
         """
+        custom_config: dict[str, Any] = {keys.CONFIG: trainer_dict(config)}
+        executor = None
+        if cluster:
+            from components.trainer import vertex  # pylint: disable=import-outside-toplevel (Google Cloud clients)
+            custom_config.update(vertex.job_config(config.orchestration))
+            executor = executor_spec.ExecutorClassSpec(vertex.VertexTrainerExecutor)
         spec = TwoTowerTrainerSpec(
             examples=examples, transform_graph=None, schema=None, base_model=base_model,
             hyperparameters=None, negative_pool=negative_pool, items=items,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
             module_file=None, module_path=RUN_FN_MODULE, run_fn=None,
-            custom_config=json_utils.dumps({keys.CONFIG: trainer_dict(config)}),
+            custom_config=json_utils.dumps(custom_config),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun))
-        base_component.BaseComponent.__init__(self, spec=spec)
+        base_component.BaseComponent.__init__(self, spec=spec, custom_executor_spec=executor)

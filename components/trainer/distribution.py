@@ -51,6 +51,20 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
         {"cluster": resolver.cluster_spec().as_dict()}) > 1
 
 
+def chief_by_environment() -> bool:
+    """is_chief from TF_CONFIG alone (before any strategy exists): True without a cluster
+    of several training processes, for task `chief`, and for worker 0 when there is no
+    chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    if cluster_tasks(tf_config) <= 1:
+        return True
+    task = tf_config.get("task", {})
+    if task.get("type") == "chief":
+        return True
+    return (task.get("type") == "worker" and int(task.get("index", 0)) == 0
+            and "chief" not in tf_config.get("cluster", {}))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for the one process that evaluates and exports (always, without a cluster)."""
     resolver = getattr(strategy, "cluster_resolver", None)

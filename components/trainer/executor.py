@@ -1,5 +1,6 @@
 """TFX's GenericExecutor, plus the NegativePool and catalogue inputs handed to run_fn, and
-the train/eval files of a window of spans (window.training_patterns)."""
+the train/eval files of a window of spans (window.training_patterns); on a worker of a
+training cluster (TF_CONFIG), it trains without expecting an export of its own."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,15 +8,30 @@ from typing import Any
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.util import udf_utils
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from twotower import keys
 from components.ingestion import window
+from components.trainer import distribution
 
 
 class TrainerExecutor(trainer_executor.GenericExecutor):
     """Adds the pool URI and the catalogue's file pattern to fn_args.custom_config."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]],
+           output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        """TFX's Do on the chief (it checks that run_fn exported the model); on the other
+        workers of a cluster only the training: run_fn exports on the chief alone, which
+        may not have finished (TFX's check would fail the worker, and with it the job)."""
+        if distribution.chief_by_environment():
+            super().Do(input_dict, output_dict, exec_properties)
+            return
+        self._log_startup(input_dict, output_dict, exec_properties)
+        run_fn = udf_utils.get_fn(exec_properties, "run_fn")
+        run_fn(self._GetFnArgs(input_dict, output_dict, exec_properties))
 
     def _GetFnArgs(self, input_dict: dict[str, list[types.Artifact]],
                    output_dict: dict[str, list[types.Artifact]],

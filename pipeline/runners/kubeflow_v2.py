@@ -77,7 +77,7 @@ def compile_spec(config: PipelineConfig, out_file: str) -> dict[str, Any]:
     span = span_parameter(config)
     return runner.run(create_pipeline(config, metadata_connection_config=None,
                                       check_schemas=False, contract=contract, span=span,
-                                      cross_run_resolvers=False),
+                                      cross_run_resolvers=False, trainer_cluster=True),
                       parameter_values={SPAN_PARAMETER: span.default} if span else None)
 
 
