@@ -90,6 +90,21 @@ def _kill_groups(children: set[multiprocessing.process.BaseProcess]) -> None:
                 child.kill()
 
 
+# How often the wait for a child wakes up: Ctrl-C (SIGINT to the process) may land on one of
+# the executor's threads, and Python then runs its handler in the main thread only when that
+# thread next runs, which a wait without a timeout would put off until the child ends.
+WAKE_S = 0.5
+
+
+def _wait(future: concurrent.futures.Future) -> Any:
+    """future.result(), waking every WAKE_S so a pending KeyboardInterrupt is raised here."""
+    while True:
+        try:
+            return future.result(timeout=WAKE_S)
+        except concurrent.futures.TimeoutError:
+            continue
+
+
 def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
     """Calls function(*args) in a spawned process and returns its result (in this process
     when it is daemonic and so may not start children).
@@ -117,7 +132,7 @@ def run(what: str, function: Callable[..., Any], *args: Any) -> Any:
         future = pool.submit(function, *args)  # starts the child
         children = set(multiprocessing.active_children()) - before
         try:
-            return future.result()
+            return _wait(future)
         except futures_process.BrokenProcessPool as error:
             _kill_groups(children)  # the workers it started, if it died before them
             raise ChildDiedError(

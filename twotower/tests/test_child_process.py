@@ -151,13 +151,15 @@ def test_the_child_and_its_workers_die_with_the_parent(tmp_path, signum):
 
 def test_an_interrupted_parent_stops_the_child_before_it_re_raises(tmp_path):
     """Ctrl-C in a terminal: SIGINT reaches the parent only (the child leads its own process
-    group); the parent kills the child's group instead of waiting for it."""
+    group); the parent kills the child's group instead of waiting for it. The signal is
+    sent to a thread other than the main one, as the kernel may deliver a process's SIGINT:
+    the main thread must still notice it while it waits."""
     path = str(tmp_path / "pids")
     pids = []
 
     def interrupt():
         pids.extend(_pids(path))
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
     threading.Thread(target=interrupt, daemon=True).start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
