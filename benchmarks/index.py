@@ -11,8 +11,9 @@ Methods, one query at a time on one thread, recall@10 against exact top-10, each
 its cheapest setting:
   * exact: brute force (FAISS IndexFlatIP, one thread);
   * scann: the IndexBuilder's tree and quantisation for this catalogue size
-    (components/index_builder/scann_settings.derive) at its default operating point, then
-    leaves searched doubled from 1 (reordering max(100, 2 x leaves));
+    (components/index_builder/scann_settings.derive) at its default operating point, then,
+    whatever the default reached, leaves searched doubled from 1 (reordering
+    max(100, 2 x leaves));
   * faiss_ivf: IndexIVFFlat (√n lists, inner product), nprobe doubled from 1 until every
     list is probed (exhaustive);
   * faiss_hnsw: IndexHNSWFlat (M 32), efSearch doubled from k (10, its least) up to 16384.
@@ -178,7 +179,7 @@ def _scann(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
                                            "leaves_to_search": leaves, "reorder": reorder,
                                            "default": (leaves, reorder) == points[0]},
                "build_s": build_s, **row}
-        if row["recall_at_10"] >= STOP_RECALL:
+        if row["recall_at_10"] >= STOP_RECALL and (leaves, reorder) != points[0]:
             return
 
 
