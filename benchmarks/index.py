@@ -161,6 +161,13 @@ def _scann(database: np.ndarray, queries: np.ndarray, truth: np.ndarray
     from components.index_builder import scann_settings  # pylint: disable=import-outside-toplevel
     settings = scann_settings.derive(len(database), IndexConfig(k=K))
     started = time.perf_counter()
+    if settings.brute_force:  # what the IndexBuilder serves below index.brute_force_below
+        searcher = scann_ops_pybind.builder(database, K, "dot_product").score_brute_force().build()
+        build_s = round(time.perf_counter() - started, 1)
+        yield {"name": "scann", "params": {"brute_force": True, "default": True},
+               "build_s": build_s, **measure(lambda q: searcher.search(
+                   q, final_num_neighbors=K)[0], queries, truth)}
+        return
     searcher = (scann_ops_pybind.builder(database, K, "dot_product")
                 .tree(num_leaves=settings.num_leaves,
                       num_leaves_to_search=settings.num_leaves_to_search,
