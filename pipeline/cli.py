@@ -263,6 +263,9 @@ def cmd_query(args: argparse.Namespace) -> None:
     if had:
         print(f"again: in the request's history ({sum(item in had for item in result.item_ids[:k])} "
               f"of {k})")
+    if result.unknown_history:
+        print(f"history: {result.unknown_history} of {len(args.history)} ids are not in the "
+              "model's catalogue (ignored)")
 
 
 def _positive_int(text: str) -> int:

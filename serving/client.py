@@ -16,6 +16,7 @@ import numpy as np
 
 from twotower.contract import CANDIDATE, CATEGORICAL, MULTI_CATEGORICAL, TEXT
 from twotower.errors import TwoTowerError
+from twotower.keys import HISTORY_UNKNOWN_OUTPUT
 
 if TYPE_CHECKING:
     from twotower.contract import Contract
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass
 class QueryResult:
-    """The served version and the top items with their scores."""
+    """The served version, the top items with their scores, and how many of the request's
+    history ids the model did not know (ignored; 0 for a model without a history)."""
 
     version: int
     item_ids: list[str]
     scores: list[float]
+    unknown_history: int = 0
 
 
 def parse_features(pairs: list[str]) -> dict[str, str]:
@@ -141,7 +144,9 @@ def query(host: str, port: int, model_name: str, features: Mapping[str, str],
             raise TwoTowerError(f"{e.code().name}: {e.details()}") from e
     ids = [item.decode() for item in tf.make_ndarray(response.outputs["item_ids"])[0]]
     scores = tf.make_ndarray(response.outputs["scores"])[0].tolist()
-    return QueryResult(response.model_spec.version.value, ids, scores)
+    unknown = (int(tf.make_ndarray(response.outputs[HISTORY_UNKNOWN_OUTPUT])[0])
+               if HISTORY_UNKNOWN_OUTPUT in response.outputs else 0)
+    return QueryResult(response.model_spec.version.value, ids, scores, unknown)
 
 
 def read_titles(items_csv: str, contract: "Contract", columns: int = 2) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Prometheus text-format metrics: requests, errors, latency histogram, loaded versions, and
-the batcher's merged-call sizes, queueing times and refusals."""
+"""Prometheus text-format metrics: requests, errors, latency histogram, loaded versions, the
+batcher's merged-call sizes, queueing times and refusals, and the history ids the served
+models did not know."""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +10,14 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
+from twotower.keys import HISTORY_UNKNOWN_OUTPUT
+
 BUCKETS_MS = (0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
-# Per-model histograms and counters the batcher reports (serving/batching.py).
+# Per-model histograms and counters the batcher reports (serving/batching.py), and the
+# request history ids a model ignored as unknown (serving/model_manager.py).
 HISTOGRAMS = {"batch_rows": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
               "batch_queue_ms": (0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)}
-COUNTERS = ("batch_queue_full", "batch_cancelled")
+COUNTERS = ("batch_queue_full", "batch_cancelled", HISTORY_UNKNOWN_OUTPUT)
 
 
 class _Outcome:
@@ -72,10 +76,10 @@ class Registry:
             counts[bisect.bisect_left(bounds, value)] += 1
             counts[-1] += value
 
-    def count(self, metric: str, model: str) -> None:
-        """Increments one of COUNTERS."""
+    def count(self, metric: str, model: str, amount: int = 1) -> None:
+        """Adds `amount` to one of COUNTERS."""
         with self._lock:
-            self._model_counters[(metric, model)] += 1
+            self._model_counters[(metric, model)] += amount
 
     def _render_model_metrics(self) -> list[str]:
         lines = []

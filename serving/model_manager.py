@@ -9,7 +9,9 @@ keeps serving and the failure is reported by `status` (GetModelStatus). Older ve
 unloaded after a swap (TF Serving's default "latest" policy); a version whose folder is
 deleted keeps serving from memory until a newer one loads. With batching on, requests run
 through serving/batching.py's Batcher, and each version's merged-call functions are traced
-while it loads, before it serves.
+while it loads, before it serves. A model that reports the request history ids it did not
+know (output history_unknown_ids, components/index_builder/retrieval_model.py) has them
+added to the registry's history_unknown_ids counter.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from tensorflow.core.framework import tensor_pb2
 
 from twotower import warmup
 from twotower import versions as versions_lib
+from twotower.keys import HISTORY_UNKNOWN_OUTPUT
 from serving import batching, proto_call, signatures
 from serving import metrics as metrics_lib
 from serving.batching_params import BatchingParameters
@@ -146,7 +149,7 @@ class ModelManager:
           loader: Loads one version folder (tests substitute failures); default
             `load_version` with `batching_params`.
           batching_params: Server-side batching settings; None runs each request alone.
-          registry: Where the batcher reports its metrics.
+          registry: Where the batcher and the unknown history ids are counted.
           loop: The running event loop the batcher lives on (required with batching).
 
         Raises:
@@ -156,12 +159,12 @@ class ModelManager:
         self._lock = threading.Lock()
         self._loader = loader or functools.partial(load_version,
                                                    batching_params=batching_params)
+        self._registry = registry or metrics_lib.Registry()
         self._batcher: Optional[batching.Batcher] = None
         if batching_params is not None:
             if loop is None:
                 raise ValueError("batching needs the event loop the gRPC server runs on")
-            self._batcher = batching.Batcher(batching_params, registry or metrics_lib.Registry(),
-                                             loop)
+            self._batcher = batching.Batcher(batching_params, self._registry, loop)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._in_flight = 0  # requests inside run_async (touched on the event loop only)
@@ -297,13 +300,21 @@ class ModelManager:
         self._in_flight += 1
         try:
             if self._batcher is not None:
-                return await self._batcher.run(*self._batch_arguments(call))
-            if self._in_flight == 1:
-                return _checked(call.runner)(call.inputs)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, _checked(call.runner), call.inputs)
+                outputs = await self._batcher.run(*self._batch_arguments(call))
+            elif self._in_flight == 1:
+                outputs = _checked(call.runner)(call.inputs)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(executor, _checked(call.runner),
+                                                     call.inputs)
         finally:
             self._in_flight -= 1
+        if HISTORY_UNKNOWN_OUTPUT in outputs:
+            unknown = int(tf.make_ndarray(tensor_pb2.TensorProto.FromString(
+                outputs[HISTORY_UNKNOWN_OUTPUT])).sum())
+            if unknown:
+                self._registry.count(HISTORY_UNKNOWN_OUTPUT, call.model, unknown)
+        return outputs
 
     def _batch_arguments(self, call: PreparedCall) -> tuple[Any, ...]:
         batcher = typing.cast(batching.Batcher, self._batcher)

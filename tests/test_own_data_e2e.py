@@ -126,15 +126,17 @@ def test_complete_journey_sample_from_schema_init_to_query(tmp_path, capsys):
                              ["household_id=1000", "store_id=367", "age=45-54"], capsys)
     assert len(ranked) == 10, printed
     # Buy again: a product bought three times comes first (3 x log 4 above any cosine),
-    # marked as in the history, among new products.
+    # marked as in the history, among new products; an id outside the catalogue is ignored
+    # and reported.
     with open(data / "interactions.csv", newline="", encoding="utf-8") as f:
         staple = next(csv.DictReader(f))["product_id"]
     again, printed = _query(tmp_path / "serving" / "cj", "cj", config, data / "items.csv",
                             ["household_id=1000", "store_id=367", "age=45-54"], capsys,
-                            history=[staple] * 3)
+                            history=[staple] * 3 + ["no-such-product"])
     assert again[0][0] == staple and len(again) == 10, printed
     assert re.search(rf"^\s+1\. {staple}\s+\S+\s+again", printed, re.MULTILINE), printed
     assert "again: in the request's history (1 of 10)" in printed
+    assert "history: 1 of 4 ids are not in the model's catalogue (ignored)" in printed
 
 
 def test_anonymous_users_from_schema_init_to_query(tmp_path, capsys):

@@ -113,3 +113,7 @@ CURRENT_MODEL_PROPERTY = "current_model"
 CURRENT_MODEL_ID_PROPERTY = "current_model_id"
 BASELINE_MODEL_PROPERTY = "baseline_model"
 BASELINE_MODEL_ID_PROPERTY = "baseline_model_id"
+
+# The served retrieval model (components/index_builder/retrieval_model.py) and the model
+# server that counts what it reports (serving/model_manager.py).
+HISTORY_UNKNOWN_OUTPUT = "history_unknown_ids"  # [B] int32: request history ids not known

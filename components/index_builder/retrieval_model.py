@@ -12,7 +12,10 @@ With `ScannSearch` it searches a ScaNN index (the ScaNN TF ops must be registere
 is loaded: `import scann`); with `ExactSearch` it uses only built-in ops (matmul + top_k),
 so it loads on a stock `tensorflow/serving`.
 With `Repeat` settings (a contract with a history feature), both variants merge the
-request's history items with the search's results under the history policy (repeat.py).
+request's history items with the search's results under the history policy (repeat.py),
+and serving_default and serving_top_k also return history_unknown_ids [B] int32: per row,
+the history's non-empty ids the model does not know (ignored, never an error; the model
+server counts them in its metrics).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import tensorflow as tf
 
 from components.index_builder import repeat, scann_settings
 from components.trainer import export as trainer_export
+from twotower.keys import HISTORY_UNKNOWN_OUTPUT
 from twotower.scann_ops import import_scann_ops
 
 ITEM_IDS_OUTPUT = "item_ids"
@@ -162,14 +166,18 @@ class RetrievalModel(tf.Module):
         return {EMBEDDING_OUTPUT: self._embed(features)}
 
     def _search(self, features: Mapping[str, tf.Tensor], k: int | tf.Tensor
-                ) -> tuple[tf.Tensor, tf.Tensor]:
+                ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
         """The top k ([B, k] catalogue indices, [B, k] scores) for raw query features: the
-        search's, merged with the history's items when the model has a history."""
+        search's, merged with the history's items when the model has a history; and the
+        history's outputs ({} without one, else history_unknown_ids [B])."""
         queries = self._embed(features)
         if self.history is None:
-            return self.search(queries, k)
-        history = repeat.keep_latest(self.item_index.lookup(features[self.history.feature]),
-                                     self.history.length)  # [B, L]
+            indices, scores = self.search(queries, k)
+            return indices, scores, {}
+        values = features[self.history.feature]  # [B, L]
+        found = self.item_index.lookup(values)
+        unknown = tf.reduce_sum(tf.cast((found < 0) & (values != ""), tf.int32), axis=1)
+        history = repeat.keep_latest(found, self.history.length)
         searched = k
         if self.history.policy == repeat.EXCLUDE:
             searched = tf.minimum(k + tf.shape(history)[1], self.item_ids.shape[0])
@@ -179,23 +187,29 @@ class RetrievalModel(tf.Module):
             history_scores = tf.reduce_sum(queries[:, tf.newaxis, :] * vectors, axis=2)
         else:
             history_scores = tf.zeros(tf.shape(history), tf.float32)
-        return repeat.merge(tf.cast(indices, tf.int64), scores, history, history_scores, k,
-                            self.history.policy, self.history.weight, self.history.half_life)
+        indices, scores = repeat.merge(tf.cast(indices, tf.int64), scores, history,
+                                       history_scores, k, self.history.policy,
+                                       self.history.weight, self.history.half_life)
+        return indices, scores, {HISTORY_UNKNOWN_OUTPUT: unknown}
 
     def _retrieve(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Raw query features -> {"item_ids": [B, K], "scores": [B, K]}."""
-        indices, scores = self._search(features, self.k)
-        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
+        """Raw query features -> {"item_ids": [B, K], "scores": [B, K]} (+ the history's
+        outputs)."""
+        indices, scores, extra = self._search(features, self.k)
+        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores,
+                **extra}
 
     def _retrieve_top_k(self, features: Mapping[str, tf.Tensor], k: tf.Tensor
                         ) -> dict[str, tf.Tensor]:
-        """Raw query features and k -> {"item_ids": [B, k], "scores": [B, k]}."""
+        """Raw query features and k -> {"item_ids": [B, k], "scores": [B, k]} (+ the
+        history's outputs)."""
         message = f"k must be between 1 and {self.max_k} (index.max_k)"
         checks = [tf.debugging.assert_greater_equal(k, 1, message=message),
                   tf.debugging.assert_less_equal(k, self.max_k, message=message)]
         with tf.control_dependencies(checks):
-            indices, scores = self._search(features, tf.identity(k))
-        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores}
+            indices, scores, extra = self._search(features, tf.identity(k))
+        return {ITEM_IDS_OUTPUT: tf.gather(self.item_ids, indices), SCORES_OUTPUT: scores,
+                **extra}
 
     def save(self, path: str) -> None:
         """Writes the SavedModel with its three signatures."""

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from components.index_builder import repeat, retrieval_model, scann_settings
+from twotower.keys import HISTORY_UNKNOWN_OUTPUT
 
 IDS = [f"item{i}" for i in range(40)]
 EMBEDDINGS = np.random.default_rng(3).normal(size=(40, 4)).astype(np.float32)
@@ -90,3 +91,26 @@ def test_the_builder_takes_the_history_feature_from_the_contract_and_settings_fr
     assert executor.history_settings(with_history, IndexConfig(
         repeat_weight=1.5, repeat_half_life=20.0)) == retrieval_model.Repeat(
             "recent", 50, repeat.RANK, 1.5, 20.0)
+
+
+@pytest.mark.parametrize("scann", [False, True])
+def test_history_ids_the_model_does_not_know_are_reported_per_row(tower_dir, tmp_path, scann):
+    top = _model_order()
+    _model(tower_dir, repeat.RANK, 1.0, scann=scann).save(str(tmp_path / "m"))
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    requests = {"user": tf.constant(["u", "v", "w"]), "recent": tf.constant(
+        [[top[3], "gone", "", "gone"], ["", "", "", ""], [top[0], top[1], "new", top[2]]])}
+    out = loaded.signatures["serving_default"](**requests)
+    assert out[HISTORY_UNKNOWN_OUTPUT].numpy().tolist() == [2, 0, 1]
+    top_k = loaded.signatures["serving_top_k"](**requests, k=tf.constant(3))
+    assert top_k[HISTORY_UNKNOWN_OUTPUT].numpy().tolist() == [2, 0, 1]
+    # Unknown ids are ignored: the first row ranks as with its one known item alone.
+    alone = loaded.signatures["serving_default"](user=tf.constant(["u"]),
+                                                 recent=tf.constant([[top[3]]]))
+    assert out["item_ids"].numpy()[0].tolist() == alone["item_ids"].numpy()[0].tolist()
+
+
+def test_a_model_without_a_history_has_no_history_output(tower_dir):
+    model = retrieval_model.RetrievalModel(tower_dir, IDS, retrieval_model.ExactSearch(
+        EMBEDDINGS), 5, 20)
+    assert set(model.retrieve(_request([""]))) == {"item_ids", "scores"}
