@@ -139,14 +139,15 @@ def _in_process_rows(model_dir: str, requests: dict[int, Request], seconds: floa
         tensors = {name: tf.constant(value) for name, value in request.features.items()}
         signature(**tensors)
         for concurrency in CONCURRENCY:
-            rows.append(_row("in_process", "in_process", "none", False, concurrency, batch,
-                             closed_loop(lambda t=tensors: signature(**t), concurrency, seconds,
-                                         max_requests)))
+            rows.append(make_row("in_process", "in_process", "none", False, concurrency,
+                                 batch, closed_loop(lambda t=tensors: signature(**t),
+                                                    concurrency, seconds, max_requests)))
     return rows
 
 
-def _row(mode: str, client: str, protocol: str, batching: bool, concurrency: int, batch: int,
-         result: dict[str, Any]) -> dict[str, Any]:
+def make_row(mode: str, client: str, protocol: str, batching: bool, concurrency: int,
+             batch: int, result: dict[str, Any]) -> dict[str, Any]:
+    """One report row: the operating point and its measured figures (logged as it is made)."""
     row = {"mode": mode, "client": client, "protocol": protocol, "batching": batching,
            "concurrency": concurrency, "batch": batch, **result}
     _log(json.dumps(row))
@@ -162,20 +163,21 @@ def _server_rows(server: ServerProcess, requests: dict[int, Request], batching: 
         pathlib.Path(request_file).write_bytes(request.serialized)
         if h2load.binary():
             for protocol in ("grpc", "rest"):
-                _h2load(server, request, protocol, 1, 0.0, max_requests=200)
+                h2load_point(server, request, protocol, 1, 0.0, max_requests=200)
         for concurrency in CONCURRENCY:
             if h2load.binary():
                 for protocol in ("grpc", "rest"):
-                    rows.append(_row(protocol, "h2load", protocol, batching, concurrency, batch,
-                                     _h2load(server, request, protocol, concurrency, seconds)))
-            rows.append(_row("grpc", "python", "grpc", batching, concurrency, batch,
-                             _python_client(server, request_file, concurrency, seconds,
-                                            max_requests)))
+                    rows.append(make_row(protocol, "h2load", protocol, batching, concurrency,
+                                         batch, h2load_point(server, request, protocol,
+                                                             concurrency, seconds)))
+            rows.append(make_row("grpc", "python", "grpc", batching, concurrency, batch,
+                                 python_client_point(server, request_file, concurrency, seconds,
+                                                     max_requests)))
     return rows
 
 
-def _h2load(server: ServerProcess, request: Request, protocol: str, concurrency: int,
-            seconds: float, max_requests: Optional[int] = None) -> dict[str, Any]:
+def h2load_point(server: ServerProcess, request: Request, protocol: str, concurrency: int,
+                 seconds: float, max_requests: Optional[int] = None) -> dict[str, Any]:
     """One h2load run; errors = non-2xx answers + the server's non-OK Predict answers."""
     before = server.predict_counts()
     if protocol == "grpc":
@@ -201,8 +203,9 @@ def _refused(before: dict[tuple[str, str], int], after: dict[tuple[str, str], in
                if key[0] == protocol and key[1] not in ("OK", "CANCELLED"))
 
 
-def _python_client(server: ServerProcess, request_file: str, concurrency: int, seconds: float,
-                   max_requests: int) -> dict[str, Any]:
+def python_client_point(server: ServerProcess, request_file: str, concurrency: int,
+                        seconds: float, max_requests: int) -> dict[str, Any]:
+    """One closed-loop run of the tensorflow-serving-api stub in its own process."""
     finished = subprocess.run(
         [sys.executable, "-m", "benchmarks.serving_client", "--port", str(server.grpc_port),
          "--request", request_file, "--concurrency", str(concurrency), "--seconds",
@@ -229,7 +232,7 @@ def _swap(server: ServerProcess, base: str, source: str, request: Request, tmp: 
             f"http://127.0.0.1:{server.grpc_port}{PREDICT_PATH}", request.grpc_frame,
             h2load.GRPC_HEADERS, 16, load_seconds).summary()))
     else:
-        load = threading.Thread(target=lambda: result.update(_python_client(
+        load = threading.Thread(target=lambda: result.update(python_client_point(
             server, request_file, 16, load_seconds, 10 ** 9)))
     load.start()
     time.sleep(2.0)
@@ -327,11 +330,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batching_parameters_file", type=pathlib.Path,
                         default=DEFAULT_BATCHING_FILE,
                         help="TF Serving batching parameters for the batching-on rows")
+    parser.add_argument("--history-lengths", type=int, nargs="+", metavar="L",
+                        help="instead: the cost of the request's history on a model that takes "
+                             "one (benchmarks/serving_history.py), at these lengths and 0; "
+                             "writes reports/serving_history.json")
     parser.add_argument("--out", type=pathlib.Path,
                         help="report path (default reports/serving.json)")
 
 
 def main_from_args(args: argparse.Namespace) -> None:
-    path = run(args.model_base_path, args.seconds, args.max_requests,
-               args.batching_parameters_file, args.out)
+    if args.history_lengths:
+        from benchmarks import serving_history  # pylint: disable=import-outside-toplevel (a cycle)
+        path = serving_history.run(args.model_base_path, args.history_lengths, args.seconds,
+                                   args.max_requests, args.batching_parameters_file, args.out)
+    else:
+        path = run(args.model_base_path, args.seconds, args.max_requests,
+                   args.batching_parameters_file, args.out)
     print(f"wrote {path}")

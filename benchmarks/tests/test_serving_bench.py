@@ -78,3 +78,32 @@ def test_notes_give_each_frontends_figures():
            "3000 with (1.43x; p99 16.0 ms, 0 errors)" in notes
     assert "[grpcio] REST / gRPC throughput at that point: 1.30" in notes
     assert "[asyncio] REST / gRPC throughput at that point: 0.87" in notes
+
+
+def test_history_requests_hold_exactly_the_asked_length():
+    from benchmarks import serving_history
+    features = {"user": np.array([b"u1", b"u2"], dtype=object),
+                "recent": np.array([[b"", b"a", b"b"], [b"c", b"a", b""]], dtype=object)}
+    assert serving_history.history_input(features) == "recent"
+    five = serving_history.with_history(features, "recent", 5)
+    assert five["user"].tolist() == [b"u1"]
+    assert five["recent"].tolist() == [[b"a", b"b", b"c", b"a", b"a"]]
+    assert serving_history.with_history(features, "recent", 0)["recent"].tolist() == [[b""]]
+    with pytest.raises(Exception, match="hold no history"):
+        serving_history.history_input({"user": features["user"]})
+    with pytest.raises(Exception, match="empty histories"):
+        serving_history.with_history({"recent": np.array([[b""]], dtype=object)}, "recent", 3)
+
+
+def test_history_notes_compare_each_length_with_the_empty_history():
+    from benchmarks import serving_history
+    rows = [{"mode": mode, "batching": batching, "concurrency": concurrency,
+             "history_length": length, "p50_ms": p50, "qps": qps}
+            for mode, batching, concurrency, length, p50, qps in (
+                ("in_process", False, 1, 0, 1.0, 900.0), ("in_process", False, 1, 200, 1.25, 780.0),
+                ("grpc", True, 16, 0, 4.0, 2000.0), ("grpc", True, 16, 200, 6.0, 1500.0))]
+    notes = serving_history.notes(rows)
+    assert "in_process, concurrency 1, batching off: L=0: p50 1.00 ms (1.00x), 900 req/s; " \
+           "L=200: p50 1.25 ms (1.25x), 780 req/s." in notes
+    assert "grpc, concurrency 16, batching on: L=0: p50 4.00 ms (1.00x), 2000 req/s; " \
+           "L=200: p50 6.00 ms (1.50x), 1500 req/s." in notes
