@@ -206,7 +206,13 @@ class _Timestamp(tf.keras.layers.Layer):
 class _History(tf.keras.layers.Layer):
     """[B, L] item ids padded with "" (most recent last) -> pooled embedding of the last
     `length` ids, [B, dim]; 0 for an empty history. `mean` weighs them equally, `recency`
-    halves the weight every max(length / 4, 1) steps back."""
+    halves the weight every max(length / 4, 1) steps back.
+
+    Each distinct id of the batch is looked up once and the rows' normalised weights meet
+    the distinct embeddings in one sparse [B, U] x [U, dim] matmul, so neither the lookup,
+    the pooling nor the table's gradient (one row per distinct id, not per position) grows
+    with B x L: a batch of 1,024 grocery histories repeats the same few thousand products.
+    """
 
     def __init__(self, feature: FeatureSpec, table: VocabularyEmbedding, name: str) -> None:
         super().__init__(name=name)
@@ -215,19 +221,22 @@ class _History(tf.keras.layers.Layer):
         self.half_life = max(feature.length / 4.0, 1.0) if feature.pooling == "recency" else 0.0
 
     def call(self, items: tf.Tensor) -> tf.Tensor:
-        ids = tf.ragged.boolean_mask(items, tf.not_equal(items, ""))
-        ids = ids[:, -self.length:]
-        vectors = self.table(ids)
+        ids = tf.ragged.boolean_mask(items, tf.not_equal(items, ""))[:, -self.length:]
+        rows = ids.value_rowids()  # [N] the row of each kept id
         if self.half_life:
-            lengths = tf.cast(ids.row_lengths(), tf.float32)
-            back = (lengths[:, tf.newaxis] - 1.0
-                    - tf.cast(tf.ragged.range(ids.row_lengths()), tf.float32))
-            weights = tf.pow(0.5, back / self.half_life)
+            position = tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(ids.row_starts(),
+                                                                            rows)
+            back = tf.gather(ids.row_lengths(), rows) - 1 - position  # 0: the latest
+            weights = tf.pow(0.5, tf.cast(back, tf.float32) / self.half_life)
         else:
-            weights = tf.ones_like(ids, dtype=tf.float32)
-        total = tf.reduce_sum(vectors * tf.expand_dims(weights, -1), axis=1)
-        mass = tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)[:, tf.newaxis]
-        return total / mass
+            weights = tf.ones(tf.shape(rows), tf.float32)
+        batch = tf.shape(items, out_type=tf.int64)[0]
+        mass = tf.maximum(tf.math.unsorted_segment_sum(weights, rows, batch), 1e-9)
+        distinct, column = tf.unique(ids.flat_values, out_idx=tf.int64)
+        pooling = tf.SparseTensor(tf.stack([rows, column], axis=1),
+                                  weights / tf.gather(mass, rows),
+                                  tf.stack([batch, tf.size(distinct, out_type=tf.int64)]))
+        return tf.sparse.sparse_dense_matmul(pooling, self.table(distinct))
 
 
 def feature_layer(feature: FeatureSpec, preprocessing: Preprocessing, dim: int

@@ -2,6 +2,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components.trainer import features, towers
@@ -194,3 +195,34 @@ def test_vocabularies_are_not_held_as_lists_keras_walks_on_every_call():
     lookup = towers.string_lookup(["a", "b"], 2)
     assert lookup(tf.constant(["b", "a", "zzz"])).numpy().tolist() == [3, 2, 0]
     assert lookup.get_vocabulary() == ["[UNK]", "[UNK]", "a", "b"]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "recency"])
+def test_history_pooling_equals_a_per_position_reference_and_its_gradient_is_per_distinct_id(
+        pooling):
+    spec = FeatureSpec("recent", "query", "history", length=5, pooling=pooling)
+    vocabulary = [f"p{i}" for i in range(8)]
+    layer = towers.feature_layer(spec, towers.Preprocessing({"recent": vocabulary}, {}), 3)
+    histories = [["p1", "p2", "p1", "p1", "", "p3", "p1", "p7"],  # repeats, longer than 5
+                 ["", "", "", "", "", "", "", ""],
+                 ["zzz", "", "p2", "", "", "", "", "p2"],  # an unknown id, padding inside
+                 ["p4", "", "", "", "", "", "", ""]]
+    items = tf.constant(histories)
+    pooled = layer(items).numpy()
+    table = layer.table.embedding.embeddings.numpy()
+    half_life = max(spec.length / 4.0, 1.0)
+    expected = []
+    for history in histories:
+        kept = [item for item in history if item][-spec.length:]
+        weights = np.array([0.5 ** ((len(kept) - 1 - t) / half_life) if pooling == "recency"
+                            else 1.0 for t in range(len(kept))])
+        rows = table[layer.table.lookup(tf.constant(kept or [""])).numpy()][:len(kept)]
+        expected.append((weights[:, None] * rows).sum(0) / max(weights.sum(), 1e-9)
+                        if kept else np.zeros(3))
+    np.testing.assert_allclose(pooled, np.array(expected), rtol=1e-5, atol=1e-7)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(items))
+    gradient = tape.gradient(loss, layer.table.embedding.embeddings)
+    indices = gradient.indices.numpy().tolist()
+    assert sorted(indices) == sorted(set(indices))  # one row per distinct id
+    assert len(indices) == len({"p1", "p2", "p3", "p7", "zzz", "p4"})
