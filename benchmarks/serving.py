@@ -79,9 +79,15 @@ class Request:
         self.features = features
         self.serialized = request.SerializeToString()
         self.grpc_frame = h2load.grpc_frame(self.serialized)
-        self.rest_body = json.dumps({"inputs": {
-            name: [item.decode() if isinstance(item, bytes) else item for item in value.tolist()]
-            for name, value in features.items()}}).encode()
+        self.rest_body = json.dumps({"inputs": {name: _json_value(value.tolist())
+                                                 for name, value in features.items()}}).encode()
+
+
+def _json_value(value: Any) -> Any:
+    """A tensor's nested list with its bytes decoded (a history input is [B, L] strings)."""
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def run(model_base_path: pathlib.Path, seconds: float, max_requests: int,

@@ -107,3 +107,12 @@ def test_history_notes_compare_each_length_with_the_empty_history():
            "L=200: p50 1.25 ms (1.25x), 780 req/s." in notes
     assert "grpc, concurrency 16, batching on: L=0: p50 4.00 ms (1.00x), 2000 req/s; " \
            "L=200: p50 6.00 ms (1.50x), 1500 req/s." in notes
+
+
+def test_rest_bodies_carry_history_lists_as_text():
+    import json
+    request = serving.Request({"user": np.array([b"u1"], dtype=object),
+                               "recent": np.array([[b"a", b""]], dtype=object),
+                               "age": np.array([30])})
+    assert json.loads(request.rest_body) == {"inputs": {"user": ["u1"], "recent": [["a", ""]],
+                                                        "age": [30]}}
