@@ -86,8 +86,10 @@ def recbole_split(interactions: pd.DataFrame, user_column: str, seed: int = 42) 
     return Split(interactions[part == 0], interactions[part == 2], interactions[part == 1])
 
 
-def validation_split(protocol: str, full: Split, time_column: str, seed: int = 42) -> Split:
-    """The validation split of one protocol, from its training part only.
+def validation_split(protocol: str, full: Split, time_column: str, seed: int = 42,
+                     quantile: float = 0.8) -> Split:
+    """The validation split of one protocol, from its training part only (`quantile`: the
+    time split's cutoff).
 
     Returns:
       Split(train = the rest of train, eval = the validation part); for `recbole`, train as
@@ -96,7 +98,7 @@ def validation_split(protocol: str, full: Split, time_column: str, seed: int = 4
     if protocol == "tfrs":
         return tfrs_split(full.train, seed + 1)
     if protocol in ("temporal", "history"):
-        return temporal_split(full.train, time_column)
+        return temporal_split(full.train, time_column, quantile)
     if protocol == "recbole":
         if full.valid is None:
             raise ValueError("the recbole split has no valid part")
@@ -105,16 +107,17 @@ def validation_split(protocol: str, full: Split, time_column: str, seed: int = 4
 
 
 def split(protocol: str, interactions: pd.DataFrame, user_column: str, time_column: str,
-          seed: int = 42, part: str = "eval") -> Split:
-    """The split of one protocol (see the module docstring); `part` "validation" returns
-    `validation_split` of it."""
+          seed: int = 42, part: str = "eval", quantile: float = 0.8) -> Split:
+    """The split of one protocol (see the module docstring; `quantile`: the time split's
+    cutoff); `part` "validation" returns `validation_split` of it."""
     if part == "validation":
         return validation_split(protocol, split(protocol, interactions, user_column,
-                                                time_column, seed), time_column, seed)
+                                                time_column, seed, quantile=quantile),
+                                time_column, seed, quantile)
     if protocol == "tfrs":
         return tfrs_split(interactions, seed)
     if protocol in ("temporal", "history"):
-        return temporal_split(interactions, time_column)
+        return temporal_split(interactions, time_column, quantile)
     if protocol == "recbole":
         return recbole_split(interactions, user_column, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")

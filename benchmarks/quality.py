@@ -102,10 +102,12 @@ class Prepared:
 def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             workdir: pathlib.Path, config: Any, contract: Any,
             history: tuple[int, str] = DEFAULT_HISTORY,
-            repeat_purchases: bool = False, part: str = "eval") -> Prepared:
+            repeat_purchases: bool = False, part: str = "eval",
+            quantile: float = 0.8) -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol
     (history: the history feature's length and pooling, history protocol only; on the
-    others a history feature the contract declares is built as ingestion builds it)."""
+    others a history feature the contract declares is built as ingestion builds it;
+    quantile: the time split's cutoff)."""
     from benchmarks import example_files  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
@@ -115,7 +117,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             interactions, contract.user_id, contract.item_id, contract.event_time,
             contract.history.name, contract.history.length)
     split = protocols.split(protocol, interactions, contract.user_id, contract.event_time,
-                            part=part)
+                            part=part, quantile=quantile)
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
@@ -154,10 +156,13 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
     return found
 
 
-def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
-    """MostPop's report keys, with the same catalogue, history and filters as the models."""
+def score_mostpop(prepared: Prepared, result: Any, sample: Optional[int] = None
+                  ) -> dict[str, float]:
+    """MostPop's report keys, with the same catalogue, history and filters as the models
+    (sample: on the temporal and TFRS protocols, about this many eval rows, the sample
+    TrainResult.evaluate draws; None: all)."""
     from components.model_validator import evaluation  # pylint: disable=import-outside-toplevel
-    from components.trainer import features, metrics  # pylint: disable=import-outside-toplevel
+    from components.trainer import eval_sample, features, metrics  # pylint: disable=import-outside-toplevel
     vectors = evaluation.mostpop_vectors(result.train_counts)
     contract = result.contract
     if prepared.name == "history":
@@ -169,7 +174,9 @@ def score_mostpop(prepared: Prepared, result: Any) -> dict[str, float]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     scores = metrics.evaluate(lambda batch: evaluation.mostpop_queries(batch[contract.item_id]),
                               features.dataset(prepared.eval_pattern, 1024, False, 0, contract,
-                                               features.interaction_names(contract)),
+                                               features.interaction_names(contract),
+                                               rate=eval_sample.sample_rate(
+                                                   prepared.eval_pattern, sample)),
                               result.catalog_ids, tf.constant(vectors), result.seen,
                               result.train_counts, contract)
     return protocol_metrics(prepared, scores)

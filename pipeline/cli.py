@@ -9,6 +9,7 @@
     twotower config [--config FILE] [--set section.field=value ...]   # effective config
     twotower run [--config FILE] [--set section.field=value ...]      # run the pipeline
     twotower tune-temperature [--config FILE] [--sweep]  # suggest model.temperature
+    twotower tune --config FILE [--out FILE]  # choose knobs on a validation split
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
@@ -381,7 +382,7 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     ask.add_argument("--wait", type=float, default=0.0,
                      help="retry for this many seconds while the server starts")
     ask.set_defaults(handler=cmd_query)
-    cli_bench.add_bench_commands(commands, sys.argv[1:] if argv is None else argv)
+    cli_bench.add_commands(commands, sys.argv[1:] if argv is None else argv)
     return parser
 
 

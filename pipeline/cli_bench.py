@@ -1,5 +1,6 @@
-"""`twotower bench NAME`: the benchmarks' subcommands, each module imported only when named
-(the others are listed by name), so the CLI starts without their dependencies."""
+"""The commands built on benchmarks/: `twotower bench NAME` (each module imported only when
+named, the others listed by name, so the CLI starts without their dependencies) and
+`twotower tune`, which scores trials with the benchmarks' evaluation protocols."""
 from __future__ import annotations
 
 import argparse
@@ -45,3 +46,23 @@ def add_bench_commands(commands: argparse._SubParsersAction, argv: Sequence[str]
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(parser)
         parser.set_defaults(handler=cmd_bench, bench_main=module.main_from_args)
+
+
+def add_tune_command(commands: argparse._SubParsersAction, argv: Sequence[str]) -> None:
+    """`twotower tune`: benchmarks/tune.py, imported only when `argv` names it."""
+    help_text = ("choose a config's temperature, popularity prior and history settings on a "
+                 "validation split; writes the tuned config")
+    if not argv or argv[0] != "tune":
+        commands.add_parser("tune", help=help_text)
+        return
+    module = importlib.import_module("benchmarks.tune")
+    parser = commands.add_parser("tune", help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(handler=cmd_bench, bench_main=module.main_from_args)
+
+
+def add_commands(commands: argparse._SubParsersAction, argv: Sequence[str]) -> None:
+    """`twotower tune` and `twotower bench NAME`, given the process's arguments."""
+    add_tune_command(commands, argv)
+    add_bench_commands(commands, argv)

@@ -16,7 +16,8 @@ FLOORS = {"twotower": 0, "components": 1, "serving": 1, "pipeline": 2, "benchmar
 TRAINING_STACK = ("tfx", "apache_beam", "tensorflow_recommenders", "tensorflow_transform",
                   "tensorflow_data_validation", "tensorflow_model_analysis")
 # The one reference by name up the floors: `twotower bench NAME` loads the benchmark NAME
-# (pipeline/cli_bench.py), a plugin lookup so the CLI starts without the benchmarks.
+# and `twotower tune` benchmarks/tune.py (pipeline/cli_bench.py), a plugin lookup so the
+# CLI starts without the benchmarks.
 NAMED_LOOKUPS = {("pipeline.cli_bench", "benchmarks")}
 
 

@@ -500,6 +500,13 @@ def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> Pipelin
     Raises:
       ConfigError: if the file is missing or not YAML, or a field is invalid.
     """
+    return from_dict(load_values(path, overrides))
+
+
+def load_values(path: Optional[str] = None, overrides: tuple[str, ...] = ()
+                ) -> dict[str, Any]:
+    """The sections `load` builds a config from: the file's mapping with the overrides
+    applied, fields left out still left out (a config written from it keeps only those)."""
     values: dict[str, Any] = {}
     if path:
         file = pathlib.Path(path)
@@ -518,7 +525,7 @@ def load(path: Optional[str] = None, overrides: tuple[str, ...] = ()) -> Pipelin
         if not isinstance(section_values, dict):
             raise ConfigError(f"{section}: expected a mapping of fields")
         section_values[field] = value
-    return from_dict(values)
+    return values
 
 
 def to_yaml(config: PipelineConfig) -> str:
