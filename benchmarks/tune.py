@@ -49,7 +49,7 @@ from benchmarks.tune_search import (DEFAULT_HALF_LIVES, DEFAULT_MAX_EVENTS, DEFA
                                     Search, Space, knobs_of, run_search)
 from twotower import config as config_lib
 from twotower import contract as contract_lib
-from twotower import event_times
+from twotower import event_times, logs
 from twotower.errors import ConfigError, TwoTowerError
 
 
@@ -193,6 +193,7 @@ def main_from_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"{config.data.schema_dir}/features.yaml declares no event_time "
                           "column; `twotower tune` splits by time")
     out, report = output_paths(args)
+    logs.progress_to_console()
     _log(f"reading {config.data.interactions} and {config.data.items}")
     interactions = read_table(config.data.interactions, config.data.input_format, contract)
     items = read_table(config.data.items, config.data.input_format, contract)

@@ -56,6 +56,12 @@ def progress_to_console() -> None:
         logger.addHandler(handler)
 
 
+def progress(message: str, *args: object) -> None:
+    """Logs one progress line to PROGRESS_LOGGER (the run log; the console too once
+    progress_to_console was called)."""
+    logging.getLogger(PROGRESS_LOGGER).info(message, *args)
+
+
 def prints_progress() -> bool:
     """Whether progress lines reach the console (progress_to_console was called)."""
     return any(isinstance(handler, _ConsoleHandler)
@@ -81,5 +87,4 @@ class Meter:
         of = f" of ~{self.total:,}" if self.total else ""
         left = (f", ~{(self.total - done) / rate:.0f} s left"
                 if self.total and self.total > done and rate > 0 else "")
-        logging.getLogger(PROGRESS_LOGGER).info("%s: %s%s (%.0f/s%s)", self.what,
-                                                f"{done:,}", of, rate, left)
+        progress("%s: %s%s (%.0f/s%s)", self.what, f"{done:,}", of, rate, left)

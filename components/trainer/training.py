@@ -10,6 +10,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from twotower import logs as twotower_logs
 from twotower import records
 from components.negative_pool import artifact_io
 from components.trainer import (eval_events, eval_sample, export, features, metrics, optimizers, prior, towers,
@@ -99,8 +100,9 @@ class EpochTimer(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         self.seconds.append(time.perf_counter() - self._started)
         self.steps.append(int(self.model.step.numpy()) - self._first_step)
-        logging.info("epoch %d: %d steps in %.1fs, loss %.4f", epoch + 1, self.steps[-1],
-                     self.seconds[-1], (logs or {}).get("loss", float("nan")))
+        twotower_logs.progress("epoch %d: %d steps in %.1fs, loss %.4f", epoch + 1,
+                               self.steps[-1], self.seconds[-1],
+                               (logs or {}).get("loss", float("nan")))
 
     def examples_per_sec(self, batch_size: int) -> float:
         """Training examples per second, leaving out the first epoch (graph tracing) when

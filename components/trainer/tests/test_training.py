@@ -1,6 +1,8 @@
 """Train, evaluate and export on small planted-cluster data (real Beam pool, real TF)."""
 import dataclasses
 import os
+import re
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from components.model_validator import evaluation
 from components.trainer import export, training
 from components.trainer.tests import small_world
 from twotower import config as config_lib
+from twotower import logs
 from twotower.errors import ConfigError
 
 pytestmark = pytest.mark.e2e
@@ -140,3 +143,16 @@ def test_tables_that_cannot_fit_the_machine_are_refused_before_allocation(data):
                                           r"than 80% of this machine's .*: lower "
                                           r"model.embedding_dim"):
         training.check_memory(model, config, memory_bytes=weights)
+
+
+def test_each_epoch_prints_a_progress_line(capsys):
+    logs.progress_to_console()
+    timer = training.EpochTimer()
+    model = types.SimpleNamespace(step=tf.Variable(3, dtype=tf.int64))
+    timer.set_model(model)
+    timer.on_epoch_begin(0)
+    model.step.assign(10)
+    timer.on_epoch_end(0, {"loss": 1.5})
+    assert re.fullmatch(r"epoch 1: 7 steps in [0-9.]+s, loss 1\.5000",
+                        capsys.readouterr().err.strip())
+    assert timer.steps == [7]
