@@ -128,7 +128,8 @@ def write_config(values: dict[str, Any], path: pathlib.Path, header: Sequence[st
     """Writes the tuned config (checked by loading it) with a comment header."""
     config_lib.from_dict(values)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = textwrap.wrap(" ".join(header), 90)
+    lines = textwrap.wrap(" ".join(header), 90, break_long_words=False,
+                          break_on_hyphens=False)
     path.write_text("".join(f"# {line}\n" for line in lines)
                     + yaml.safe_dump(values, sort_keys=False))
 
@@ -215,13 +216,8 @@ def main_from_args(args: argparse.Namespace) -> None:
     history = search.protocol == "history"
     advice = history_advice(start, best, contract, config.data.schema_dir) if history else None
     chosen = next(row for row in rows if knobs_of(row) == best)
-    header = [f"Written by `twotower tune` from {args.config or 'the defaults'} on "
-              f"{datetime.date.today().isoformat()}: model.temperature, popularity_prior"
-              + (" and index.history_policy, repeat_weight, repeat_half_life" if history else "")
-              + " chosen on the validation split",
-              f"(the last {1 - config.data.cutoff_quantile:.0%} of the training part by time): "
-              f"{search.key} {chosen['objective']:.4f} against {rows[0]['objective']:.4f} with "
-              "the values it started from.", f"Every trial: {report}."]
+    header = config_header(args.config, report, search.key, chosen["objective"],
+                           rows[0]["objective"], config.data.cutoff_quantile, history)
     if advice:
         header.append(f"Also: {advice}.")
         _log(advice)
@@ -247,6 +243,18 @@ def main_from_args(args: argparse.Namespace) -> None:
     print(report_table.markdown(rows, columns))
     print(notes)
     print(f"wrote {out} and {report}")
+
+
+def config_header(source: Optional[str], report: pathlib.Path, key: str, chosen: float,
+                  started: float, quantile: float, history: bool) -> list[str]:
+    """The tuned config's comment: where its values come from."""
+    fields = "model.temperature, popularity_prior" + (
+        " and index.history_policy, repeat_weight, repeat_half_life" if history else "")
+    return [f"Written by `twotower tune` from {source or 'the defaults'} on "
+            f"{datetime.date.today().isoformat()}: {fields} chosen on the validation split "
+            f"(the last {1 - quantile:.0%} of the training part by time): {key} {chosen:.4f} "
+            f"against {started:.4f} with the values it started from.",
+            f"Every trial: {report}."]
 
 
 def scored_events(prepared: Any, max_events: Optional[int]) -> str:
