@@ -75,9 +75,12 @@ def test_train_evaluate_export(data, tmp_path, monkeypatch):
     assert again["eval_interactions"] == sampled["eval_interactions"]
     assert again["filtered_recall_at_10"] == pytest.approx(sampled["filtered_recall_at_10"],
                                                            abs=1e-6)
-    # The exact recall lies within the sample's interval, which all rows narrow.
+    # The exact recall lies near the sample's estimate, within two half-widths of its 95%
+    # interval (z < 3.9): the sample is fixed (a keyed hash) while training is not
+    # deterministic across threads, so a 95% check of one sample fails some runs by design;
+    # the interval's coverage is measured on real data in tests/test_eval_interval_real.py.
     assert abs(sampled["filtered_recall_at_10"] - scored["filtered_recall_at_10"]) <= \
-        sampled["filtered_recall_at_10_ci95"]
+        2 * sampled["filtered_recall_at_10_ci95"]
     assert 0 < scored["filtered_recall_at_10_ci95"] < sampled["filtered_recall_at_10_ci95"]
     # A new model warm-started from this export scores exactly as the trained one.
     warm = training.build_model(pool_uri, dataclasses.replace(
