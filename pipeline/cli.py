@@ -225,7 +225,6 @@ def cmd_schema_init(args: argparse.Namespace) -> None:
 
 def cmd_tune_temperature(args: argparse.Namespace) -> None:
     from pipeline import tune  # pylint: disable=import-outside-toplevel
-
     sweep = None if args.sweep is None else (args.sweep or list(tune.DEFAULT_SWEEP))
     tune.tune_temperature(_load_config(args), args.model, args.sample, sweep, args.out)
 
