@@ -86,6 +86,17 @@ def evaluate(score_rows: Callable[[pd.DataFrame], np.ndarray], train: pd.DataFra
              evaluation: pd.DataFrame, catalog_ids: Sequence[str], user: str, item: str,
              time: str, had: Optional[list[list[str]]] = None) -> dict[str, float]:
     """The protocol's metrics for a scorer of eval rows ([b] rows -> [b, N] scores)."""
+    return summarise(*event_ranks(score_rows, train, evaluation, catalog_ids, user, item,
+                                  time, had))
+
+
+def event_ranks(score_rows: Callable[[pd.DataFrame], np.ndarray], train: pd.DataFrame,
+                evaluation: pd.DataFrame, catalog_ids: Sequence[str], user: str, item: str,
+                time: str, had: Optional[list[list[str]]] = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """([n] rank of each eval event's true item, [n] whether its user has training events),
+    in the eval rows' order: what `evaluate` summarises, kept per event for paired
+    comparisons of two scorers."""
     position = {value: index for index, value in enumerate(catalog_ids)}
     had = had if had is not None else earlier_items(train, evaluation, user, item, time)
     truth = np.array([position.get(str(value), -1) for value in evaluation[item]])
@@ -96,7 +107,7 @@ def evaluate(score_rows: Callable[[pd.DataFrame], np.ndarray], train: pd.DataFra
         parts.append(ranks(score_rows(evaluation.iloc[start:stop]), truth[start:stop],
                            excluded[start:stop]))
     warm = evaluation[user].isin(set(train[user])).to_numpy()
-    return summarise(np.concatenate(parts), warm)
+    return np.concatenate(parts), warm
 
 
 def itemknn_similarity(train: pd.DataFrame, catalog_ids: Sequence[str], user: str,

@@ -23,7 +23,7 @@ import pathlib
 import sys
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -140,11 +140,8 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
     on the history protocol, with the served model's history policy, repeat weight and
     half-life: index.history_policy, repeat_weight, repeat_half_life)."""
     if prepared.name == "history":
-        items = result.index_vectors(prior_weight)
-        return quality_history.history_scores(prepared, result.catalog_ids, quality_history.with_repeat(
-            lambda rows: np.asarray(result.query_vectors(query_batch(rows, result.contract),
-                                                         prior_weight)) @ items.T,
-            result.catalog_ids, result.contract.history.name, *history))
+        return quality_history.history_scores(prepared, result.catalog_ids,
+                                              history_scorer(result, prior_weight, history))
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, result.index_vectors(prior_weight),
                                lambda batch: result.query_vectors(batch, prior_weight),
@@ -154,6 +151,19 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
         geometry = embedding_geometry.measure(result, prepared.eval_pattern)
         found.update({f"temporal_{key}": value for key, value in geometry.items()})
     return found
+
+
+def history_scorer(result: Any, prior_weight: float,
+                   history: tuple[str, float, Optional[float]]
+                   ) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The history protocol's scorer of eval rows ([b] rows -> [b, N]): the model at one
+    popularity prior weight, ranking as the served model does under `history` (policy,
+    repeat weight, half-life)."""
+    items = result.index_vectors(prior_weight)
+    return quality_history.with_repeat(
+        lambda rows: np.asarray(result.query_vectors(query_batch(rows, result.contract),
+                                                     prior_weight)) @ items.T,
+        result.catalog_ids, result.contract.history.name, *history)
 
 
 def score_mostpop(prepared: Prepared, result: Any, sample: Optional[int] = None

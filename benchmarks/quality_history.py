@@ -39,11 +39,17 @@ def with_history(contract: Any, length: int, pooling: str = DEFAULT_HISTORY[1]) 
 def history_scores(prepared: Any, catalog_ids: Sequence[str],
                    score_rows: Any) -> dict[str, float]:
     """history_eval.evaluate on the history protocol's eval events."""
+    return history_eval.summarise(*history_ranks(prepared, catalog_ids, score_rows))
+
+
+def history_ranks(prepared: Any, catalog_ids: Sequence[str],
+                  score_rows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """history_eval.event_ranks on the history protocol's eval events: ([n] ranks, [n] warm)."""
     contract = prepared.contract
     excluded = prepared.had if prepared.exclude_had else [[] for _ in prepared.had]
-    return history_eval.evaluate(score_rows, prepared.split.train, prepared.split.eval,
-                                 catalog_ids, contract.user_id, contract.item_id,
-                                 contract.event_time, excluded)
+    return history_eval.event_ranks(score_rows, prepared.split.train, prepared.split.eval,
+                                    catalog_ids, contract.user_id, contract.item_id,
+                                    contract.event_time, excluded)
 
 
 def history_indices(histories: pd.Series, catalog_ids: Sequence[str]) -> np.ndarray:

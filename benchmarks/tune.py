@@ -17,8 +17,10 @@ The search is bounded and coordinate-wise; each stage starts from the best value
   3. model.popularity_prior on the best model (scoring only),
   4. index.history_policy, repeat_weight and repeat_half_life (scoring only).
 The objective (`--metric`) is measured on a seeded sample of validation events, the same
-events in every trial; MostPop (and P-TopFreq as of each event, with a history) are scored
-on them beside the trials. Writes the config with the chosen values (`--out`) and every
+events in every trial, so trials compare event by event: a stage's value replaces the best
+so far only when the paired difference's 95% interval lies above zero (a value the data
+cannot tell apart from the configured one stays as configured). MostPop (and P-TopFreq as of
+each event, with a history) are scored on the same events beside the trials. Writes the config with the chosen values (`--out`) and every
 trial as a JSON report (`--report`).
 
 TFX's Tuner component (KerasTuner behind a `tuner_fn`) searches what one Keras fit can
@@ -227,7 +229,9 @@ def main_from_args(args: argparse.Namespace) -> None:
              f"{1 - config.data.cutoff_quantile:.0%} by time of the {len(train):,} events before "
              f"the run's cutoff), {search.protocol} protocol; {len(rows)} trials in "
              f"{time.time() - started:.0f} s. Objective {search.key}: "
-             f"{chosen['objective']:.4f} chosen, {rows[0]['objective']:.4f} as configured; "
+             f"{chosen['objective']:.4f} chosen, {rows[0]['objective']:.4f} as configured "
+             f"(paired difference {-rows[0]['vs_chosen']:+.4f} ±{rows[0]['vs_chosen_ci95']:.4f}; "
+             "a value changed only where it won beyond its paired 95% interval); "
              + ", ".join(f"{name} {value:.4f}" for name, value in references.items()
                          if value is not None) + " on the same events.")
     common.write_report("tune", {
@@ -239,7 +243,7 @@ def main_from_args(args: argparse.Namespace) -> None:
                                     "references": search.references})
     columns = ["trial", "stage", "temperature", "prior"] + (
         ["length", "pooling", "policy", "repeat_weight", "half_life"] if history else []) + [
-        "objective", "seconds"]
+        "objective", "vs_chosen", "vs_chosen_ci95", "seconds"]
     print(report_table.markdown(rows, columns))
     print(notes)
     print(f"wrote {out} and {report}")

@@ -4,6 +4,12 @@ A trial is one set of knob values (Knobs); trials that differ only in scoring kn
 model. Stages run in order, each trying its values from the best knobs so far
 (coordinate-wise), so the number of trainings is the number of temperatures plus history
 settings, whatever the scoring grid.
+
+Every trial is scored on the same validation events, so two trials compare event by event:
+a trial replaces the best so far only when the 95% interval of the paired difference of
+their objective (clustered by user, components/trainer/eval_sample.py) lies above zero. A
+value the data cannot tell from the configured one is not changed, and the report gives
+each trial's paired difference from the chosen knobs with its interval.
 """
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmarks import baselines, quality, quality_history, quality_rows
+from benchmarks import baselines, history_eval, quality, quality_history, quality_rows
 from benchmarks.quality_scoring import protocol_metrics
+from components.trainer import eval_sample
 from twotower import config as config_lib
 from twotower import contract as contract_lib
 
@@ -93,6 +100,26 @@ def objective_key(protocol: str, metric: str, validation_protocol: str) -> str:
         f"temporal_unfiltered_{metric}")
 
 
+def event_values(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """[n] each event's share of `metric` (one of METRICS) from its true item's rank: the
+    metric is their mean."""
+    ranks = np.asarray(ranks)
+    if metric.startswith("ndcg_at_"):
+        hit = ranks < int(metric.rsplit("_", 1)[1])
+        gains = np.zeros(len(ranks))
+        gains[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
+        return gains
+    return (ranks < int(metric.rsplit("_", 1)[1])).astype(np.float64)
+
+
+def paired(first: np.ndarray, second: np.ndarray, groups: Optional[np.ndarray]
+           ) -> tuple[float, float]:
+    """(mean of first - second, half-width of its 95% interval clustered by `groups`) over
+    the same events."""
+    difference = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    return float(difference.mean()), eval_sample.ci95(difference, groups)
+
+
 def subsample(prepared: Any, size: Optional[int]) -> Any:
     """The history protocol's data with a seeded sample of `size` eval events (all if fewer)."""
     events = len(prepared.split.eval)
@@ -113,10 +140,13 @@ class Search:
         self.values, self.config, self.contract = values, config, contract
         self.frames, self.workdir, self.max_events, self.log = frames, workdir, max_events, log
         self.protocol = "history" if contract.history is not None else "temporal"
+        self.metric = metric
         self.key = objective_key(self.protocol, metric, config.validation.protocol)
         self._data: dict[tuple[Any, Any], Any] = {}
         self._scored: dict[Knobs, dict[str, float]] = {}
-        self.model: Optional[tuple[Knobs, Any, Any]] = None  # (knobs, prepared, result)
+        self._events: dict[Knobs, np.ndarray] = {}  # [n] objective share of each event
+        self.groups: Optional[np.ndarray] = None  # [n] each event's user
+        self._models: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # (prepared, result)
         self.references: dict[str, dict[str, float]] = {}
 
     def start(self) -> Knobs:
@@ -155,32 +185,59 @@ class Search:
         return prepared, result
 
     def score(self, knobs: Knobs, prepared: Any, result: Any) -> dict[str, float]:
-        """The protocol's metrics of one trial (cached: equal knobs are scored once)."""
+        """The protocol's metrics of one trial, and its objective event by event (cached:
+        equal knobs are scored once)."""
         if knobs not in self._scored:
             if self.protocol == "history":
-                found = quality.score(prepared, result, knobs.prior,
-                                      (knobs.policy, knobs.repeat_weight, knobs.half_life))
+                ranks, warm = quality_history.history_ranks(
+                    prepared, result.catalog_ids, quality.history_scorer(
+                        result, knobs.prior, (knobs.policy, knobs.repeat_weight,
+                                              knobs.half_life)))
+                found = history_eval.summarise(ranks, warm)
+                user = self.contract.user_id
+                groups = prepared.split.eval[user].to_numpy() if user else None
             else:
-                found = protocol_metrics(prepared, result.evaluate(
-                    prepared.eval_pattern, knobs.prior, self.max_events))
+                evaluation = result.evaluate_events(prepared.eval_pattern, knobs.prior,
+                                                    self.max_events)
+                found = protocol_metrics(prepared, evaluation.metrics)
+                ranks = evaluation.ranks[  # the ranking objective_key reads
+                    "filtered" if self.config.validation.protocol == "filtered" else "tfrs"]
+                groups = evaluation.users
+            self.groups = groups
+            self._events[knobs] = event_values(ranks, self.metric)
             self._scored[knobs] = {key: value for key, value in found.items()
                                    if key.startswith(self.protocol)}
         return self._scored[knobs]
 
     def trial(self, knobs: Knobs) -> dict[str, float]:
-        """Scores `knobs`, training first when the kept model has other training knobs;
-        a new model is kept when it scores best."""
+        """Scores `knobs`, training first unless a kept model has its training knobs."""
         if knobs in self._scored:
             return self._scored[knobs]
-        if self.model is not None and self.model[0].model_key() == knobs.model_key():
-            return self.score(knobs, *self.model[1:])
+        kept = self._models.get(knobs.model_key())
+        if kept is not None:
+            return self.score(knobs, *kept)
         prepared, result = self.train(knobs)
+        self._models[knobs.model_key()] = (prepared, result)
         found = self.score(knobs, prepared, result)
         if not self.references:
             self.references = score_references(prepared, result, self.max_events)
-        if self.model is None or found[self.key] > self._scored[self.model[0]][self.key]:
-            self.model = (knobs, prepared, result)
         return found
+
+    def compare(self, knobs: Knobs, other: Knobs) -> tuple[float, float]:
+        """paired(objective of knobs, objective of other) over the validation events; both
+        scored already."""
+        return paired(self._events[knobs], self._events[other], self.groups)
+
+    def beats(self, knobs: Knobs, other: Knobs) -> bool:
+        """Whether knobs' objective is above other's beyond the events' noise: the paired
+        difference's 95% interval lies above zero."""
+        difference, half_width = self.compare(knobs, other)
+        return difference - half_width > 0
+
+    def keep_only(self, knobs: Knobs) -> None:
+        """Frees every trained model but the one knobs' trials use."""
+        self._models = {key: value for key, value in self._models.items()
+                        if key == knobs.model_key()}
 
 
 def score_references(prepared: Any, result: Any, max_events: Optional[int]
@@ -199,34 +256,41 @@ def score_references(prepared: Any, result: Any, max_events: Optional[int]
 
 
 def run_search(search: Search, space: Space) -> tuple[Knobs, list[dict[str, Any]]]:
-    """The config's own values (trial 1), then every stage in order; returns the best knobs
-    and one row per distinct trial."""
+    """The config's own values (trial 1), then every stage in order: a trial becomes the best
+    only when it beats the best so far beyond noise (Search.beats). Returns the best knobs
+    and one row per distinct trial, each with its paired difference from the best
+    (`vs_chosen`, `vs_chosen_ci95`)."""
     best = search.start()
     rows: list[dict[str, Any]] = []
     started = time.time()
 
-    def measure(stage: str, knobs: Knobs) -> float:
+    def measure(stage: str, knobs: Knobs) -> str:
         began = time.time()
         found = search.trial(knobs)
         rows.append({"trial": len(rows) + 1, "stage": stage, **dataclasses.asdict(knobs),
                      "objective": found[search.key], **found,
                      "seconds": round(time.time() - began)})
-        search.log(f"trial {len(rows)} ({stage}) {describe(knobs)}: {search.key} "
-                   f"{found[search.key]:.4f} ({rows[-1]['seconds']:.0f} s; "
-                   f"{time.time() - started:.0f} s so far)")
-        return found[search.key]
+        return (f"trial {len(rows)} ({stage}) {describe(knobs)}: {search.key} "
+                f"{found[search.key]:.4f} ({rows[-1]['seconds']:.0f} s; "
+                f"{time.time() - started:.0f} s so far)")
 
-    best_value = measure("start", best)
+    search.log(measure("start", best))
     tried = {best}
     for stage, trials_of in stages(space, search.protocol == "history"):
         for knobs in trials_of(best):
             if knobs in tried:
                 continue
             tried.add(knobs)
-            value = measure(stage, knobs)
-            if value > best_value:
-                best, best_value = knobs, value
-        search.log(f"after {stage}: {describe(best)} ({search.key} {best_value:.4f})")
+            line = measure(stage, knobs)
+            difference, half_width = search.compare(knobs, best)
+            search.log(f"{line}; {difference:+.4f} ±{half_width:.4f} against the best so far")
+            if search.beats(knobs, best):
+                best = knobs
+            search.keep_only(best)
+        search.log(f"after {stage}: {describe(best)} ({search.key} "
+                   f"{search.trial(best)[search.key]:.4f})")
+    for row in rows:
+        row["vs_chosen"], row["vs_chosen_ci95"] = search.compare(knobs_of(row), best)
     return best, rows
 
 

@@ -31,14 +31,17 @@ def test_stages_run_in_order_and_the_repeat_grid_skips_half_lives_at_weight_zero
     assert list(dict(tune_search.stages(space, history=False))) == ["temperature", "prior"]
 
 
-class FakeSearch:
-    """Scores knobs by a known separable function (its maximum: τ 0.1, β 0.25, exclude)."""
+class FakeSearch(tune_search.Search):
+    """Scores knobs by a known separable function as hits of 2,000 shared validation events
+    (an event is a hit when its uniform draw is below the knobs' value), so two trials'
+    paired difference has a real noise; the real compare/beats/keep_only run on them."""
 
     protocol, key = "history", "history_recall_at_10"
+    EVENTS = np.random.default_rng(0).uniform(size=2000)
 
-    def __init__(self):
-        self.calls = []
-        self.lines = []
+    def __init__(self):  # pylint: disable=super-init-not-called
+        self.calls, self.lines = [], []
+        self._events, self._models, self.groups = {}, {}, None
 
     def log(self, line):
         self.lines.append(line)
@@ -46,29 +49,62 @@ class FakeSearch:
     def start(self):
         return Knobs(0.2, 0.5, 20, "mean", "rank", 0.0, None)
 
+    @staticmethod
+    def value(knobs):
+        # τ 0.1, recency and exclude gain beyond the noise; β 0.25 gains 0.002, within it.
+        return (0.3 + (0.05 if knobs.temperature == 0.1 else 0.0)
+                + (0.002 if knobs.prior == 0.25 else 0.0)
+                + (0.05 if knobs.pooling == "recency" else 0.0)
+                + (0.1 if knobs.policy == "exclude" else 0.01 * knobs.repeat_weight))
+
     def trial(self, knobs):
-        self.calls.append(knobs)
-        value = (1.0 - (knobs.temperature - 0.1) ** 2 - (knobs.prior - 0.25) ** 2
-                 + (0.05 if knobs.pooling == "recency" else 0.0)
-                 + (0.1 if knobs.policy == "exclude" else 0.01 * knobs.repeat_weight))
+        if knobs not in self._events:
+            self.calls.append(knobs)
+            self._events[knobs] = (self.EVENTS < self.value(knobs)).astype(float)
+        value = float(self._events[knobs].mean())
         return {self.key: value, "history_recall_at_100": 2 * value}
 
 
-def test_the_search_keeps_each_stages_best_and_tries_no_setting_twice():
+def test_the_search_keeps_a_stages_value_only_when_it_wins_beyond_the_noise():
     search = FakeSearch()
     space = Space(temperatures=(0.05, 0.1, 0.2), prior_weights=(0.0, 0.25, 0.5),
                   repeat_weights=(0.0, 3.0), half_lives=(0.0,))
     best, rows = tune_search.run_search(search, space)
-    assert best == Knobs(0.1, 0.25, 20, "recency", "exclude", 0.0, None)
+    # β 0.25 scores higher on these events, but by less than the paired interval: kept 0.5.
+    assert best == Knobs(0.1, 0.5, 20, "recency", "exclude", 0.0, None)
     assert len(search.calls) == len(set(search.calls)) == len(rows)
     assert rows[0]["stage"] == "start" and tune_search.knobs_of(rows[0]) == search.start()
     # The start's τ and β are not tried again; every other stage value is, once.
     assert [row["stage"] for row in rows].count("temperature") == 2
     assert [row["stage"] for row in rows].count("prior") == 2
     assert [row["stage"] for row in rows].count("repeat") == 2  # exclude, 3 x counts
-    by_knobs = {tune_search.knobs_of(row): row["objective"] for row in rows}
-    assert by_knobs[best] == max(by_knobs.values())
+    by_knobs = {tune_search.knobs_of(row): row for row in rows}
+    small, kept = (Knobs(0.1, prior, 20, "recency", "rank", 0.0, None) for prior in (0.25, 0.5))
+    assert by_knobs[small]["objective"] > by_knobs[kept]["objective"]
+    difference, half_width = search.compare(small, kept)
+    assert 0 < difference < half_width and not search.beats(small, kept)
+    assert by_knobs[best]["vs_chosen"] == 0.0 and by_knobs[best]["vs_chosen_ci95"] == 0.0
+    start = rows[0]
+    assert start["vs_chosen"] == pytest.approx(-0.2, abs=0.03)
+    assert start["vs_chosen"] + start["vs_chosen_ci95"] < 0
     assert all(row["history_recall_at_100"] == 2 * row["objective"] for row in rows)
+    assert any("against the best so far" in line for line in search.lines)
+
+
+def test_paired_differences_and_per_event_values():
+    ranks = np.array([0, 3, 9, 10, 99, 100, np.iinfo(np.int64).max])
+    assert tune_search.event_values(ranks, "recall_at_10").tolist() == [1, 1, 1, 0, 0, 0, 0]
+    assert tune_search.event_values(ranks, "recall_at_100").sum() == 5
+    gains = tune_search.event_values(ranks, "ndcg_at_10")
+    assert gains[:3] == pytest.approx([1.0, 1 / np.log2(5), 1 / np.log2(11)])
+    assert gains[3:].sum() == 0
+    # Paired: a constant shift has no noise; the same shift as independent draws has some.
+    first = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    assert tune_search.paired(first, first, None) == (0.0, 0.0)
+    difference, half_width = tune_search.paired(first, np.roll(first, 1), None)
+    assert difference == pytest.approx(0.0) and half_width > 0.5
+    grouped = tune_search.paired(first, 1 - first, np.array(list("aabbcc")))
+    assert grouped[0] == pytest.approx(1 / 3) and grouped[1] > 0
 
 
 def test_the_validation_events_come_from_the_runs_training_part_only():
@@ -151,9 +187,11 @@ def test_tune_on_data_with_a_history_writes_a_config_and_every_trial(tmp_path, c
     assert report["config"]["objective"] == "history_recall_at_10"
     assert set(report["references"]) == {"mostpop", "ptopfreq_asof"}
     assert "300 validation events" in report["notes"]
-    chosen = tune_search.knobs_of(next(
-        row for row in rows if row["objective"] == max(r["objective"] for r in rows)))
-    assert report["chosen"] == dataclasses.asdict(chosen)
+    chosen = Knobs(**report["chosen"])
+    chosen_row = next(row for row in rows if tune_search.knobs_of(row) == chosen)
+    assert (chosen_row["vs_chosen"], chosen_row["vs_chosen_ci95"]) == (0.0, 0.0)
+    assert all(row["vs_chosen_ci95"] >= 0 for row in rows)
+    assert "paired difference" in report["notes"]
     tuned = config_lib.load(str(tmp_path / "shop.tuned.yaml"))
     assert (tuned.model.temperature, tuned.model.popularity_prior,
             tuned.index.history_policy, tuned.index.repeat_weight) == (
