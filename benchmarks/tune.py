@@ -20,8 +20,9 @@ The objective (`--metric`) is measured on a seeded sample of validation events, 
 events in every trial, so trials compare event by event: a stage's value replaces the best
 so far only when the paired difference's 95% interval lies above zero (a value the data
 cannot tell apart from the configured one stays as configured). MostPop (and P-TopFreq as of
-each event, with a history) are scored on the same events beside the trials. Writes the config with the chosen values (`--out`) and every
-trial as a JSON report (`--report`).
+each event, with a history) are scored on the same events beside the trials. Writes the
+config with the chosen values (`--out`), every trial as a JSON report (`--report`) and the
+full log beside it (`<report>.log`; the console gets the progress lines).
 
 TFX's Tuner component (KerasTuner behind a `tuner_fn`) searches what one Keras fit can
 score. Most of these knobs act after training, in the served graph (the prior's extra
@@ -35,6 +36,7 @@ import copy
 import dataclasses
 import datetime
 import glob
+import logging
 import pathlib
 import sys
 import tempfile
@@ -49,6 +51,7 @@ from benchmarks import common, protocols, report_table
 from benchmarks.tune_search import (DEFAULT_HALF_LIVES, DEFAULT_MAX_EVENTS, DEFAULT_PRIOR_WEIGHTS,
                                     DEFAULT_REPEAT_WEIGHTS, DEFAULT_TEMPERATURES, METRICS, Knobs,
                                     Search, Space, knobs_of, run_search)
+from pipeline import progress
 from twotower import config as config_lib
 from twotower import contract as contract_lib
 from twotower import event_times, logs
@@ -196,7 +199,10 @@ def main_from_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"{config.data.schema_dir}/features.yaml declares no event_time "
                           "column; `twotower tune` splits by time")
     out, report = output_paths(args)
+    log_path = report.with_suffix(".log")
+    logs.to_file(str(log_path), logging.Formatter(progress.LOG_FORMAT))
     logs.progress_to_console()
+    _log(f"full log: {log_path}")
     _log(f"reading {config.data.interactions} and {config.data.items}")
     interactions = read_table(config.data.interactions, config.data.input_format, contract)
     items = read_table(config.data.items, config.data.input_format, contract)

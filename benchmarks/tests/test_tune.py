@@ -179,7 +179,11 @@ def test_tune_on_data_with_a_history_writes_a_config_and_every_trial(tmp_path, c
                      "--repeat-weights", "0", "2", "--repeat-half-lives", "0",
                      "--max-events", "300"])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # Progress on the console once each; every record in the log beside the report.
+    assert "epoch 1:" in captured.err and "INFO:" not in captured.err
+    assert "epoch 1:" in (tmp_path / "shop.tune.log").read_text()
     report = json.loads((tmp_path / "shop.tune.json").read_text())
     rows = report["rows"]
     assert [row["stage"] for row in rows] == ["start", "temperature", "prior", "repeat",
