@@ -22,6 +22,7 @@ import tensorflow as tf
 
 HASH_BUCKETS = 1 << 30
 HASH_KEY = (35, 20_000)  # fixed: every stage must keep the same records
+KEEP_BATCH = 4096
 Z95 = 1.959964
 
 
@@ -60,12 +61,22 @@ def expected_rows(file_pattern: Union[str, Sequence[str]], size: Optional[int]) 
 
 
 def keep(records: tf.data.Dataset, rate: float) -> tf.data.Dataset:
-    """The records (serialised strings) whose keyed hash falls below `rate`."""
+    """The records (serialised strings) whose keyed hash falls below `rate`, in their order.
+
+    Hashed KEEP_BATCH records per op: a per-record `filter` costs ~25 us a record (most of
+    a 2M-record eval split's reading time), a batch of hashes ~2 us a record.
+    """
     if rate >= 1.0:
         return records
     threshold = tf.constant(int(rate * HASH_BUCKETS), tf.int64)
-    return records.filter(lambda record: tf.strings.to_hash_bucket_strong(
-        record, HASH_BUCKETS, list(HASH_KEY)) < threshold)
+
+    def sample(batch: tf.Tensor) -> tf.Tensor:
+        """[b] records -> the kept ones."""
+        buckets = tf.strings.to_hash_bucket_strong(batch, HASH_BUCKETS, list(HASH_KEY))
+        return tf.boolean_mask(batch, buckets < threshold)
+
+    return records.batch(KEEP_BATCH).map(sample, num_parallel_calls=tf.data.AUTOTUNE,
+                                         deterministic=True).unbatch()
 
 
 def ci95(values: np.ndarray, groups: Optional[np.ndarray] = None) -> float:
