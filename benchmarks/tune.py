@@ -231,12 +231,13 @@ def main_from_args(args: argparse.Namespace) -> None:
         _log(advice)
     write_config(tuned_values(values, best, history), out, header)
     references = {name: keys.get(search.key) for name, keys in search.references.items()}
+    gain = -rows[0]["vs_chosen"] or 0.0  # chosen minus configured
     notes = (f"Chosen on {scored_events(validation, max_events)} validation events (the last "
              f"{1 - config.data.cutoff_quantile:.0%} by time of the {len(train):,} events before "
              f"the run's cutoff), {search.protocol} protocol; {len(rows)} trials in "
              f"{time.time() - started:.0f} s. Objective {search.key}: "
              f"{chosen['objective']:.4f} chosen, {rows[0]['objective']:.4f} as configured "
-             f"(paired difference {-rows[0]['vs_chosen']:+.4f} ±{rows[0]['vs_chosen_ci95']:.4f}; "
+             f"(paired difference {gain:+.4f} ±{rows[0]['vs_chosen_ci95']:.4f}; "
              "a value changed only where it won beyond its paired 95% interval); "
              + ", ".join(f"{name} {value:.4f}" for name, value in references.items()
                          if value is not None) + " on the same events.")
