@@ -104,12 +104,12 @@ def event_values(ranks: np.ndarray, metric: str) -> np.ndarray:
     """[n] each event's share of `metric` (one of METRICS) from its true item's rank: the
     metric is their mean."""
     ranks = np.asarray(ranks)
-    if metric.startswith("ndcg_at_"):
-        hit = ranks < int(metric.rsplit("_", 1)[1])
-        gains = np.zeros(len(ranks))
-        gains[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
-        return gains
-    return (ranks < int(metric.rsplit("_", 1)[1])).astype(np.float64)
+    hit = ranks < int(metric.rsplit("_", 1)[1])
+    if not metric.startswith("ndcg_at_"):
+        return hit.astype(np.float64)
+    gains = np.zeros(len(ranks))
+    gains[hit] = 1.0 / np.log2(ranks[hit] + 2.0)
+    return gains
 
 
 def paired(first: np.ndarray, second: np.ndarray, groups: Optional[np.ndarray]
