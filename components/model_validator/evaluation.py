@@ -2,6 +2,8 @@
 over the whole catalogue."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import os
 from typing import Callable, Optional, Sequence, Union
 
@@ -17,35 +19,99 @@ from twotower.contract import Contract
 TRAIN_BATCH = 8192
 
 
-def train_counts(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str],
-                 contract: Contract) -> np.ndarray:
-    """[N] training interactions of each catalogue item, streaming the train split."""
-    position = pd.Index([item.encode() for item in catalog_ids])
-    counts = np.zeros(len(catalog_ids), np.float64)
-    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
-                                  (contract.item_id,)):
-        index = position.get_indexer(batch[contract.item_id].numpy())
-        counts += np.bincount(index[index >= 0], minlength=len(catalog_ids))
-    return counts
+@dataclasses.dataclass(frozen=True)
+class TrainHistory:
+    """What scoring one eval split needs of its train split, read in one pass and shared by
+    every model scored there (the ModelValidator's candidate, MostPop and baseline): the
+    training count of each item and the training items of the users in the eval sample.
+    Items are kept by id, so models with different catalogues can share it.
+
+    Attributes:
+      id_names: (user id feature or None, item id feature) it was read with.
+      reference: [R] item ids (bytes) counted by position: the first model's catalogue.
+      reference_counts: [R] training interactions of each reference item.
+      other_counts: Training interactions of items outside the reference.
+      users: [U] distinct user ids (bytes) of the sampled eval rows; None if anonymous.
+      pair_users: [P] user id (bytes) of each training interaction of `users`.
+      pair_items: [P] item id (bytes) of the same interactions.
+    """
+    id_names: tuple[Optional[str], str]
+    reference: pd.Index
+    reference_counts: np.ndarray
+    other_counts: dict[bytes, int]
+    users: Optional[np.ndarray]
+    pair_users: np.ndarray
+    pair_items: np.ndarray
+
+    def counts(self, catalog_ids: Sequence[str]) -> np.ndarray:
+        """[N] training counts of `catalog_ids`' items."""
+        encoded = [item.encode() for item in catalog_ids]
+        position = self.reference.get_indexer(encoded)
+        counts = np.where(position >= 0, self.reference_counts[np.maximum(position, 0)], 0.0)
+        missing = np.flatnonzero(position < 0)
+        if len(missing):
+            counts[missing] = pd.Series(self.other_counts, dtype=np.float64).reindex(
+                [encoded[index] for index in missing]).fillna(0.0).to_numpy()
+        return counts
+
+    def seen(self, catalog_ids: Sequence[str]
+             ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
+        """metrics.seen_items of the sampled users over `catalog_ids`."""
+        if self.users is None:
+            return metrics.no_history()
+        items = pd.Index([item.encode() for item in catalog_ids]).get_indexer(self.pair_items)
+        return metrics.seen_from_pairs(self.pair_users[items >= 0], items[items >= 0])
+
+    def serves(self, contract: Contract) -> bool:
+        """True when a model of `contract` names its ids as this history was read."""
+        return self.id_names == (contract.user_id, contract.item_id)
 
 
-def train_history(train_pattern: Union[str, Sequence[str]], catalog_ids: Sequence[str],
-                  users: Optional[np.ndarray], contract: Contract
-                  ) -> tuple[tuple[tf.keras.layers.StringLookup, tf.RaggedTensor], np.ndarray]:
-    """The training items of `users` (metrics.seen_items) and [N] training counts per item,
-    streaming the train split."""
-    counts = train_counts(train_pattern, catalog_ids, contract)
-    if contract.user_id is None:
-        return metrics.no_history(), counts
-    seen = metrics.seen_items(features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract,
-                                               (contract.user_id, contract.item_id)),
-                              catalog_ids, users, contract)
-    return seen, counts
+def read_train_history(train_pattern: Union[str, Sequence[str]], eval_pattern: str,
+                       sample: Optional[int], catalog_ids: Sequence[str],
+                       contract: Contract) -> TrainHistory:
+    """TrainHistory of an eval split's sample (eval_sample) and its train split: one pass
+    over the sampled eval users, one over the train split.
+
+    Args:
+      train_pattern: Train split files, or a list of patterns (a window of spans).
+      eval_pattern: Eval split files.
+      sample: As evaluate_export's.
+      catalog_ids: [R] item ids counted by position (any catalogue; the candidate's).
+      contract: Names the id features.
+    """
+    reference = pd.Index([item.encode() for item in catalog_ids])
+    counts = np.zeros(len(reference), np.float64)
+    other: collections.Counter = collections.Counter()
+    names: tuple[str, ...] = (contract.item_id,)
+    users, wanted = None, None
+    if contract.user_id is not None:
+        names = (contract.user_id, contract.item_id)
+        users = metrics.unique_users(
+            features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract, (contract.user_id,),
+                             rate=eval_sample.sample_rate(eval_pattern, sample)),
+            contract.user_id)
+        wanted = pd.Index(users).unique()
+    user_parts, item_parts = [], []
+    for batch in features.dataset(train_pattern, TRAIN_BATCH, False, 0, contract, names):
+        items = batch[contract.item_id].numpy()
+        position = reference.get_indexer(items)
+        counts += np.bincount(position[position >= 0], minlength=len(reference))
+        other.update(items[position < 0].tolist())
+        if wanted is not None:
+            batch_users = batch[contract.user_id].numpy()
+            keep = wanted.get_indexer(batch_users) >= 0
+            user_parts.append(batch_users[keep])
+            item_parts.append(items[keep])
+    empty = np.array([], dtype=object)
+    return TrainHistory((contract.user_id, contract.item_id), reference, counts, dict(other),
+                        users, np.concatenate(user_parts) if user_parts else empty,
+                        np.concatenate(item_parts) if item_parts else empty)
 
 
 def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
-                    ks: Sequence[int], sample: Optional[int] = None,
-                    reuse: bool = True) -> metrics.Evaluation:
+                    ks: Sequence[int], sample: Optional[int] = None, reuse: bool = True,
+                    history: Optional[TrainHistory] = None) -> metrics.Evaluation:
     """metrics.evaluate_events for the query tower and catalogue embeddings of one export,
     or the Trainer's own when it scored the same events (eval_events.py).
 
@@ -58,14 +124,17 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
       sample: Score about this many eval interactions (eval_sample: the same ones in
         every stage); None scores all.
       reuse: Take the Trainer's scored events when they match (False: always score).
+      history: The split's TrainHistory when another model was scored there (read here
+        otherwise, or when it was read with other id features).
     """
     contract = artifact_io.read_contract(serving_dir)
     ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
+    history = _history(history, train_pattern, eval_pattern, sample, ids, contract)
     stored = None
     if reuse:
         stored = eval_events.load(
             serving_dir, eval_events.key(train_pattern, eval_pattern, sample, 0),
-            train_counts(train_pattern, ids, contract), ks)
+            history.counts(ids), ks)
     if stored is not None:
         logging.info("%s: the Trainer's scored eval events are these (same files and sample): "
                      "not scored again", serving_dir)
@@ -77,7 +146,16 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
     def embed(batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return serve(**features.select(batch, inputs))[export.EMBEDDING_OUTPUT]
     return evaluate_catalogue(embed, ids, lambda counts: embeddings, contract, train_pattern,
-                              eval_pattern, ks, sample)
+                              eval_pattern, ks, sample, history=history)
+
+
+def _history(history: Optional[TrainHistory], train_pattern: Union[str, Sequence[str]],
+             eval_pattern: str, sample: Optional[int], catalog_ids: Sequence[str],
+             contract: Contract) -> TrainHistory:
+    """`history` when it fits `contract`, else the split's, read now."""
+    if history is not None and history.serves(contract):
+        return history
+    return read_train_history(train_pattern, eval_pattern, sample, catalog_ids, contract)
 
 
 def mostpop_vectors(train_counts: np.ndarray) -> np.ndarray:
@@ -98,14 +176,15 @@ def catalog_ids(serving_dir: str) -> list[str]:
 
 
 def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
-                     eval_pattern: str, ks: Sequence[int], sample: Optional[int] = None
-                     ) -> metrics.Evaluation:
+                     eval_pattern: str, ks: Sequence[int], sample: Optional[int] = None,
+                     history: Optional[TrainHistory] = None) -> metrics.Evaluation:
     """MostPop (the items most frequent in the train split, for every user) scored like
     evaluate_export over the same export's catalogue: the floor a model must beat."""
     contract = artifact_io.read_contract(serving_dir)
     return evaluate_catalogue(lambda batch: mostpop_queries(batch[contract.item_id]),
                               catalog_ids(serving_dir), mostpop_vectors, contract,
-                              train_pattern, eval_pattern, ks, sample, same_for_all=True)
+                              train_pattern, eval_pattern, ks, sample, same_for_all=True,
+                              history=history)
 
 
 def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
@@ -113,7 +192,8 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
                        item_vectors: Callable[[np.ndarray], np.ndarray], contract: Contract,
                        train_pattern: Union[str, Sequence[str]], eval_pattern: str,
                        ks: Sequence[int], sample: Optional[int] = None,
-                       same_for_all: bool = False) -> metrics.Evaluation:
+                       same_for_all: bool = False,
+                       history: Optional[TrainHistory] = None) -> metrics.Evaluation:
     """metrics.evaluate_events of any scorer over a catalogue, with the filter and counts streamed
     from the train split (evaluate_export's protocol).
 
@@ -126,15 +206,13 @@ def evaluate_catalogue(embed: Callable[[dict[str, tf.Tensor]], tf.Tensor],
       train_pattern, eval_pattern, ks, sample: As evaluate_export's.
       same_for_all: The scorer ranks the catalogue the same for every query (the item
         vectors are [N, 1], the queries 1): scored as a metrics.FixedRanking.
+      history: As evaluate_export's.
     """
-    rate = eval_sample.sample_rate(eval_pattern, sample)
-    users = None if contract.user_id is None else metrics.unique_users(
-        features.dataset(eval_pattern, TRAIN_BATCH, False, 0, contract, (contract.user_id,),
-                         rate=rate), contract.user_id)
-    seen, counts = train_history(train_pattern, catalog_ids, users, contract)
+    history = _history(history, train_pattern, eval_pattern, sample, catalog_ids, contract)
+    seen, counts = history.seen(catalog_ids), history.counts(catalog_ids)
     eval_batches = features.dataset(eval_pattern, metrics.eval_rows(len(catalog_ids)),
                                     False, 0, contract, features.interaction_names(contract),
-                                    rate=rate)
+                                    rate=eval_sample.sample_rate(eval_pattern, sample))
     vectors = item_vectors(counts)
     return metrics.evaluate_events(
         embed, eval_batches, catalog_ids, tf.constant(vectors), seen, counts, contract, ks,

@@ -16,6 +16,7 @@ from tfx.utils import io_utils, path_utils
 
 from twotower import keys
 from components.ingestion import window
+from components.negative_pool import artifact_io
 from components.model_validator import evaluation, gating, plot
 from components.trainer import metrics
 from twotower.config import ValidationConfig
@@ -37,14 +38,27 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
 
 
 def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
-           mostpop: bool = False) -> metrics.Evaluation:
+           mostpop: bool = False,
+           history: Optional[evaluation.TrainHistory] = None) -> metrics.Evaluation:
     """The export's metrics (with `mostpop`, MostPop's over its catalogue) on the newest
     span's eval split, with the whole window's training data as the history the filtered
-    protocol removes (what the Trainer read: window.training_patterns)."""
+    protocol removes (what the Trainer read: window.training_patterns); `history` is that
+    split's evaluation.TrainHistory when already read."""
     train, evals = window.training_patterns(examples)
     score = evaluation.evaluate_mostpop if mostpop else evaluation.evaluate_export
     return score(path_utils.serving_model_path(model.uri), train, evals[0],
-                 sorted({10, 50, 100, config.k}), config.max_eval_interactions)
+                 sorted({10, 50, 100, config.k}), config.max_eval_interactions,
+                 history=history)
+
+
+def _history(model: types.Artifact, examples: list[types.Artifact],
+             config: ValidationConfig) -> evaluation.TrainHistory:
+    """The newest span's evaluation.TrainHistory, read once for every model scored."""
+    train, evals = window.training_patterns(examples)
+    serving_dir = path_utils.serving_model_path(model.uri)
+    return evaluation.read_train_history(
+        train, evals[0], config.max_eval_interactions, evaluation.catalog_ids(serving_dir),
+        artifact_io.read_contract(serving_dir))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -70,12 +84,14 @@ class Executor(base_executor.BaseExecutor):
                             "recall@%d", config.k, 100 * gating.MAX_K_SHARE, catalog_size,
                             gated.k)
         config = gated
-        scored = _score(candidate, examples, config)
+        history = _history(candidate, examples, config)
+        scored = _score(candidate, examples, config, history=history)
         candidate_metrics = scored.metrics
-        mostpop_metrics = _score(candidate, examples, config, mostpop=True).metrics
+        mostpop_metrics = _score(candidate, examples, config, mostpop=True,
+                                 history=history).metrics
         baseline_metrics, paired = None, None
         if baseline is not None:
-            baseline_scored = _score(baseline, examples, config)
+            baseline_scored = _score(baseline, examples, config, history=history)
             baseline_metrics = baseline_scored.metrics
             if len(baseline_scored.ranks[config.protocol]) == len(scored.ranks[config.protocol]):
                 paired = gating.Paired(scored.hits(config.protocol, config.k),

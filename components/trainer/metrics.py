@@ -86,9 +86,16 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
             keep &= wanted.get_indexer(batch_users) >= 0
         user_parts.append(batch_users[keep])
         item_parts.append(items[keep])
-    pairs = pd.DataFrame({
-        "user": np.concatenate(user_parts) if user_parts else np.array([], dtype=object),
-        "item": np.concatenate(item_parts) if item_parts else np.array([], np.int64)})
+    return seen_from_pairs(
+        np.concatenate(user_parts) if user_parts else np.array([], dtype=object),
+        np.concatenate(item_parts) if item_parts else np.array([], np.int64))
+
+
+def seen_from_pairs(users: np.ndarray, items: np.ndarray
+                    ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
+    """`seen_items` of [P] (user id as bytes, catalogue index) training pairs, duplicates
+    allowed."""
+    pairs = pd.DataFrame({"user": users, "item": np.asarray(items, np.int64)})
     pairs = pairs.drop_duplicates().sort_values(["user", "item"], kind="stable")
     vocabulary, rows = np.unique(pairs["user"].to_numpy(), return_inverse=True)
     names = [user.decode() for user in vocabulary] or ["<none>"]

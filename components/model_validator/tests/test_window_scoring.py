@@ -18,7 +18,7 @@ def test_filtered_history_is_the_whole_window_and_the_newest_eval_is_scored(tmp_
                                                                             monkeypatch):
     calls = []
     monkeypatch.setattr(evaluation, "evaluate_export",
-                        lambda *args: calls.append(args) or {"recall_at_100": 0.5})
+                        lambda *args, **kwargs: calls.append(args) or {"recall_at_100": 0.5})
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "model")
     validator_executor._score(model, [_span(tmp_path, 2), _span(tmp_path, 1)],
