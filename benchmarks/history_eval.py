@@ -13,7 +13,7 @@ On repeat-purchase data (`evaluate` given no exclusions) every item is ranked, a
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,23 @@ def add_histories(frame: pd.DataFrame, user: str, item: str, time: str, name: st
         for row, found in zip(rows, history_lib.histories(events, length)):
             values[row] = [names.setdefault(value, value.decode()) for value in found]
     return frame.assign(**{name: values})
+
+
+def training_histories(train: pd.DataFrame, evaluation: pd.DataFrame, user: str, item: str,
+                       time: str, length: int) -> list[list[str]]:
+    """For each eval row (in order), its user's last `length` training items (most recent
+    last, as ingestion orders a history): what a model serving from the training data alone
+    knows of the user at the cutoff; [] for a user without training events."""
+    from components.ingestion import history as history_lib  # pylint: disable=import-outside-toplevel (imports Beam)
+    times, items = train[time].to_numpy(), train[item].astype(str).to_numpy()
+    known: dict[Any, list[str]] = {}
+    for user_id, rows in train.groupby(user, sort=False).indices.items():
+        events = [(int(times[row]), items[row].encode()) for row in rows]
+        after = (max(event_time for event_time, _ in events) + 1, b"")
+        known[user_id] = [value.decode()
+                          for value in history_lib.histories(events + [after], length)[-1]]
+    empty: list[str] = []
+    return [known.get(user_id, empty) for user_id in evaluation[user]]
 
 
 def earlier_items(train: pd.DataFrame, evaluation: pd.DataFrame, user: str, item: str,

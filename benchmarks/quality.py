@@ -96,6 +96,7 @@ class Prepared:
     had: Optional[list[list[str]]] = None
     exclude_had: bool = True
     root: Optional[pathlib.Path] = None
+    served_eval: Optional[pd.DataFrame] = None  # temporal with a history: served_scores
     pools: dict[Any, str] = dataclasses.field(default_factory=dict)  # other pool settings
 
 
@@ -121,6 +122,11 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
+    served_eval = None
+    if protocol == "temporal" and contract.history is not None:
+        served_eval = split.eval.assign(**{contract.history.name: history_eval.training_histories(
+            split.train, split.eval, contract.user_id, contract.item_id, contract.event_time,
+            contract.history.length)})
     root = workdir / (protocol if history == DEFAULT_HISTORY else f"{protocol}-{history}")
     example_files.write_split([split.train], root / "interactions", "train")
     example_files.write_split([split.eval], root / "interactions", "eval")
@@ -131,14 +137,16 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     folder = root / "interactions"
     return Prepared(protocol, split, str(folder / "Split-train" / "*"),
                     str(folder / "Split-eval" / "*"), str(root / "items" / "Split-catalog" / "*"),
-                    pool_uri, contract, had, not repeat_purchases, root)
+                    pool_uri, contract, had, not repeat_purchases, root,
+                    served_eval=served_eval)
 
 
 def score(prepared: Prepared, result: Any, prior_weight: float,
           history: tuple[str, float, Optional[float]] = ("rank", 0.0, None)) -> dict[str, float]:
     """A trained model's report keys for one protocol at one popularity prior weight (and,
-    on the history protocol, with the served model's history policy, repeat weight and
-    half-life: index.history_policy, repeat_weight, repeat_half_life)."""
+    on the history protocol and the temporal one as served, with the served model's history
+    policy, repeat weight and half-life: index.history_policy, repeat_weight,
+    repeat_half_life)."""
     if prepared.name == "history":
         return quality_history.history_scores(prepared, result.catalog_ids,
                                               history_scorer(result, prior_weight, history))
@@ -147,6 +155,10 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
                                lambda batch: result.query_vectors(batch, prior_weight),
                                result.contract)
     found = protocol_metrics(prepared, result.evaluate(prepared.eval_pattern, prior_weight))
+    if prepared.served_eval is not None:
+        found.update(quality_history.served_scores(prepared, result.catalog_ids,
+                                                   history_scorer(result, prior_weight,
+                                                                  history)))
     if prepared.name == "temporal":
         geometry = embedding_geometry.measure(result, prepared.eval_pattern)
         found.update({f"temporal_{key}": value for key, value in geometry.items()})
@@ -156,7 +168,7 @@ def score(prepared: Prepared, result: Any, prior_weight: float,
 def history_scorer(result: Any, prior_weight: float,
                    history: tuple[str, float, Optional[float]]
                    ) -> Callable[[pd.DataFrame], np.ndarray]:
-    """The history protocol's scorer of eval rows ([b] rows -> [b, N]): the model at one
+    """The scorer of eval rows with a history ([b] rows -> [b, N]): the model at one
     popularity prior weight, ranking as the served model does under `history` (policy,
     repeat weight, half-life)."""
     items = result.index_vectors(prior_weight)
@@ -175,9 +187,10 @@ def score_mostpop(prepared: Prepared, result: Any, sample: Optional[int] = None
     from components.trainer import eval_sample, features, metrics  # pylint: disable=import-outside-toplevel
     vectors = evaluation.mostpop_vectors(result.train_counts)
     contract = result.contract
+    def ranking(rows: pd.DataFrame) -> np.ndarray:
+        return np.tile(vectors[:, 0], (len(rows), 1))
     if prepared.name == "history":
-        return quality_history.history_scores(
-            prepared, result.catalog_ids, lambda rows: np.tile(vectors[:, 0], (len(rows), 1)))
+        return quality_history.history_scores(prepared, result.catalog_ids, ranking)
     if prepared.name == "recbole":
         return recbole_metrics(prepared, result.catalog_ids, vectors, lambda batch: np.ones(
             (len(batch[contract.user_id]), 1)), contract)
@@ -189,7 +202,10 @@ def score_mostpop(prepared: Prepared, result: Any, sample: Optional[int] = None
                                                    prepared.eval_pattern, sample)),
                               result.catalog_ids, tf.constant(vectors), result.seen,
                               result.train_counts, contract)
-    return protocol_metrics(prepared, scores)
+    found = protocol_metrics(prepared, scores)
+    if prepared.served_eval is not None:
+        found.update(quality_history.served_scores(prepared, result.catalog_ids, ranking))
+    return found
 
 
 def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_dir: pathlib.Path,

@@ -1,6 +1,7 @@
 """The history protocol's pieces of `bench quality`: the added history feature, its
-scoring and the ItemKNN-history reference, and the (length, pooling) variants compared on
-validation (issue 15: N and pooling are chosen there)."""
+scoring and the ItemKNN-history reference, the (length, pooling) variants compared on
+validation (issue 15: N and pooling are chosen there), and the temporal protocol scored as
+served for a contract that declares a history (served_scores)."""
 from __future__ import annotations
 
 import itertools
@@ -16,6 +17,7 @@ from twotower.contract import HISTORY, QUERY, Contract, FeatureSpec
 # pooling are the contract's.
 HISTORY_FEATURE = "history"
 DEFAULT_HISTORY = (FeatureSpec.length, FeatureSpec.pooling)
+SERVED = "temporal_served"  # the temporal protocol's keys as served (served_scores)
 
 
 def settings(lengths: Sequence[int], poolings: Sequence[str]) -> list[tuple[int, str]]:
@@ -50,6 +52,20 @@ def history_ranks(prepared: Any, catalog_ids: Sequence[str],
     return history_eval.event_ranks(score_rows, prepared.split.train, prepared.split.eval,
                                     catalog_ids, contract.user_id, contract.item_id,
                                     contract.event_time, excluded)
+
+
+def served_scores(prepared: Any, catalog_ids: Sequence[str],
+                  score_rows: Any) -> dict[str, float]:
+    """The temporal protocol as served (`prepared.served_eval`: each eval row's query carries
+    its user's training history): every item ranked by `score_rows`, nothing removed, as
+    history_eval.evaluate counts it; keys temporal_served_recall_at_K,
+    temporal_served_ndcg_at_10 (also _warm / _cold) and the event counts."""
+    contract = prepared.contract
+    rows = prepared.served_eval
+    found = history_eval.evaluate(score_rows, prepared.split.train, rows, catalog_ids,
+                                  contract.user_id, contract.item_id, contract.event_time,
+                                  [[] for _ in range(len(rows))])
+    return {key.replace("history_", f"{SERVED}_", 1): value for key, value in found.items()}
 
 
 def history_indices(histories: pd.Series, catalog_ids: Sequence[str]) -> np.ndarray:

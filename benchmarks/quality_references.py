@@ -51,6 +51,15 @@ def _user_scores_metrics(prepared: Any, result: Any, scores: baselines.UserScore
     return protocol_metrics(prepared, found)
 
 
+def _served(prepared: Any, catalog_ids: Any, scores: baselines.UserScores) -> dict[str, float]:
+    """quality_history.served_scores of per-user scores, where the protocol has them."""
+    if prepared.served_eval is None:
+        return {}
+    user = prepared.contract.user_id
+    return quality_history.served_scores(
+        prepared, catalog_ids, lambda rows: scores.score_rows(rows[user].astype(str).tolist()))
+
+
 def _validation(prepared: Any) -> protocols.Split:
     contract = prepared.contract
     return protocols.validation_split(prepared.name, prepared.split, contract.event_time)
@@ -117,8 +126,9 @@ def score(prepared: Any, result: Any, repeat_purchases: bool,
     catalog_ids, split, name = result.catalog_ids, prepared.split, prepared.name
     rows: dict[str, dict[str, Any]] = {}
     if repeat_purchases and name == "temporal":
-        rows[PTOPFREQ] = _user_scores_metrics(prepared, result, baselines.ptopfreq(
-            split.train, catalog_ids, user, item, result.train_counts))
+        counts = baselines.ptopfreq(split.train, catalog_ids, user, item, result.train_counts)
+        rows[PTOPFREQ] = {**_user_scores_metrics(prepared, result, counts),
+                          **_served(prepared, catalog_ids, counts)}
     if repeat_purchases and name == "history":
         rows[PTOPFREQ_ASOF] = quality_history.history_scores(
             prepared, catalog_ids, baselines.asof_scorer(split.train, split.eval, catalog_ids,
@@ -142,6 +152,7 @@ def score(prepared: Any, result: Any, repeat_purchases: bool,
         found = quality_history.history_scores(prepared, catalog_ids, baselines.ease_history_scorer(
             model, catalog_ids, pd.Series(prepared.had, index=split.eval.index)))
     else:
-        found = _user_scores_metrics(prepared, result, scores)
+        found = {**_user_scores_metrics(prepared, result, scores),
+                 **_served(prepared, catalog_ids, scores)}
     rows[EASE] = {**found, f"{name}_ease_l2": l2, f"{name}_ease_l2_validation": trials}
     return rows

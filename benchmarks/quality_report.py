@@ -60,24 +60,42 @@ def read_report(out: Optional[pathlib.Path]) -> dict[str, Any]:
 def merge_dataset_rows(dataset: str, rows: list[dict[str, Any]], config: dict[str, Any],
                        seconds: float, out: Optional[pathlib.Path], commit: str) -> pathlib.Path:
     """Writes `dataset`'s rows (each marked `dataset`) into the quality report, replacing
-    that dataset's earlier rows and keeping the others; its config, commit and time go to
-    config.datasets.<dataset>."""
+    that dataset's earlier rows and keeping the others; a run of some of its protocols
+    keeps the earlier rows' keys of the others (keep_other_protocols). Its config, commit,
+    time and the commit that measured each protocol go to config.datasets.<dataset>."""
     path = out or common.REPORTS_DIR / "quality.json"
     report = read_report(out)
     kept = [row for row in report["rows"] if row.get("dataset") != dataset]
-    marked = [{**row, "dataset": dataset} for row in rows]
+    earlier = report["config"].get("datasets", {}).get(dataset, {})
+    measured = list(config["protocols"])
+    runs = {**{protocol: earlier.get("git") for protocol in earlier.get("protocols", [])},
+            **earlier.get("protocol_runs", {}), **{protocol: commit for protocol in measured}}
+    marked = keep_other_protocols([row for row in report["rows"] if row.get("dataset") == dataset],
+                                  [{**row, "dataset": dataset} for row in rows], measured)
     by_name = {row["name"]: row for row in marked}
+    others = sorted(set(runs) - set(measured))
     note = (f"{dataset}: rows marked dataset={dataset}, measured in one run of "
-            f"{seconds / 60:.0f} min at {commit}; temporal split only; "
+            f"{seconds / 60:.0f} min at {commit}"
+            + (f" (the keys of {others} kept from config.datasets.{dataset}.protocol_runs)"
+               if others else "") + "; temporal split only; "
             "temporal_unfiltered_* rank every catalogue item (as the served model does); "
             "temporal_* first remove the user's other training items (never the true one), "
-            "which flatters repeat purchases. A repeat purchase is a hit under both.")
+            "which flatters repeat purchases. A repeat purchase is a hit under both. "
+            "temporal_served_* score every eval event with the query carrying its user's "
+            "training history and rank every item as the served model does (repeat term "
+            "or exclusion by the config's index settings).")
     default, mostpop = by_name.get("default"), by_name.get(quality_rows.MOSTPOP)
     if default and mostpop:
         note += " default/mostpop: " + ", ".join(
             f"{key} {default[key] / mostpop[key]:.2f}x" for key in (
                 "temporal_unfiltered_recall_at_10", "temporal_unfiltered_recall_at_100",
                 "temporal_recall_at_10", "temporal_recall_at_100") if mostpop.get(key)) + "."
+    ptopfreq = by_name.get(quality_rows.PTOPFREQ)
+    if default and ptopfreq and ptopfreq.get("temporal_served_recall_at_10"):
+        note += " default/ptopfreq as served: " + ", ".join(
+            f"{key} {default[key] / ptopfreq[key]:.2f}x" for key in (
+                "temporal_served_recall_at_10", "temporal_served_recall_at_100")
+            if key in default) + "."
     priors = [row for row in marked if row["name"].startswith("default")
               and "temporal_unfiltered_recall_at_10" in row]
     if len(priors) > 1:
@@ -88,7 +106,10 @@ def merge_dataset_rows(dataset: str, rows: list[dict[str, Any]], config: dict[st
                  f"{by_name['default']['temporal_unfiltered_recall_at_10']:.4f}).")
     notes = " ".join(part for part in report.get("notes", "").split(" || ")
                      if not part.startswith(f"{dataset}:"))
-    datasets = {**report["config"].get("datasets", {}), dataset: {**config, "git": commit}}
+    ordered = [protocol for protocol in protocols.PROTOCOLS if protocol in runs]
+    datasets = {**report["config"].get("datasets", {}), dataset: {
+        **config, "git": commit, "protocols": ordered,
+        "protocol_runs": {protocol: runs[protocol] for protocol in ordered}}}
     return common.write_report("quality", {**report["config"], "datasets": datasets},
                                kept + marked, " || ".join(filter(None, [notes, note])), path,
                                report.get("git", commit))
@@ -102,6 +123,7 @@ def order(name: str) -> int:
 def brief(row: dict[str, Any]) -> str:
     """A row's headline figures for the progress log."""
     keys = ("tfrs_top_100", "temporal_recall_at_10", "temporal_recall_at_100",
+            "temporal_served_recall_at_10", "temporal_served_recall_at_100",
             "temporal_tail_share_at_100", "recbole_recall_at_10",
             "history_recall_at_10", "history_recall_at_100", "examples_per_sec_tfrs",
             "examples_per_sec_temporal", "examples_per_sec_history")

@@ -85,3 +85,68 @@ def test_protocol_runs_say_which_commit_measured_each_protocol():
     again = {"git": "def", "config": {"protocols": protocols, "protocol_runs": runs}}
     assert quality_report.protocol_runs(again, ["tfrs"], "ghi")[1]["tfrs"] == "ghi"
     assert quality_report.protocol_runs(again, ["tfrs"], "ghi")[1]["history"] == "def"
+
+
+def test_training_histories_are_each_users_last_training_items_at_the_cutoff():
+    assert history_eval.training_histories(TRAIN, EVAL, "u", "i", "t", 1) == [["y"], [], []]
+    assert history_eval.training_histories(TRAIN, EVAL, "u", "i", "t", 5) == [["x", "y"], [],
+                                                                                []]
+    # Events at the same time are all before the cutoff.
+    tied = pd.DataFrame({"u": ["a", "a"], "i": ["x", "y"], "t": [4, 4]})
+    assert history_eval.training_histories(tied, EVAL, "u", "i", "t", 5)[0] == ["x", "y"]
+
+
+def test_the_temporal_protocol_as_served_ranks_every_item_with_the_training_history():
+    from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
+
+    from benchmarks import protocols, quality_history  # pylint: disable=import-outside-toplevel
+    # Everyone is scored z > x > y by the towers. a had x and y in training and wants y:
+    # rank 2 without a repeat term; with weight 10 both bought items pass z, x first.
+    served = EVAL.assign(i=["y", "y", "x"], h=history_eval.training_histories(
+        TRAIN, EVAL, "u", "i", "t", 5))
+    prepared = SimpleNamespace(
+        contract=SimpleNamespace(user_id="u", item_id="i", event_time="t"),
+        split=protocols.Split(TRAIN, EVAL), served_eval=served)
+
+    def towers(rows):
+        return np.tile([2.0, 1.0, 3.0], (len(rows), 1))
+    plain = quality_history.served_scores(prepared, CATALOG, towers)
+    # a: y rank 2; c (cold, nothing bought): y rank 2, x rank 1. Nothing is removed.
+    assert plain["temporal_served_ndcg_at_10"] == pytest.approx(
+        (0.5 + 0.5 + 1 / np.log2(3)) / 3)
+    assert plain["temporal_served_events"] == 3 and plain["temporal_served_events_cold"] == 2
+    assert set(plain) == {key.replace("history_", "temporal_served_") for key in
+                          history_eval.summarise(np.zeros(3, np.int64),
+                                                 np.array([True, False, False]))}
+    repeat = quality_history.served_scores(prepared, CATALOG, quality_history.with_repeat(
+        towers, CATALOG, "h", "rank", 10.0, None))
+    assert repeat["temporal_served_ndcg_at_10_warm"] == pytest.approx(1 / np.log2(3))
+    assert repeat["temporal_served_ndcg_at_10_cold"] == plain["temporal_served_ndcg_at_10_cold"]
+
+
+def test_a_dataset_run_of_some_protocols_keeps_its_other_protocols_keys(tmp_path):
+    out = tmp_path / "quality.json"
+    from benchmarks import common  # pylint: disable=import-outside-toplevel
+    common.write_report("quality", {"datasets": {"cj": {"protocols": ["temporal", "history"],
+                                                        "git": "abc"}}},
+                        [{"name": "default", "tfrs_top_100": 0.4},
+                         {"name": "default", "dataset": "cj", "temporal_recall_at_10": 0.1,
+                          "history_recall_at_10": 0.2, "overrides": []},
+                         {"name": "ptopfreq_decay", "dataset": "cj",
+                          "history_recall_at_10": 0.3, "overrides": []}], "", out, git="abc")
+    quality_report.merge_dataset_rows(
+        "cj", [{"name": "default", "temporal_recall_at_10": 0.15,
+                "temporal_served_recall_at_10": 0.2, "overrides": []}],
+        {"protocols": ["temporal"]}, 60.0, out, "def")
+    import json  # pylint: disable=import-outside-toplevel
+    report = json.loads(out.read_text())
+    rows = {(row.get("dataset"), row["name"]): row for row in report["rows"]}
+    assert rows[(None, "default")] == {"name": "default", "tfrs_top_100": 0.4}
+    assert rows[("cj", "default")] == {"name": "default", "dataset": "cj",
+                                       "temporal_recall_at_10": 0.15,
+                                       "temporal_served_recall_at_10": 0.2,
+                                       "history_recall_at_10": 0.2, "overrides": []}
+    assert rows[("cj", "ptopfreq_decay")]["history_recall_at_10"] == 0.3
+    assert report["config"]["datasets"]["cj"]["protocol_runs"] == {"temporal": "def",
+                                                                   "history": "abc"}
+    assert "['history'] kept" in report["notes"]
