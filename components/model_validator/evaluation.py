@@ -111,7 +111,8 @@ def read_train_history(train_pattern: Union[str, Sequence[str]], eval_pattern: s
 
 def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], eval_pattern: str,
                     ks: Sequence[int], sample: Optional[int] = None, reuse: bool = True,
-                    history: Optional[TrainHistory] = None) -> metrics.Evaluation:
+                    history: Optional[TrainHistory] = None,
+                    catalog: Optional[Sequence[str]] = None) -> metrics.Evaluation:
     """metrics.evaluate_events for the query tower and catalogue embeddings of one export,
     or the Trainer's own when it scored the same events (eval_events.py).
 
@@ -126,9 +127,12 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
       reuse: Take the Trainer's scored events when they match (False: always score).
       history: The split's TrainHistory when another model was scored there (read here
         otherwise, or when it was read with other id features).
+      catalog: The export's catalogue ids (catalog_ids) when already read: its embeddings
+        are then read only if the events are scored here (a 1M-item file takes seconds).
     """
     contract = artifact_io.read_contract(serving_dir)
-    ids, embeddings = export.read_embeddings(os.path.join(serving_dir, export.EMBEDDINGS_FILE))
+    path = os.path.join(serving_dir, export.EMBEDDINGS_FILE)
+    ids, embeddings = (list(catalog), None) if catalog is not None else export.read_embeddings(path)
     history = _history(history, train_pattern, eval_pattern, sample, ids, contract)
     stored = None
     if reuse:
@@ -139,6 +143,8 @@ def evaluate_export(serving_dir: str, train_pattern: Union[str, Sequence[str]], 
         logging.info("%s: the Trainer's scored eval events are these (same files and sample): "
                      "not scored again", serving_dir)
         return stored
+    if embeddings is None:
+        ids, embeddings = export.read_embeddings(path)
     tower = tf.saved_model.load(os.path.join(serving_dir, export.QUERY_TOWER_DIR))
     serve = tower.signatures["serving_default"]
     inputs = sorted(serve.structured_input_signature[1])
@@ -177,12 +183,15 @@ def catalog_ids(serving_dir: str) -> list[str]:
 
 def evaluate_mostpop(serving_dir: str, train_pattern: Union[str, Sequence[str]],
                      eval_pattern: str, ks: Sequence[int], sample: Optional[int] = None,
-                     history: Optional[TrainHistory] = None) -> metrics.Evaluation:
+                     history: Optional[TrainHistory] = None,
+                     catalog: Optional[Sequence[str]] = None) -> metrics.Evaluation:
     """MostPop (the items most frequent in the train split, for every user) scored like
-    evaluate_export over the same export's catalogue: the floor a model must beat."""
+    evaluate_export over the same export's catalogue (`catalog`, when already read): the
+    floor a model must beat."""
     contract = artifact_io.read_contract(serving_dir)
     return evaluate_catalogue(lambda batch: mostpop_queries(batch[contract.item_id]),
-                              catalog_ids(serving_dir), mostpop_vectors, contract,
+                              list(catalog) if catalog is not None else catalog_ids(serving_dir),
+                              mostpop_vectors, contract,
                               train_pattern, eval_pattern, ks, sample, same_for_all=True,
                               history=history)
 

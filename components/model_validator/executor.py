@@ -38,27 +38,26 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
 
 
 def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
-           mostpop: bool = False,
-           history: Optional[evaluation.TrainHistory] = None) -> metrics.Evaluation:
+           mostpop: bool = False, history: Optional[evaluation.TrainHistory] = None,
+           catalog: Optional[list[str]] = None) -> metrics.Evaluation:
     """The export's metrics (with `mostpop`, MostPop's over its catalogue) on the newest
     span's eval split, with the whole window's training data as the history the filtered
     protocol removes (what the Trainer read: window.training_patterns); `history` is that
-    split's evaluation.TrainHistory when already read."""
+    split's evaluation.TrainHistory and `catalog` the export's ids, when already read."""
     train, evals = window.training_patterns(examples)
     score = evaluation.evaluate_mostpop if mostpop else evaluation.evaluate_export
     return score(path_utils.serving_model_path(model.uri), train, evals[0],
                  sorted({10, 50, 100, config.k}), config.max_eval_interactions,
-                 history=history)
+                 history=history, catalog=catalog)
 
 
-def _history(model: types.Artifact, examples: list[types.Artifact],
-             config: ValidationConfig) -> evaluation.TrainHistory:
+def _history(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
+             catalog: list[str]) -> evaluation.TrainHistory:
     """The newest span's evaluation.TrainHistory, read once for every model scored."""
     train, evals = window.training_patterns(examples)
     serving_dir = path_utils.serving_model_path(model.uri)
-    return evaluation.read_train_history(
-        train, evals[0], config.max_eval_interactions, evaluation.catalog_ids(serving_dir),
-        artifact_io.read_contract(serving_dir))
+    return evaluation.read_train_history(train, evals[0], config.max_eval_interactions,
+                                         catalog, artifact_io.read_contract(serving_dir))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -77,18 +76,19 @@ class Executor(base_executor.BaseExecutor):
         with tf.io.gfile.GFile(os.path.join(index.uri, keys.INDEX_REPORT_FILE)) as f:
             index_report = json.load(f)
 
-        catalog_size = len(evaluation.catalog_ids(path_utils.serving_model_path(candidate.uri)))
+        catalog = evaluation.catalog_ids(path_utils.serving_model_path(candidate.uri))
+        catalog_size = len(catalog)
         gated = gating.capped(config, catalog_size)
         if gated.k < config.k:
             logging.warning("validation.k %d is above %.0f%% of the %d-item catalogue: gating "
                             "recall@%d", config.k, 100 * gating.MAX_K_SHARE, catalog_size,
                             gated.k)
         config = gated
-        history = _history(candidate, examples, config)
-        scored = _score(candidate, examples, config, history=history)
+        history = _history(candidate, examples, config, catalog)
+        scored = _score(candidate, examples, config, history=history, catalog=catalog)
         candidate_metrics = scored.metrics
-        mostpop_metrics = _score(candidate, examples, config, mostpop=True,
-                                 history=history).metrics
+        mostpop_metrics = _score(candidate, examples, config, mostpop=True, history=history,
+                                 catalog=catalog).metrics
         baseline_metrics, paired = None, None
         if baseline is not None:
             baseline_scored = _score(baseline, examples, config, history=history)

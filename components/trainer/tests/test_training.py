@@ -66,6 +66,12 @@ def test_train_evaluate_export(data, tmp_path, monkeypatch):
         patched.setattr(evaluation, "evaluate_catalogue",
                         lambda *args, **kwargs: pytest.fail("scored again"))
         reused = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,)).metrics
+        # Given the catalogue's ids (the validator reads them once), the 1M-row embeddings
+        # file is not read at all when the events are reused.
+        patched.setattr(export, "read_embeddings", lambda path: pytest.fail("read again"))
+        given = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
+                                           catalog=result.catalog_ids).metrics
+        assert given == reused
     for name in ("eval_interactions", "filtered_recall_at_10", "tfrs_recall_at_10"):
         assert reused[name] == pytest.approx(scored[name], abs=1e-6)
     sampled = evaluation.evaluate_export(serving, train_pattern, eval_pattern, (10,),
