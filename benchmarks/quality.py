@@ -39,7 +39,6 @@ from twotower.errors import TwoTowerError
 
 # Epochs per protocol, the same for every row: the TFRS tutorial trains 3.
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10, "history": 10}
-# The history protocol's added feature (contract kind history, mean pooling).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +121,7 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
-    served_eval = None
-    if protocol == "temporal" and contract.history is not None:
-        served_eval = split.eval.assign(**{contract.history.name: history_eval.training_histories(
-            split.train, split.eval, contract.user_id, contract.item_id, contract.event_time,
-            contract.history.length)})
+    served_eval = quality_history.served_eval(split, contract) if protocol == "temporal" else None
     root = workdir / (protocol if history == DEFAULT_HISTORY else f"{protocol}-{history}")
     example_files.write_split([split.train], root / "interactions", "train")
     example_files.write_split([split.eval], root / "interactions", "eval")

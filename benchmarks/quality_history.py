@@ -54,6 +54,16 @@ def history_ranks(prepared: Any, catalog_ids: Sequence[str],
                                     contract.event_time, excluded)
 
 
+def served_eval(split: Any, contract: Any) -> Optional[pd.DataFrame]:
+    """The temporal split's eval rows with each history replaced by the user's training
+    history (history_eval.training_histories), for served_scores; None without a history."""
+    if contract.history is None:
+        return None
+    return split.eval.assign(**{contract.history.name: history_eval.training_histories(
+        split.train, split.eval, contract.user_id, contract.item_id, contract.event_time,
+        contract.history.length)})
+
+
 def served_scores(prepared: Any, catalog_ids: Sequence[str],
                   score_rows: Any) -> dict[str, float]:
     """The temporal protocol as served (`prepared.served_eval`: each eval row's query carries

@@ -59,10 +59,9 @@ def unique_users(batches: Iterable[Mapping[str, tf.Tensor]], user_feature: str) 
 def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
                users: Optional[np.ndarray], contract: Contract
                ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """User id -> catalogue indices of the items the user interacted with in training.
-
-    The train split is streamed; only (user row, item index) pairs of `users` are kept, so
-    memory grows with the evaluated users' histories, not with the split.
+    """User id -> catalogue indices of the items the user interacted with in training. The
+    train split is streamed; only pairs of `users` are kept (memory grows with their
+    histories, not with the split).
 
     Args:
       train_batches: Batches with the user and item ids.
@@ -71,8 +70,7 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
       contract: Names the id features.
 
     Returns:
-      A lookup from user_id to a row (0 for unknown users) and a [U + 1, None] ragged tensor
-      of catalogue indices per row.
+      A lookup user_id -> row (0: unknown) and [U + 1, None] catalogue indices per row.
     """
     position = pd.Index([item.encode() for item in catalog_ids])
     wanted = None if users is None else pd.Index(
@@ -86,15 +84,13 @@ def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Se
             keep &= wanted.get_indexer(batch_users) >= 0
         user_parts.append(batch_users[keep])
         item_parts.append(items[keep])
-    return seen_from_pairs(
-        np.concatenate(user_parts) if user_parts else np.array([], dtype=object),
-        np.concatenate(item_parts) if item_parts else np.array([], np.int64))
+    return seen_from_pairs(np.concatenate(user_parts or [np.array([], dtype=object)]),
+                           np.concatenate(item_parts or [np.array([], np.int64)]))
 
 
 def seen_from_pairs(users: np.ndarray, items: np.ndarray
                     ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """`seen_items` of [P] (user id as bytes, catalogue index) training pairs, duplicates
-    allowed."""
+    """`seen_items` of [P] (user id bytes, catalogue index) pairs, duplicates allowed."""
     pairs = pd.DataFrame({"user": users, "item": np.asarray(items, np.int64)})
     pairs = pairs.drop_duplicates().sort_values(["user", "item"], kind="stable")
     vocabulary, rows = np.unique(pairs["user"].to_numpy(), return_inverse=True)
