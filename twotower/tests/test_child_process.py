@@ -153,17 +153,23 @@ def test_an_interrupted_parent_stops_the_child_before_it_re_raises(tmp_path):
     """Ctrl-C in a terminal: SIGINT reaches the parent only (the child leads its own process
     group); the parent kills the child's group instead of waiting for it. The signal is
     sent to a thread other than the main one, as the kernel may deliver a process's SIGINT:
-    the main thread must still notice it while it waits."""
+    the main thread must still notice it while it waits. Python's own SIGINT handler is set
+    as in a terminal: a suite started in the background (`make test &` from a script)
+    inherits SIGINT ignored, and then no Ctrl-C reaches Python at all."""
     path = str(tmp_path / "pids")
     pids = []
 
     def interrupt():
         pids.extend(_pids(path))
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        child_process.run("waiting", _start_worker_and_wait, path)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            child_process.run("waiting", _start_worker_and_wait, path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 120
     assert len(pids) == 2 and _all_gone(pids)
 
