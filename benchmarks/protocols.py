@@ -87,9 +87,13 @@ def recbole_split(interactions: pd.DataFrame, user_column: str, seed: int = 42) 
 
 
 def validation_split(protocol: str, full: Split, time_column: str, seed: int = 42,
-                     quantile: float = 0.8) -> Split:
+                     quantile: float = 0.8, user_column: Optional[str] = None) -> Split:
     """The validation split of one protocol, from its training part only (`quantile`: the
     time split's cutoff).
+
+    A `recbole` split without a valid part (itself a validation split, whose references
+    choose their settings on a split of its own) is split again by `recbole_split` of its
+    train part (seed + 1; needs `user_column`).
 
     Returns:
       Split(train = the rest of train, eval = the validation part); for `recbole`, train as
@@ -100,9 +104,13 @@ def validation_split(protocol: str, full: Split, time_column: str, seed: int = 4
     if protocol in ("temporal", "history"):
         return temporal_split(full.train, time_column, quantile)
     if protocol == "recbole":
-        if full.valid is None:
-            raise ValueError("the recbole split has no valid part")
-        return Split(full.train, full.valid)
+        if full.valid is not None:
+            return Split(full.train, full.valid)
+        if user_column is None:
+            raise ValueError("a recbole split without a valid part needs user_column to be "
+                             "split again")
+        inner = recbole_split(full.train, user_column, seed + 1)
+        return Split(inner.train, inner.valid)
     raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
 
 

@@ -62,7 +62,8 @@ def _served(prepared: Any, catalog_ids: Any, scores: baselines.UserScores) -> di
 
 def _validation(prepared: Any) -> protocols.Split:
     contract = prepared.contract
-    return protocols.validation_split(prepared.name, prepared.split, contract.event_time)
+    return protocols.validation_split(prepared.name, prepared.split, contract.event_time,
+                                      user_column=contract.user_id)
 
 
 def _history_recall(prepared: Any, valid: protocols.Split, catalog_ids: Any, exclude: bool,

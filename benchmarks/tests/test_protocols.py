@@ -69,3 +69,15 @@ def test_validation_split_never_contains_eval_rows(protocol):
     if protocol in ("temporal", "history"):
         assert validation.train.timestamp.max() < validation.eval.timestamp.min()
         assert validation.eval.timestamp.max() < full.eval.timestamp.min()
+
+
+def test_a_recbole_validation_split_is_split_again_within_its_train_part():
+    table = _table(users=10, per_user=20)
+    validation = protocols.split("recbole", table, "user_id", "timestamp", part="validation")
+    inner = protocols.validation_split("recbole", validation, "timestamp",
+                                       user_column="user_id")
+    assert not pd.concat([inner.train, inner.eval]).merge(validation.eval, how="inner").shape[0]
+    assert set(inner.train.index) | set(inner.eval.index) < set(validation.train.index)
+    assert set(inner.eval.user_id) == set(validation.train.user_id)
+    with pytest.raises(ValueError, match="user_column"):
+        protocols.validation_split("recbole", validation, "timestamp")
