@@ -18,7 +18,7 @@ from twotower import keys
 from components.ingestion import window
 from components.negative_pool import artifact_io
 from components.model_validator import evaluation, gating, plot
-from components.trainer import metrics
+from components.trainer import metrics, train_history
 from twotower.config import ValidationConfig
 
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
@@ -38,12 +38,12 @@ def validation_config(exec_properties: Mapping[str, Any]) -> ValidationConfig:
 
 
 def _score(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
-           mostpop: bool = False, history: Optional[evaluation.TrainHistory] = None,
+           mostpop: bool = False, history: Optional[train_history.TrainHistory] = None,
            catalog: Optional[list[str]] = None) -> metrics.Evaluation:
     """The export's metrics (with `mostpop`, MostPop's over its catalogue) on the newest
     span's eval split, with the whole window's training data as the history the filtered
     protocol removes (what the Trainer read: window.training_patterns); `history` is that
-    split's evaluation.TrainHistory and `catalog` the export's ids, when already read."""
+    split's train_history.TrainHistory and `catalog` the export's ids, when already read."""
     train, evals = window.training_patterns(examples)
     score = evaluation.evaluate_mostpop if mostpop else evaluation.evaluate_export
     return score(path_utils.serving_model_path(model.uri), train, evals[0],
@@ -52,12 +52,12 @@ def _score(model: types.Artifact, examples: list[types.Artifact], config: Valida
 
 
 def _history(model: types.Artifact, examples: list[types.Artifact], config: ValidationConfig,
-             catalog: list[str]) -> evaluation.TrainHistory:
-    """The newest span's evaluation.TrainHistory, read once for every model scored."""
+             catalog: list[str]) -> train_history.TrainHistory:
+    """The newest span's train_history.TrainHistory, read once for every model scored."""
     train, evals = window.training_patterns(examples)
     serving_dir = path_utils.serving_model_path(model.uri)
-    return evaluation.read_train_history(train, evals[0], config.max_eval_interactions,
-                                         catalog, artifact_io.read_contract(serving_dir))
+    return train_history.read_train_history(train, evals[0], config.max_eval_interactions,
+                                            catalog, artifact_io.read_contract(serving_dir))
 
 
 class Executor(base_executor.BaseExecutor):

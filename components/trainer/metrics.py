@@ -56,41 +56,17 @@ def unique_users(batches: Iterable[Mapping[str, tf.Tensor]], user_feature: str) 
     return np.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
 
 
-def seen_items(train_batches: Iterable[Mapping[str, tf.Tensor]], catalog_ids: Sequence[str],
-               users: Optional[np.ndarray], contract: Contract
-               ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """User id -> catalogue indices of the items the user interacted with in training. The
-    train split is streamed; only pairs of `users` are kept (memory grows with their
-    histories, not with the split).
+def seen_from_pairs(users: np.ndarray, items: np.ndarray
+                    ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
+    """User id -> catalogue indices of the items the user interacted with in training.
 
     Args:
-      train_batches: Batches with the user and item ids.
-      catalog_ids: [N] item ids; items outside the catalogue are ignored.
-      users: Keep only these user ids (bytes or str); None keeps every user.
-      contract: Names the id features.
+      users: [P] user id (bytes) of each training interaction kept.
+      items: [P] catalogue index of its item (duplicates allowed).
 
     Returns:
       A lookup user_id -> row (0: unknown) and [U + 1, None] catalogue indices per row.
     """
-    position = pd.Index([item.encode() for item in catalog_ids])
-    wanted = None if users is None else pd.Index(
-        [user.encode() if isinstance(user, str) else user for user in users]).unique()
-    user_parts, item_parts = [], []
-    for batch in train_batches:
-        batch_users = batch[contract.user_id].numpy()
-        items = position.get_indexer(batch[contract.item_id].numpy())
-        keep = items >= 0
-        if wanted is not None:
-            keep &= wanted.get_indexer(batch_users) >= 0
-        user_parts.append(batch_users[keep])
-        item_parts.append(items[keep])
-    return seen_from_pairs(np.concatenate(user_parts or [np.array([], dtype=object)]),
-                           np.concatenate(item_parts or [np.array([], np.int64)]))
-
-
-def seen_from_pairs(users: np.ndarray, items: np.ndarray
-                    ) -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """`seen_items` of [P] (user id bytes, catalogue index) pairs, duplicates allowed."""
     pairs = pd.DataFrame({"user": users, "item": np.asarray(items, np.int64)})
     pairs = pairs.drop_duplicates().sort_values(["user", "item"], kind="stable")
     vocabulary, rows = np.unique(pairs["user"].to_numpy(), return_inverse=True)
@@ -102,7 +78,7 @@ def seen_from_pairs(users: np.ndarray, items: np.ndarray
 
 
 def no_history() -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
-    """`seen_items` of an anonymous contract: every query is row 0, which saw nothing (the
+    """`seen_from_pairs` of an anonymous contract: every query is row 0, which saw nothing (the
     filtered protocol then filters nothing)."""
     return towers.string_lookup(["<none>"], 1), tf.RaggedTensor.from_row_lengths(
         tf.zeros([0], tf.int64), tf.constant([0, 0], tf.int64))
@@ -110,7 +86,7 @@ def no_history() -> tuple[tf.keras.layers.StringLookup, tf.RaggedTensor]:
 
 def user_rows(lookup: tf.keras.layers.StringLookup, batch: Mapping[str, tf.Tensor],
               contract: Contract) -> tf.Tensor:
-    """[b] row of each event's user in `seen_items`' history (0 for all without a user id)."""
+    """[b] row of each event's user in `seen_from_pairs`' history (0 for all without a user id)."""
     if contract.user_id is None:
         return tf.zeros([tf.shape(batch[contract.item_id])[0]], tf.int64)
     return lookup(batch[contract.user_id])
@@ -287,7 +263,7 @@ def evaluate_events(query_embeddings: Callable[[Mapping[str, tf.Tensor]], tf.Ten
       eval_batches: Parsed eval batches with the query features and the item id.
       catalog_ids: [N] item ids, in the row order of catalog_embeddings.
       catalog_embeddings: [N, D].
-      seen: From `seen_items`.
+      seen: From `seen_from_pairs` (train_history.TrainHistory.seen).
       train_counts: [N] training count of each catalogue item.
       contract: Names the id features.
       ks: Cut-offs.

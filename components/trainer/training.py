@@ -13,8 +13,8 @@ import tensorflow as tf
 from twotower import logs as twotower_logs
 from twotower import records
 from components.negative_pool import artifact_io
-from components.trainer import (eval_events, eval_sample, export, features, metrics, optimizers, prior, towers,
-                                warm_start)
+from components.trainer import (eval_events, eval_sample, export, features, metrics,
+                                optimizers, prior, towers, train_history, warm_start)
 from components.trainer import distribution
 from components.trainer import model as model_lib
 from twotower.config import PipelineConfig, TrainingConfig
@@ -35,7 +35,7 @@ class TrainResult:
       catalog_embeddings: [N, D] candidate-tower outputs.
       log_popularity: [N] log p_freq (for the popularity prior).
       train_counts: [N] training interactions per item.
-      seen: Training history per user (metrics.seen_items).
+      seen: Training history per user (train_history.TrainHistory.seen).
       metrics: Eval metrics (see metrics.evaluate) plus training figures.
     """
 
@@ -315,14 +315,9 @@ def train_and_evaluate(train_pattern: Union[str, Sequence[str]],
         catalog_pattern, CATALOG_BATCH, False, 0, contract, contract.candidate_names)))
     seen = metrics.no_history()
     if contract.user_id is not None:
-        seen = metrics.seen_items(
-            features.dataset(train_pattern, 8192, False, 0, contract,
-                             (contract.user_id, contract.item_id)), ids,
-            metrics.unique_users(features.dataset(
-                eval_pattern, 8192, False, 0, contract, (contract.user_id,),
-                rate=eval_sample.sample_rate(eval_pattern,
-                                             config.validation.max_eval_interactions)),
-                contract.user_id), contract)
+        seen = train_history.read_train_history(
+            train_pattern, eval_pattern, config.validation.max_eval_interactions, ids,
+            contract).seen(ids)
     table = artifact_io.read_frequencies(pool_uri)
     rows = table.positions(ids)
     counts = np.where(rows >= 0, table.counts[np.maximum(rows, 0)], 0).astype(np.float64)

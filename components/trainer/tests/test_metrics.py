@@ -36,8 +36,7 @@ def test_score_batch_ranks_and_top_k_by_hand_in_any_blocks(monkeypatch, budget):
 def test_evaluate_by_hand():
     # u1 (query +1) ranks a, b, c, d; saw "a" in training; its eval item is c.
     # u2 (query -1) ranks d, c, b, a; saw nothing; its eval item is "zz" (not in the catalogue).
-    train = [{"user_id": tf.constant(["u1"]), "item_id": tf.constant(["a"])}]
-    seen = metrics.seen_items(train, CATALOG, None, IDS)
+    seen = metrics.seen_from_pairs(np.array([b"u1"], dtype=object), np.array([0]))
     evaluation = [{"user_id": tf.constant(["u1", "u2"]), "item_id": tf.constant(["c", "zz"])}]
     counts = np.array([10.0, 5.0, 1.0, 0.0])
     result = metrics.evaluate(_queries, evaluation, CATALOG, EMBEDDINGS, seen, counts, IDS,
@@ -77,17 +76,13 @@ def test_per_user_metrics_by_hand():
     assert result["ndcg_at_2"] == pytest.approx((user0 + 1.0) / 2)
 
 
-def test_seen_items_keeps_only_requested_users_and_catalogue_items():
-    train = [{"user_id": tf.constant(["u1", "u2", "u1"]), "item_id": tf.constant(["c", "a", "zz"])},
-             {"user_id": tf.constant(["u3", "u1"]), "item_id": tf.constant(["b", "a"])}]
-    lookup, history = metrics.seen_items(train, CATALOG, np.array([b"u1", b"u3"]), IDS)
-    rows = lookup(tf.constant(["u1", "u2", "u3"])).numpy()
-    # u1 saw c and a (zz is not in the catalogue), u2 was not asked for, u3 saw b.
-    assert sorted(history[rows[0]].numpy().tolist()) == [0, 2]
-    assert history[rows[1]].numpy().tolist() == []
-    assert history[rows[2]].numpy().tolist() == [1]
-    everyone_lookup, everyone = metrics.seen_items(train, CATALOG, None, IDS)
-    assert everyone[everyone_lookup(tf.constant(["u2"])).numpy()[0]].numpy().tolist() == [0]
+def test_seen_from_pairs_groups_each_users_items_once():
+    users = np.array([b"u1", b"u2", b"u1", b"u1"], dtype=object)
+    lookup, history = metrics.seen_from_pairs(users, np.array([2, 0, 0, 2]))
+    rows = lookup(tf.constant(["u1", "u2", "u9"])).numpy()
+    assert history[rows[0]].numpy().tolist() == [0, 2]  # c twice, a once: each once, sorted
+    assert history[rows[1]].numpy().tolist() == [0]
+    assert rows[2] == 0 and history[0].numpy().tolist() == []  # unknown user: row 0, nothing
 
 
 def test_unique_users_and_eval_batch_size():
