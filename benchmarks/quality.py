@@ -105,19 +105,21 @@ def prepare(protocol: str, interactions: pd.DataFrame, items: pd.DataFrame,
             repeat_purchases: bool = False, part: str = "eval",
             quantile: float = 0.8) -> Prepared:
     """Splits, writes the Examples folders and builds the NegativePool for one protocol
-    (history: the history feature's length and pooling, history protocol only; on the
-    others a history feature the contract declares is built as ingestion builds it;
-    quantile: the time split's cutoff)."""
+    (history: the history protocol's feature length and pooling; a history the contract
+    declares is built as ingestion builds it, on recbole from train alone; quantile: the
+    time split's cutoff)."""
     from benchmarks import example_files  # pylint: disable=import-outside-toplevel
     had = None
     if protocol == "history":
         contract = quality_history.with_history(contract, *history)
-    if contract.history is not None:
-        interactions = history_eval.add_histories(
-            interactions, contract.user_id, contract.item_id, contract.event_time,
-            contract.history.name, contract.history.length)
+    if contract.history is not None and protocol != "recbole":
+        interactions = history_eval.add_histories(interactions, contract.user_id, contract.item_id,
+                                                  contract.event_time, contract.history.name,
+                                                  contract.history.length)
     split = protocols.split(protocol, interactions, contract.user_id, contract.event_time,
                             part=part, quantile=quantile)
+    if contract.history is not None and protocol == "recbole":
+        split = quality_history.recbole_histories(split, contract)
     if protocol == "history":
         had = history_eval.earlier_items(split.train, split.eval, contract.user_id,
                                          contract.item_id, contract.event_time)
@@ -239,7 +241,7 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
             _log(f"{protocol}: train {len(prepared.split.train):,}, {part} "
                  f"{len(prepared.split.eval):,} interactions; {EPOCHS[protocol]} epochs")
             for name, overrides in rows.items():
-                config = config_lib.load(base, (*overrides, epochs))
+                config = config_lib.load(base, (epochs, *overrides))  # a row may set epochs
                 row = table.setdefault(name, {"name": name, "overrides": list(overrides)})
                 if name == quality_rows.TAU_RULE:
                     tau = quality_claims.rule_temperature(prepared, config)
@@ -350,7 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "losses x hard negatives, τ sweep and rule; "
                              "quality_rows.CLAIM_ROWS); report with --out")
     parser.add_argument("--variant", action="append", default=[],
-                        help="an extra row NAME:section.field=value[,...] (repeatable)")
+                        help="an extra row NAME:section.field=value[,...] (repeatable; "
+                             "after the protocol's epochs: training.epochs=N sets them)")
     parser.add_argument("--prior-weights", type=float, nargs="*",
                         default=list(DEFAULT_PRIOR_WEIGHTS),
                         help="popularity prior weights to score the default model with")
@@ -372,8 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation: score on splits carved from train and write "
                              "reports/quality_validation.json (choose defaults there)")
     parser.add_argument("--workdir", type=pathlib.Path, help="temporary data (default: system temp)")
-    parser.add_argument("--out", type=pathlib.Path,
-                        help="report path (default reports/quality.json)")
+    parser.add_argument("--out", type=pathlib.Path, help="report path (default reports/quality.json)")
 
 
 def main_from_args(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ validation (issue 15: N and pooling are chosen there), and the temporal protocol
 served for a contract that declares a history (served_scores)."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Callable, Optional, Sequence
 
@@ -52,6 +53,24 @@ def history_ranks(prepared: Any, catalog_ids: Sequence[str],
     return history_eval.event_ranks(score_rows, prepared.split.train, prepared.split.eval,
                                     catalog_ids, contract.user_id, contract.item_id,
                                     contract.event_time, excluded)
+
+
+def recbole_histories(split: Any, contract: Any) -> Any:
+    """The recbole split with the contract's history feature, built from train alone: each
+    train row's user's earlier train items (history_eval.add_histories), and each valid and
+    eval row's user's last train items (history_eval.training_histories: RecBole represents
+    a user by the train part, and the held-out parts must not leak into any history)."""
+    user, item, time = contract.user_id, contract.item_id, contract.event_time
+    name, length = contract.history.name, contract.history.length
+
+    def held_out(frame: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+        if frame is None:
+            return None
+        return frame.assign(**{name: history_eval.training_histories(
+            split.train, frame, user, item, time, length)})
+    return dataclasses.replace(
+        split, train=history_eval.add_histories(split.train, user, item, time, name, length),
+        eval=held_out(split.eval), valid=held_out(split.valid))
 
 
 def served_eval(split: Any, contract: Any) -> Optional[pd.DataFrame]:

@@ -150,3 +150,24 @@ def test_a_dataset_run_of_some_protocols_keeps_its_other_protocols_keys(tmp_path
     assert report["config"]["datasets"]["cj"]["protocol_runs"] == {"temporal": "def",
                                                                    "history": "abc"}
     assert "['history'] kept" in report["notes"]
+
+
+def test_recbole_histories_come_from_the_train_part_alone():
+    from benchmarks import protocols, quality_history  # pylint: disable=import-outside-toplevel
+    from twotower.contract import Contract, FeatureSpec  # pylint: disable=import-outside-toplevel
+    contract = quality_history.with_history(Contract((
+        FeatureSpec("u", "user_id", "id"), FeatureSpec("i", "item_id", "id"),
+        FeatureSpec("t", "event_time", "timestamp"))), 2)
+    # a's events in time order x1..x5; the split's parts are chosen by hand, out of order.
+    frame = pd.DataFrame({"u": ["a"] * 5 + ["b"], "i": ["x1", "x2", "x3", "x4", "x5", "y"],
+                          "t": [1, 2, 3, 4, 5, 6]})
+    split = protocols.Split(train=frame.iloc[[0, 2, 4, 5]], eval=frame.iloc[[1]],
+                            valid=frame.iloc[[3]])
+    built = quality_history.recbole_histories(split, contract)
+    # Train rows: the user's earlier train items only (x2 and x4 are held out).
+    assert built.train["history"].tolist() == [[], ["x1"], ["x1", "x3"], []]
+    # Held-out rows: the user's last 2 train items, whatever their own time.
+    assert built.eval["history"].tolist() == [["x3", "x5"]]
+    assert built.valid["history"].tolist() == [["x3", "x5"]]
+    assert quality_history.recbole_histories(
+        protocols.Split(split.train, split.eval), contract).valid is None
