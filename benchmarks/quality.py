@@ -263,15 +263,14 @@ def run(rows: dict[str, tuple[str, ...]], protocol_names: Sequence[str], data_di
                             "name": f"default+prior_{weight:g}",
                             "overrides": [f"model.popularity_prior={weight:g}"]})
                         extra.update(score(prepared, result, weight, served))
-                    if protocol == "history":
+                    if protocol == "history" or prepared.served_eval is not None:
                         for settings in repeats:
                             extra_name = quality_history.repeat_row_name(*settings)
-                            table[extra_name] = {
-                                "name": extra_name,
-                                "overrides": quality_history.repeat_overrides(settings),
-                                **score(prepared, result, config.model.popularity_prior,
-                                        settings)}
-                            _log(f"history {extra_name}: {quality_report.brief(table[extra_name])}")
+                            table.setdefault(extra_name, {
+                                "name": extra_name, "overrides": quality_history.repeat_overrides(
+                                    settings)}).update(score(
+                                        prepared, result, config.model.popularity_prior, settings))
+                            _log(f"{protocol} {extra_name}: {quality_report.brief(table[extra_name])}")
                 mostpop = table.setdefault(quality_rows.MOSTPOP, {
                     "name": quality_rows.MOSTPOP, "overrides": []})
                 if not any(key.startswith(protocol) for key in mostpop):
@@ -365,7 +364,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-pooling", nargs="+", choices=("mean", "recency"),
                         help="its pooling (the first length and pooling run every row)")
     parser.add_argument("--repeat-weights", type=float, nargs="*", default=[],
-                        help="history protocol: also score the default model with these "
+                        help="history protocol and temporal as served (a contract with a "
+                             "history): also score the default model with these "
                              "index.repeat_weight values (rows default+repeat_<w>_<half-life>) "
                              "and with index.history_policy=exclude")
     parser.add_argument("--repeat-half-lives", type=float, nargs="+", default=[0.0],
