@@ -67,11 +67,11 @@ def train(workers: int, arguments: list[Any], serving_dir: pathlib.Path) -> dict
 
 def run(data_dir: pathlib.Path, workers: int, epochs: int, workdir: Optional[pathlib.Path],
         out: Optional[pathlib.Path]) -> pathlib.Path:
-    from benchmarks import quality  # pylint: disable=import-outside-toplevel (imports TF)
+    from benchmarks import quality, quality_datasets  # pylint: disable=import-outside-toplevel
     commit = common.git_commit()
-    dataset = quality.DATASETS["movielens"]
+    dataset = quality_datasets.DATASETS["movielens"]
     contract = contract_lib.load(str(config_lib.SCHEMAS_ROOT / dataset.schema_dir))
-    interactions, items = quality.load_tables(data_dir, contract, dataset.command)
+    interactions, items = quality_datasets.load_tables(data_dir, contract, dataset.command)
     config = config_lib.load(None, (f"training.epochs={epochs}",))
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)

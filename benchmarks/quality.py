@@ -31,6 +31,7 @@ import pandas as pd
 from benchmarks import (common, embedding_geometry, history_eval, protocols,
                         quality_claims, quality_history, quality_plot, quality_references,
                         quality_report, quality_rows)
+from benchmarks.quality_datasets import DATASETS, load_tables
 from benchmarks.quality_history import DEFAULT_HISTORY, repeat_settings
 from benchmarks.quality_scoring import protocol_metrics, query_batch, recbole_metrics
 from twotower import config as config_lib
@@ -41,44 +42,7 @@ from twotower.errors import TwoTowerError
 EPOCHS = {"tfrs": 3, "temporal": 10, "recbole": 10, "history": 10}
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """A dataset the bench runs on: its data folder, contract and protocols."""
-
-    data_dir: str
-    schema_dir: str
-    command: str
-    protocols: tuple[str, ...]
-    repeat_purchases: bool = False  # history protocol: rank every item, exclude nothing
-    config: Optional[str] = None  # the dataset's own settings (configs/), under every row
-
-    def base_config(self) -> Optional[str]:
-        """The config file every row's overrides apply to (None: the defaults)."""
-        return str(config_lib.SCHEMAS_ROOT.parent / self.config) if self.config else None
-
-
-DATASETS = {
-    "movielens": Dataset("data/movielens", "movielens", "twotower data movielens",
-                         protocols.PROTOCOLS),
-    # Repeat purchases: only the time split means something (a random split puts the same
-    # basket in train and eval); the unfiltered temporal metrics (every item ranked, as
-    # served) are reported beside the filtered ones.
-    "completejourney": Dataset("data/completejourney", "completejourney",
-                               "twotower data completejourney --sample 500",
-                               ("temporal", "history"), repeat_purchases=True,
-                               config="configs/completejourney.yaml"),
-}
 DEFAULT_PRIOR_WEIGHTS = (0.0, 0.25, 0.5)
-def load_tables(data_dir: pathlib.Path, contract: Any, command: str
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The interactions and items tables of a data folder, typed as the contract says."""
-    paths = [data_dir / "interactions.csv", data_dir / "items.csv"]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        raise TwoTowerError(f"{missing[0]} not found: run `{command} --out {data_dir}` first")
-    from benchmarks import example_files  # pylint: disable=import-outside-toplevel (imports TF)
-    return tuple(example_files.typed_frame(pd.read_csv(path, dtype=str, keep_default_na=False),
-                                           contract) for path in paths)
 
 
 @dataclasses.dataclass
@@ -336,13 +300,14 @@ def _log(message: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="movielens",
-                        help="movielens (writes the report anew) or completejourney (adds its "
-                             "rows to the report)")
+                        help="movielens (writes the report anew), completejourney or "
+                             "instacart (add their rows to the report)")
     parser.add_argument("--data", type=pathlib.Path,
                         help="folder written by `twotower data <dataset>` (default "
                              "data/<dataset>)")
     parser.add_argument("--protocols", nargs="+", choices=protocols.PROTOCOLS,
-                        help="default: all three on movielens, temporal on completejourney")
+                        help="default: all four on movielens, temporal and history on the "
+                             "others")
     parser.add_argument("--rows", nargs="+", choices=list(quality_rows.TRAINED_ROWS),
                         help="trained rows to run (default: the dataset's, "
                              "benchmarks/quality_rows.py DATASET_ROWS)")

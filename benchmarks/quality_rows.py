@@ -61,7 +61,8 @@ ROW_NAMES = ("baseline", MOSTPOP, *REFERENCE_ROWS, ITEMKNN_HISTORY) + tuple(
 # Rows run by default per dataset: every ablation on MovieLens; on other datasets the
 # default model beside the same model without features (ids only) and MostPop.
 DATASET_ROWS = {"movielens": tuple(name for name in TRAINED_ROWS if name != "ids_only"),
-                "completejourney": ("ids_only", "default")}
+                "completejourney": ("ids_only", "default"),
+                "instacart": ("default",)}  # ids are its only features
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
