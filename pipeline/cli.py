@@ -1,8 +1,7 @@
 """The `twotower` command.
 
     twotower data movielens --out data/movielens       # real data (MovieLens-100K)
-    twotower data completejourney --out data/completejourney [--sample N]  # grocery purchases
-    twotower data instacart --out data/instacart [--sample N]  # grocery orders, no contract
+    twotower data completejourney|instacart --out data/NAME [--sample N]  # grocery purchases
     twotower data synthetic --users 1000 --items 500 --interactions 100000 --out data/syn
     twotower data split-spans --interactions data/movielens/interactions.csv --every week \
         --copy data/movielens/items.csv --out data/movielens-weekly
