@@ -13,7 +13,7 @@
     twotower compile airflow --out DAGS_DIR | kubeflow --out spec.json [--config FILE]
     twotower serve --model_base_path serving_models/twotower   # TF Serving's gRPC + REST API
     twotower query --user-features user_id=1 age=24 [--history 50 181] --k 10  # ask a server
-    twotower bench pool|quality|index|serving|scale|increments|span_quality|multi_worker|cli  # -> reports/
+    twotower bench pool|quality|index|serving|scale|increments|span_quality|multi_worker|repeat_ceiling|cli  # reports/
 
 Errors that name a problem (bad config, bad data, failed validation) are printed as one
 readable message with exit code 2; the full log of a run is in <pipeline_root>/logs/.

@@ -25,6 +25,8 @@ BENCHMARKS = (
                    "memory, and one run over the same data as a single file"),
     ("span_quality", "warm-started nightly runs over MovieLens weeks against a full retrain of "
                      "the same window, the TFRS tutorial and MostPop"),
+    ("repeat_ceiling", "learned repeat rankers against the decayed P-TopFreq rule on "
+                       "repeat-purchase data (validation split only)"),
     ("cli", "how long each `twotower` command takes to start"),
     ("multi_worker", "the Trainer on one process and on N worker processes (TF_CONFIG): "
                      "quality at the same global batch"),
