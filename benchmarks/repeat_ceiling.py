@@ -213,16 +213,12 @@ class Events:
     steps: list[np.ndarray]
 
 
-def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
-    return index.get_indexer(values.astype(str))
-
-
 def gather(rows: pd.DataFrame, by_user: dict[int, tuple[np.ndarray, np.ndarray]],
            user_index: pd.Index, item_index: pd.Index, columns: tuple[str, str, str],
            stats: ItemStats, length: int) -> Events:
     """Events of `rows` (user, item, time columns) with the features of their candidates."""
     user, item, moment = columns
-    users, targets = _codes(rows[user], user_index), _codes(rows[item], item_index)
+    users, targets = baselines.positions(rows[user], user_index), baselines.positions(rows[item], item_index)
     unique, days, steps = [], [], []
     for code, when in zip(users, rows[moment].to_numpy(np.float64)):
         found, inverse, times = own_items(*by_user[code], when)
@@ -273,14 +269,14 @@ def measure(dataset: str, data_dir: pathlib.Path, fit_events: int,
     user_index = pd.Index(interactions[user].astype(str).unique())
     item_index = pd.Index(interactions[item].astype(str).unique())
     train = split.train
-    stats = item_stats(_codes(train[user], user_index), _codes(train[item], item_index),
+    stats = item_stats(baselines.positions(train[user], user_index), baselines.positions(train[item], item_index),
                        train[moment].to_numpy(np.float64), len(item_index))
     counts = np.expm1(stats.log_count)
     popularity_rank = np.empty(len(item_index), np.int64)
     popularity_rank[np.lexsort((np.arange(len(counts)), -counts))] = np.arange(len(counts))
-    tie = 1e-9 * (1.0 - popularity_rank / len(item_index))
+    tie = 1e-9 * baselines.popularity_order(counts)
     every = pd.concat([train, split.eval]).sort_values(moment, kind="stable")
-    every = every.assign(_u=_codes(every[user], user_index), _i=_codes(every[item], item_index))
+    every = every.assign(_u=baselines.positions(every[user], user_index), _i=baselines.positions(every[item], item_index))
     by_user = {code: (group[moment].to_numpy(np.float64), group["_i"].to_numpy())
                for code, group in every.groupby("_u", sort=False)}
     half = split.eval[user].astype(str).map(lambda key: zlib.crc32(key.encode()) % 2).to_numpy()
